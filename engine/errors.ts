@@ -1,0 +1,177 @@
+/**
+ * One error base for the whole product. Every failure a user can meet is a subclass with a stable
+ * code and a blame field, classified where it is thrown (never by matching message text later).
+ * The CLI is the only place that turns these into exit codes and output.
+ */
+export type Blame = 'user' | 'external' | 'internal';
+
+export interface Location {
+  file: string;
+  line?: number;
+  column?: number;
+}
+
+export function formatLocation(loc: Location): string {
+  let s = loc.file;
+  if (loc.line !== undefined) s += `:${loc.line}`;
+  if (loc.line !== undefined && loc.column !== undefined) s += `:${loc.column}`;
+  return s;
+}
+
+export class CiError extends Error {
+  readonly code: string;
+  readonly source: Blame;
+  /** What the user can do about it, shown on its own line. */
+  readonly hint?: string;
+  /** Exit code the CLI uses for this failure. */
+  readonly exitCode: number = 1;
+
+  constructor(code: string, message: string, opts: { source?: Blame; hint?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.source = opts.source ?? 'user';
+    this.hint = opts.hint;
+  }
+}
+
+/** Bad user input located in a file: Kubefile, Clusterfile, plan file. */
+export class InputError extends CiError {
+  readonly location: Location;
+  constructor(code: string, location: Location, message: string, hint?: string) {
+    super(code, `${formatLocation(location)}: ${message}`, { source: 'user', hint });
+    this.location = location;
+  }
+}
+
+export class KubefileError extends InputError {
+  constructor(location: Location, message: string, hint?: string) {
+    super('KUBEFILE_INVALID', location, message, hint);
+  }
+}
+
+export class BuildStepError extends InputError {
+  readonly output: string;
+  readonly exitStatus: number | null;
+  constructor(location: Location, instruction: string, exitStatus: number | null, output: string) {
+    const tail = output.trimEnd().split('\n').slice(-40).join('\n');
+    super(
+      'BUILD_RUN_FAILED',
+      location,
+      `${instruction} failed with exit code ${exitStatus ?? 'signal'}` + (tail ? `\n${tail}` : ''),
+    );
+    this.output = output;
+    this.exitStatus = exitStatus;
+  }
+}
+
+export class ClusterfileError extends InputError {
+  constructor(location: Location, message: string, hint?: string) {
+    super('CLUSTERFILE_INVALID', location, message, hint);
+  }
+}
+
+export class ImageNotFoundError extends CiError {
+  constructor(ref: string, hint = 'run `ci images` to list what the store holds, or `ci pull` it') {
+    super('IMAGE_NOT_FOUND', `image ${ref} is not in the local store`, { hint });
+  }
+}
+
+export class InvalidReferenceError extends CiError {
+  constructor(ref: string, why: string) {
+    super('REFERENCE_INVALID', `invalid image reference "${ref}": ${why}`);
+  }
+}
+
+export class DigestMismatchError extends CiError {
+  constructor(what: string, expected: string, actual: string) {
+    super('DIGEST_MISMATCH', `${what}: expected ${expected} but content hashes to ${actual}`, { source: 'external' });
+  }
+}
+
+export class StateLockError extends CiError {
+  readonly holder: unknown;
+  constructor(message: string, holder: unknown, hint?: string) {
+    super('STATE_LOCKED', message, { hint });
+    this.holder = holder;
+  }
+}
+
+export class StateError extends CiError {
+  constructor(message: string, hint?: string) {
+    super('STATE_INVALID', message, { hint });
+  }
+}
+
+export class StalePlanError extends CiError {
+  constructor(message: string) {
+    super('PLAN_STALE', message, { hint: 'run `ci plan` again and review the new plan' });
+  }
+}
+
+export class HostUnreachableError extends CiError {
+  readonly host: string;
+  constructor(host: string, message: string, cause?: unknown) {
+    super('HOST_UNREACHABLE', `${host}: ${message}`, { source: 'external', cause });
+    this.host = host;
+  }
+}
+
+export class HostKeyMismatchError extends CiError {
+  readonly host: string;
+  constructor(host: string, expected: string, actual: string) {
+    super(
+      'HOST_KEY_CHANGED',
+      `${host}: SSH host key changed (pinned ${expected}, host offered ${actual}); refusing to connect`,
+      { hint: 'if the host was rebuilt on purpose, remove its entry with `ci state rm-host-key` or destroy and re-create it' },
+    );
+    this.host = host;
+  }
+}
+
+export class RemoteCommandError extends CiError {
+  readonly host: string;
+  readonly exitStatus: number | null;
+  readonly stderrTail: string;
+  constructor(host: string, what: string, exitStatus: number | null, stderrTail: string) {
+    super('REMOTE_COMMAND_FAILED', `${host}: ${what} exited with ${exitStatus ?? 'a signal'}` + (stderrTail ? `\n${stderrTail}` : ''), {
+      source: 'external',
+    });
+    this.host = host;
+    this.exitStatus = exitStatus;
+    this.stderrTail = stderrTail;
+  }
+}
+
+export class RegistryError extends CiError {
+  readonly status?: number;
+  constructor(code: string, message: string, opts: { status?: number; hint?: string; source?: Blame; cause?: unknown } = {}) {
+    super(code, message, { source: opts.source ?? 'external', hint: opts.hint, cause: opts.cause });
+    this.status = opts.status;
+  }
+}
+
+export class AbortError extends CiError {
+  constructor(message = 'cancelled') {
+    super('ABORTED', message);
+  }
+}
+
+export class UsageError extends CiError {
+  constructor(message: string, hint?: string) {
+    super('USAGE', message, { hint });
+  }
+}
+
+export class InternalError extends CiError {
+  constructor(message: string, cause?: unknown) {
+    super('INTERNAL', message, { source: 'internal', cause });
+  }
+}
+
+/** Errors that a retry may cure: connection resets, timeouts, throttling. Set where thrown. */
+export class TransientError extends CiError {
+  constructor(code: string, message: string, cause?: unknown) {
+    super(code, message, { source: 'external', cause });
+  }
+}

@@ -1,0 +1,72 @@
+/** OCI image-spec data shapes used by the store, the builder and the registry client. */
+import type { Digest } from '../digest.js';
+
+export const MEDIA = {
+  index: 'application/vnd.oci.image.index.v1+json',
+  manifest: 'application/vnd.oci.image.manifest.v1+json',
+  config: 'application/vnd.oci.image.config.v1+json',
+  layerGzip: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  layerTar: 'application/vnd.oci.image.layer.v1.tar',
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
+  dockerConfig: 'application/vnd.docker.container.image.v1+json',
+  dockerLayerGzip: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+} as const;
+
+export const REF_NAME = 'org.opencontainers.image.ref.name';
+/** Local-store only (index.json), never part of an image digest: when this machine stored the image. */
+export const STORED_AT = 'io.cloudimage.stored';
+
+export interface Descriptor {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { architecture: string; os: string };
+}
+
+export interface Manifest {
+  schemaVersion: 2;
+  mediaType: string;
+  config: Descriptor;
+  layers: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface ImageIndex {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+  annotations?: Record<string, string>;
+}
+
+export interface HistoryEntry {
+  created?: string;
+  created_by?: string;
+  empty_layer?: boolean;
+  comment?: string;
+}
+
+/** A CMD recorded by the Kubefile: run at apply time on the first master, re-run when identity changes. */
+export interface CmdRecord {
+  cmd: string;
+  /** sha256 over the CMD text and every layer digest before it. */
+  identity: Digest;
+}
+
+/** Our metadata, carried in the standard image config under one extra key. */
+export interface CloudImageMeta {
+  version: 1;
+  /** One entry per layer, in order: the instruction that made it. */
+  layers: { createdBy: string }[];
+  cmds: CmdRecord[];
+}
+
+export interface ImageConfig {
+  created?: string;
+  architecture: string;
+  os: string;
+  config: { Env?: string[]; Labels?: Record<string, string>; Cmd?: string[] };
+  rootfs: { type: 'layers'; diff_ids: Digest[] };
+  history: HistoryEntry[];
+  cloudimage?: CloudImageMeta;
+}
