@@ -1,0 +1,139 @@
+/**
+ * What a plan is made of: plain, serialisable data. The planner produces it without I/O; `ci plan --out` saves it;
+ * the executor runs it, honouring `deps` (ids that must finish first). Ids are stable across runs so a saved plan,
+ * its rendering and the executor's progress lines all name the same step the same way.
+ */
+import type { Digest } from '../engine/digest.js';
+import type { HookName, LocalKind, Provider } from '../state/model.js';
+
+export const PLAN_VERSION = 1 as const;
+
+/** Image metadata the planner needs; the executor builds it from `ImageStore.resolve`. */
+export interface ImageInfo {
+  ref: string;
+  digest: Digest;
+  layers: { digest: Digest; size: number; createdBy: string }[];
+  cmds: { cmd: string; identity: Digest }[];
+}
+
+interface ActionBase {
+  /** Stable id, e.g. `hook:join-master:10.0.0.3`. */
+  id: string;
+  /** Host key (IP, or local name for LOCAL hosts); absent for cluster-level actions. */
+  host?: string;
+  /** Why this step is needed, for humans: `new host`, `image changed v1 -> v2`, `resume: not completed`. */
+  reason: string;
+  /** Ids of actions that must finish successfully first. */
+  deps: string[];
+}
+
+/** LOCAL provider only: make the host on this machine. */
+export interface CreateHostAction extends ActionBase {
+  kind: 'create-host';
+  host: string;
+  local: { kind: LocalKind };
+}
+
+/** Stream the layers the host lacks into its layer store. */
+export interface SendLayersAction extends ActionBase {
+  kind: 'send-layers';
+  host: string;
+  layers: Digest[];
+  bytes: number;
+}
+
+/** (Re)build the host's rootfs from its layer store for `image`; host-local, no network cost. */
+export interface UnpackAction extends ActionBase {
+  kind: 'unpack';
+  host: string;
+  image: Digest;
+  layers: Digest[];
+}
+
+/** Run a lifecycle hook from the image's rootfs `hooks/` (a missing hook file is skipped by the executor). */
+export interface HookAction extends ActionBase {
+  kind: 'hook';
+  host: string;
+  hook: HookName;
+  /** The image whose rootfs provides the hook (the old one for leave/clean). */
+  image: Digest;
+}
+
+/** A Kubefile CMD, run on master0 after the joins, in image order. */
+export interface RunCmdAction extends ActionBase {
+  kind: 'run-cmd';
+  host: string;
+  cmd: string;
+  identity: Digest;
+}
+
+/** Delete the host's cloudimage files after leave/clean. */
+export interface RemoveFilesAction extends ActionBase {
+  kind: 'remove-files';
+  host: string;
+}
+
+/** LOCAL: remove the local host. After it (or after remove-files on BAREMETAL) the host is dropped from state. */
+export interface DeleteHostAction extends ActionBase {
+  kind: 'delete-host';
+  host: string;
+}
+
+/** Final bookkeeping: state.image := the desired image. Depends on everything else. */
+export interface SetImageAction extends ActionBase {
+  kind: 'set-image';
+  image: { ref: string; digest: Digest; layers: Digest[]; cmds: { cmd: string; identity: Digest }[] };
+  /** The new master0 when it changes (first master removed), else the current one. */
+  master0?: string;
+}
+
+export type Action =
+  | CreateHostAction
+  | SendLayersAction
+  | UnpackAction
+  | HookAction
+  | RunCmdAction
+  | RemoveFilesAction
+  | DeleteHostAction
+  | SetImageAction;
+
+export type ActionKind = Action['kind'];
+
+/** How a host is affected, worst first: destroy > add > change > none. */
+export type Impact = 'add' | 'change' | 'destroy' | 'none';
+
+export interface PlannedHost {
+  key: string;
+  ip?: string;
+  name?: string;
+  roles: string[];
+  impact: Impact;
+}
+
+export interface Plan {
+  version: typeof PLAN_VERSION;
+  operation: 'apply' | 'destroy';
+  cluster: string;
+  provider: Provider;
+  /** Lineage and serial of the state this plan was made against (null lineage: no state yet). */
+  lineage: string | null;
+  serial: number;
+  /** Digest of the normalised Clusterfile (secrets excluded); null for destroy plans made from state alone. */
+  clusterfileDigest: string | null;
+  /** The desired image (null for destroy). */
+  image: { ref: string; digest: Digest } | null;
+  /** master0 after this plan completes. */
+  master0?: string;
+  actions: Action[];
+  /** Hosts touched or kept, in display order (masters first), with their worst impact. */
+  hosts: PlannedHost[];
+  summary: { add: number; change: number; destroy: number };
+}
+
+export function actionsForHost(plan: Plan, key: string): Action[] {
+  return plan.actions.filter((a) => a.host === key);
+}
+
+export function isEmptyPlan(plan: Plan): boolean {
+  return plan.actions.length === 0;
+}

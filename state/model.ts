@@ -1,0 +1,86 @@
+/**
+ * The state file: what cloudimage believes is on each host. The planner diffs the Clusterfile against it; the
+ * executor updates it after every completed step so a failed apply resumes with exactly the missing steps.
+ * It holds no passwords or keys (hook outputs are kept here but never printed).
+ */
+import type { Digest } from '../engine/digest.js';
+
+export const STATE_VERSION = 1 as const;
+
+export type Provider = 'BAREMETAL' | 'LOCAL';
+export type LocalKind = 'light' | 'systemd';
+export type HostStatus = 'creating' | 'active' | 'leaving';
+
+export type HookName =
+  | 'init-host'
+  | 'init-master0'
+  | 'join-master'
+  | 'join-node'
+  | 'reconfigure'
+  | 'upgrade'
+  | 'leave'
+  | 'clean';
+
+export const HOOK_NAMES: readonly HookName[] = [
+  'init-host',
+  'init-master0',
+  'join-master',
+  'join-node',
+  'reconfigure',
+  'upgrade',
+  'leave',
+  'clean',
+];
+
+/** The image last fully applied to the cluster. */
+export interface StateImage {
+  ref: string;
+  digest: Digest;
+  layers: Digest[];
+  cmds: { cmd: string; identity: Digest }[];
+}
+
+export interface HostState {
+  /** IP for BAREMETAL hosts, the stable local name for LOCAL ones. */
+  key: string;
+  /** Known once the host exists (LOCAL hosts get theirs when created). */
+  ip: string;
+  name?: string;
+  hostname?: string;
+  roles: string[];
+  /** Connection facts only: never a password or key. */
+  ssh: { user: string; port: number };
+  /** Pinned SSH host key fingerprint (SHA256:...), set on first contact. */
+  hostKey?: string;
+  /** Layer digests held in the host's layer store. */
+  layers: Digest[];
+  /** Image whose rootfs is currently unpacked on the host. */
+  rootfsImage?: Digest;
+  /** Hooks that completed on this host, with the image digest they ran for. */
+  hooks: Partial<Record<HookName, Digest>>;
+  status: HostStatus;
+  local?: { kind: LocalKind };
+}
+
+export interface ClusterState {
+  version: typeof STATE_VERSION;
+  /** Made once when the state is first created; a state with another lineage is another cluster. */
+  lineage: string;
+  /** Incremented on every write. */
+  serial: number;
+  cluster: string;
+  provider: Provider;
+  image?: StateImage;
+  /** Key of the first master (where init-master0 ran and CMDs run). */
+  master0?: string;
+  /** Identities of CMDs that completed. */
+  cmdsRun: Digest[];
+  /** Hook outputs; may be secret-ish, so never printed. */
+  outputs: Record<string, string>;
+  hosts: Record<string, HostState>;
+}
+
+/** A fresh, empty state for a cluster not yet applied. `lineage` is passed in so this stays pure. */
+export function emptyState(cluster: string, provider: Provider, lineage: string): ClusterState {
+  return { version: STATE_VERSION, lineage, serial: 0, cluster, provider, cmdsRun: [], outputs: {}, hosts: {} };
+}
