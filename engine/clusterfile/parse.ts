@@ -1,0 +1,247 @@
+/**
+ * Clusterfile loading in stages: YAML (with positions) -> `${VAR}` expansion -> strict schema -> semantic rules
+ * -> normalised DesiredCluster. Every problem is collected with its file:line:column and field path and thrown
+ * together as one ClusterfileInvalidError. Passwords and passphrases are registered as secrets as soon as read.
+ */
+import { promises as fs } from 'node:fs';
+import { homedir } from 'node:os';
+import { LineCounter, parseAllDocuments, type Document } from 'yaml';
+import type { z } from 'zod';
+import { canonicalJson, sha256 } from '../digest.js';
+import { ClusterfileError } from '../errors.js';
+import { registerSecret } from '../redact.js';
+import type { LocalKind } from '../../state/model.js';
+import { ClusterfileInvalidError, type ClusterfileIssue } from './errors.js';
+import { expandVars, parseEnvList, UnsetVariable } from './env.js';
+import { formatPath, locate, type FieldPath } from './locate.js';
+import { RULES } from './rules.js';
+import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
+import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
+
+export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<DesiredCluster> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (err: any) {
+    const why = err?.code === 'ENOENT' ? 'no such file' : (err?.message ?? String(err));
+    throw new ClusterfileError({ file: path }, `cannot read the Clusterfile: ${why}`, 'pass the right path with -f');
+  }
+  return parseClusterfile(text, path, env);
+}
+
+export function parseClusterfile(text: string, fileName: string, env: NodeJS.ProcessEnv = process.env): DesiredCluster {
+  const lines = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const issues: ClusterfileIssue[] = [];
+  const list = Array.isArray(docs) ? docs : [];
+  if (!Array.isArray(docs)) {
+    issues.push({ location: { file: fileName, line: 1, column: 1 }, path: '(document)', message: 'empty file', rule: 'yaml' });
+  }
+
+  for (const doc of list) {
+    for (const e of doc.errors) {
+      const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
+      issues.push({ location: { file: fileName, line: pos.line, column: pos.col }, path: '(yaml)', message: yamlMessage(e.message), rule: 'yaml' });
+    }
+  }
+  if (issues.length) throw new ClusterfileInvalidError(issues);
+
+  const add = (doc: Document, path: FieldPath, message: string, rule: string, atKey = false) =>
+    issues.push({ location: locate(doc, lines, fileName, path, atKey), path: formatPath(path), message, rule });
+
+  let cluster: { doc: Document; value: ClusterDoc } | undefined;
+  const plugins: ExtraDocument[] = [];
+  const configs: ExtraDocument[] = [];
+  for (const doc of list) {
+    if (doc.contents === null) continue;
+    const raw = expandAll(doc.toJS(), [], env, (path, variable) =>
+      add(doc, path, `environment variable ${variable} is not set: export it or remove \${${variable}}`, 'unset-variable'),
+    );
+    const kind = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).kind : undefined;
+    if (kind === 'Cluster') {
+      const r = ClusterDocSchema.safeParse(raw);
+      if (!r.success) {
+        schemaIssues(r.error.issues, raw, (path, msg, atKey) => add(doc, path, msg, 'schema', atKey));
+        continue;
+      }
+      if (cluster) {
+        add(doc, ['kind'], 'a second Cluster document: a Clusterfile describes exactly one cluster', 'one-cluster');
+        continue;
+      }
+      cluster = { doc, value: r.data };
+    } else if (kind === 'Plugin' || kind === 'Config') {
+      const r = ExtraDocSchema.safeParse(raw);
+      if (!r.success) {
+        schemaIssues(r.error.issues, raw, (path, msg, atKey) => add(doc, path, msg, 'schema', atKey));
+        continue;
+      }
+      (kind === 'Plugin' ? plugins : configs).push(extraDocument(r.data));
+    } else {
+      add(doc, ['kind'], `unknown kind ${kind === undefined ? '(missing)' : JSON.stringify(kind)}: expected Cluster, Plugin or Config`, 'schema');
+    }
+  }
+  if (!cluster && issues.length === 0) {
+    issues.push({ location: { file: fileName, line: 1, column: 1 }, path: '(document)', message: 'no document of kind Cluster', rule: 'one-cluster' });
+  }
+  if (cluster) {
+    for (const rule of RULES) for (const i of rule.check(cluster.value)) add(cluster.doc, i.path, i.message, i.rule, i.atKey);
+  }
+  if (issues.length) throw new ClusterfileInvalidError(issues);
+  return normalise(cluster!.value, plugins, configs, env);
+}
+
+function yamlMessage(msg: string): string {
+  // The yaml library's messages start with a capital and may carry a code excerpt; keep the first line.
+  const first = msg.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+  return 'invalid YAML: ' + first.charAt(0).toLowerCase() + first.slice(1);
+}
+
+function expandAll(
+  v: unknown,
+  path: (string | number)[],
+  env: NodeJS.ProcessEnv,
+  onUnset: (path: FieldPath, variable: string) => void,
+): unknown {
+  if (typeof v === 'string') {
+    try {
+      return expandVars(v, env);
+    } catch (err) {
+      if (err instanceof UnsetVariable) {
+        onUnset(path, err.variable);
+        return v;
+      }
+      throw err;
+    }
+  }
+  if (Array.isArray(v)) return v.map((x, i) => expandAll(x, [...path, i], env, onUnset));
+  if (v && typeof v === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) out[k] = expandAll(x, [...path, k], env, onUnset);
+    return out;
+  }
+  return v;
+}
+
+function schemaIssues(
+  zIssues: z.core.$ZodIssue[],
+  raw: unknown,
+  add: (path: FieldPath, message: string, atKey: boolean) => void,
+): void {
+  for (const i of zIssues) {
+    const path = i.path as (string | number)[];
+    if (i.code === 'unrecognized_keys') {
+      for (const k of i.keys) add([...path, k], `unknown field "${k}": remove it or check its spelling`, true);
+      continue;
+    }
+    if (i.code === 'invalid_type' && valueAt(raw, path) === undefined) {
+      add(path, 'is required', false);
+      continue;
+    }
+    if (i.code === 'invalid_type') {
+      add(path, `must be ${article(i.expected)}, not ${describe(valueAt(raw, path))}`, false);
+      continue;
+    }
+    if (i.code === 'invalid_value') {
+      add(path, `must be one of ${i.values.map((v) => JSON.stringify(v)).join(', ')}`, false);
+      continue;
+    }
+    add(path, i.message.charAt(0).toLowerCase() + i.message.slice(1), false);
+  }
+}
+
+function valueAt(raw: unknown, path: readonly (string | number)[]): unknown {
+  let v = raw;
+  for (const seg of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<string | number, unknown>)[seg];
+  }
+  return v;
+}
+
+function article(expected: string): string {
+  if (expected === 'int') return 'an integer';
+  if (expected === 'array') return 'a list';
+  if (expected === 'object') return 'a mapping';
+  return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'number' && !Number.isInteger(v)) return 'a fraction';
+  return `a ${typeof v}`;
+}
+
+function extraDocument(d: ExtraDoc): ExtraDocument {
+  return { apiVersion: d.apiVersion, kind: d.kind, name: d.metadata.name, spec: d.spec as Record<string, unknown> };
+}
+
+function envRecord(list: string[] | undefined): Record<string, string> {
+  const r = parseEnvList(list ?? []);
+  return 'bad' in r ? {} : (r as Record<string, string>); // malformed entries were reported by the bad-env rule
+}
+
+function mergeSsh(base: SshDoc | undefined, over: SshDoc | undefined, env: NodeJS.ProcessEnv): DesiredSsh {
+  const pick = <K extends keyof SshDoc>(k: K): SshDoc[K] => (over?.[k] !== undefined ? over[k] : base?.[k]);
+  const nonEmpty = (s: string | undefined) => (s === undefined || s === '' ? undefined : s);
+  const pk = nonEmpty(pick('pk'));
+  const home = env.HOME ?? homedir();
+  const ssh: DesiredSsh = {
+    user: nonEmpty(pick('user')) ?? 'root',
+    port: pick('port') === undefined ? 22 : Number(pick('port')),
+  };
+  const password = nonEmpty(pick('passwd'));
+  const passphrase = nonEmpty(pick('pkPasswd'));
+  if (password !== undefined) ssh.password = password;
+  if (pk !== undefined) ssh.privateKeyPath = pk === '~' ? home : pk.startsWith('~/') ? home + pk.slice(1) : pk;
+  if (passphrase !== undefined) ssh.passphrase = passphrase;
+  registerSecret(password);
+  registerSecret(passphrase);
+  return ssh;
+}
+
+function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocument[], env: NodeJS.ProcessEnv): DesiredCluster {
+  const name = doc.metadata.name;
+  const provider = doc.spec.provider ?? 'BAREMETAL';
+  const clusterEnv = envRecord(doc.spec.env);
+  const defaultKind: LocalKind = doc.spec.local?.kind ?? 'light';
+  const hosts: DesiredHost[] = [];
+  // Local names number per role; a second group of the same role gets its own series so that scaling one
+  // group never renames the hosts of another.
+  const groupsPerRole = new Map<string, number>();
+  doc.spec.hosts.forEach((g) => {
+    const hostEnv = { ...clusterEnv, ...envRecord(g.env) };
+    const ssh = () => mergeSsh(doc.spec.ssh, g.ssh, env);
+    if (provider === 'BAREMETAL') {
+      for (const ip of g.ips ?? []) hosts.push({ key: ip, ip, roles: [...g.roles], env: hostEnv, ssh: ssh() });
+    } else {
+      const role = g.roles[0];
+      const nth = (groupsPerRole.get(role) ?? 0) + 1;
+      groupsPerRole.set(role, nth);
+      const series = nth === 1 ? role : `${role}${nth}`;
+      for (let i = 1; i <= (g.count ?? 0); i++) {
+        const hostName = `${name}-${series}-${i}`;
+        hosts.push({ key: hostName, name: hostName, roles: [...g.roles], env: hostEnv, ssh: ssh(), local: { kind: g.kind ?? defaultKind } });
+      }
+    }
+  });
+  const ordered = [...hosts.filter((h) => h.roles.includes('master')), ...hosts.filter((h) => !h.roles.includes('master'))];
+  const withoutDigest = {
+    name,
+    apiVersion: doc.apiVersion,
+    image: doc.spec.image.trim(),
+    provider,
+    env: clusterEnv,
+    hosts: ordered,
+    plugins,
+    configs,
+  };
+  return { ...withoutDigest, digest: clusterDigest(withoutDigest) };
+}
+
+/** sha256 over the normalised cluster with every secret left out, so it can live in plan files. */
+export function clusterDigest(c: Omit<DesiredCluster, 'digest'>): `sha256:${string}` {
+  const hosts = c.hosts.map((h) => ({ ...h, ssh: { user: h.ssh.user, port: h.ssh.port, privateKeyPath: h.ssh.privateKeyPath } }));
+  return sha256(canonicalJson({ ...c, hosts }));
+}

@@ -1,0 +1,89 @@
+/**
+ * The Clusterfile's document shapes, strict: an unknown field is an error rather than silently ignored.
+ * Fields sealer's v2 Cluster accepts but cloudimage does not act on yet (cmd_args, registry, labels...) are
+ * declared so that sealer files parse as they are. No transforms here: the same schema is published as JSON Schema.
+ */
+import { z } from 'zod';
+
+export const API_VERSIONS = ['sealer.cloud/v2', 'cloudimage.io/v1'] as const;
+export const PROVIDERS = ['BAREMETAL', 'LOCAL'] as const;
+export const LOCAL_KINDS = ['light', 'systemd'] as const;
+
+const port = z.union([z.number().int().min(1).max(65535), z.string().regex(/^[0-9]{1,5}$/)]);
+
+export const SshSchema = z
+  .strictObject({
+    user: z.string().optional(),
+    passwd: z.string().optional(),
+    pk: z.string().optional(),
+    pkPasswd: z.string().optional(),
+    port: port.optional(),
+  })
+  .describe('SSH connection settings; a host group overrides the cluster-wide values field by field');
+
+const envList = z.array(z.string()).describe('KEY=VALUE entries');
+
+const Metadata = z.strictObject({
+  name: z.string(),
+  namespace: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  creationTimestamp: z.union([z.string(), z.null()]).optional(),
+});
+
+export const HostGroupSchema = z.strictObject({
+  ips: z.array(z.string()).optional().describe('BAREMETAL: the hosts of this group'),
+  count: z.number().int().min(1).optional().describe('LOCAL: how many hosts to create on this machine'),
+  kind: z.enum(LOCAL_KINDS).optional().describe('LOCAL: host kind for this group'),
+  roles: z.array(z.string()).min(1),
+  ssh: SshSchema.optional(),
+  env: envList.optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  taints: z.array(z.string()).optional(),
+});
+
+export const ClusterDocSchema = z.strictObject({
+  apiVersion: z.enum(API_VERSIONS),
+  kind: z.literal('Cluster'),
+  metadata: Metadata,
+  spec: z.strictObject({
+    image: z.string(),
+    provider: z.enum(PROVIDERS).optional(),
+    local: z.strictObject({ kind: z.enum(LOCAL_KINDS).optional() }).optional(),
+    ssh: SshSchema.optional(),
+    env: envList.optional(),
+    hosts: z.array(HostGroupSchema),
+    cmd_args: z.array(z.string()).optional(),
+    cmd: z.array(z.string()).optional(),
+    appNames: z.array(z.string()).optional(),
+    containerRuntime: z.strictObject({ type: z.string().optional() }).optional(),
+    hostAliases: z.array(z.strictObject({ ip: z.string(), hostnames: z.array(z.string()) })).optional(),
+    registry: z.record(z.string(), z.unknown()).optional(),
+    dataRoot: z.string().optional(),
+    apps: z.array(z.unknown()).optional(),
+  }),
+});
+
+/** Plugin and Config documents are kept as written (sealer shape) and not acted on yet. */
+export const ExtraDocSchema = z.strictObject({
+  apiVersion: z.string(),
+  kind: z.enum(['Plugin', 'Config']),
+  metadata: Metadata,
+  spec: z.looseObject({ type: z.string().optional(), data: z.unknown().optional() }),
+});
+
+export const DocumentSchema = z.union([ClusterDocSchema, ExtraDocSchema]);
+
+export type ClusterDoc = z.infer<typeof ClusterDocSchema>;
+export type ExtraDoc = z.infer<typeof ExtraDocSchema>;
+export type SshDoc = z.infer<typeof SshSchema>;
+
+/** The published JSON Schema of one Clusterfile document. */
+export function clusterfileJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(DocumentSchema) as Record<string, unknown>;
+  return {
+    ...schema,
+    $id: 'https://cloudimage.io/schema/clusterfile.schema.json',
+    title: 'Clusterfile document (Cluster, Plugin or Config)',
+  };
+}
