@@ -1,0 +1,37 @@
+import type { Command } from 'commander';
+import { ImageStore } from '../../image/store.js';
+import { parseReference } from '../../image/reference.js';
+import { shortDigest } from '../../digest.js';
+import { humanSize, relativeTime, table } from '../format.js';
+
+export function register(program: Command): void {
+  program
+    .command('images')
+    .description('list images in the local store')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => {
+      const store = new ImageStore();
+      const rows = [];
+      for (const img of await store.list()) {
+        const resolved = await store.resolve(img.ref).catch(() => undefined);
+        const r = parseReference(img.ref);
+        rows.push({
+          name: r.registry ? `${r.registry}/${r.repository}` : r.repository,
+          tag: r.tag ?? '<none>',
+          id: img.digest,
+          created: img.storedAt,
+          size: resolved ? ImageStore.imageSize(resolved) : 0,
+        });
+      }
+      if (o.json) {
+        process.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(
+        table(
+          ['NAME', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'],
+          rows.map((r) => [r.name, r.tag, shortDigest(r.id), relativeTime(r.created), humanSize(r.size)]),
+        ),
+      );
+    });
+}

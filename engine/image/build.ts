@@ -1,0 +1,299 @@
+/**
+ * `ci build`: Kubefile + context -> CloudImage in the local store. Every step that changes files yields one
+ * reproducible layer; steps are cached by their full chain of inputs; the image is named only once all of its
+ * blobs are stored, so an interrupted build leaves no half image.
+ */
+import { promises as fs } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { canonicalJson, sha256, type Digest } from '../digest.js';
+import { BuildStepError, ImageNotFoundError, KubefileError, UsageError, type Location } from '../errors.js';
+import { BuildCache } from './build-cache.js';
+import { planCopy } from './copy-sources.js';
+import { expandVars, parseKubefile, type Instruction } from './kubefile.js';
+import { writeLayer, type LayerEntry } from './layer-writer.js';
+import { MEDIA, type CmdRecord, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
+import { normalizeReference } from './reference.js';
+import { diffSnapshots, snapshot } from './snapshot.js';
+import type { ImageStore } from './store.js';
+import { applyLayer, applyLayers } from './unpack.js';
+
+export interface BuildOptions {
+  kubefile: string;
+  context: string;
+  tag: string;
+  buildArgs?: Record<string, string>;
+  noCache?: boolean;
+  /** Progress lines (`Step 2/5 : COPY …`) and RUN output. */
+  onProgress?: (line: string) => void;
+  onRunOutput?: (chunk: string) => void;
+}
+
+export interface BuiltLayer {
+  digest: Digest;
+  diffId: Digest;
+  size: number;
+  createdBy: string;
+  cached: boolean;
+}
+
+export interface BuildResult {
+  ref: string;
+  digest: Digest;
+  layers: BuiltLayer[];
+  cmds: CmdRecord[];
+}
+
+export function cmdIdentity(cmd: string, layersBefore: Digest[]): Digest {
+  return sha256(canonicalJson({ cmd, layers: layersBefore }));
+}
+
+/** Shell form of an exec-form array, quoted so `sh -c` runs exactly those words. */
+export function shellJoin(words: string[]): string {
+  return words.map((w) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+interface BuildStateVars {
+  layers: BuiltLayer[];
+  env: Map<string, string>;
+  labels: Map<string, string>;
+  args: Map<string, string>;
+  cmds: CmdRecord[];
+  history: HistoryEntry[];
+  chain: Digest;
+}
+
+export async function buildImage(store: ImageStore, opts: BuildOptions): Promise<BuildResult> {
+  const file = opts.kubefile;
+  let source: string;
+  try {
+    source = await fs.readFile(file, 'utf8');
+  } catch {
+    throw new KubefileError({ file }, 'Kubefile not found', 'pass its path with -f, or put a Kubefile in the build context');
+  }
+  const contextStat = await fs.stat(opts.context).catch(() => undefined);
+  if (!contextStat?.isDirectory()) throw new UsageError(`build context ${opts.context} is not a directory`);
+  const instructions = parseKubefile(source, file);
+  const ref = normalizeReference(opts.tag);
+  const buildArgs = opts.buildArgs ?? {};
+  const declared = new Set(instructions.flatMap((i) => (i.op === 'ARG' ? [i.name] : [])));
+  for (const name of Object.keys(buildArgs)) {
+    if (!declared.has(name)) throw new UsageError(`--build-arg ${name} is not declared by any ARG in ${file}`, `add "ARG ${name}" to the Kubefile or drop the flag`);
+  }
+
+  await store.init();
+  const cache = new BuildCache(store);
+  const s: BuildStateVars = {
+    layers: [],
+    env: new Map(),
+    labels: new Map(),
+    args: new Map(),
+    cmds: [],
+    history: [],
+    chain: sha256('cloudimage build v1'),
+  };
+  let rootfs: string | undefined;
+  const ensureRootfs = async (): Promise<string> => {
+    if (!rootfs) {
+      rootfs = await store.tempPath('rootfs');
+      await fs.mkdir(rootfs, { recursive: true });
+      await applyLayers(store, s.layers.map((l) => l.digest), rootfs);
+    }
+    return rootfs;
+  };
+  const vars = () => ({ ...Object.fromEntries(s.args), ...Object.fromEntries(s.env) });
+
+  try {
+    let n = 0;
+    for (const ins of instructions) {
+      n++;
+      const loc: Location = { file, line: ins.line };
+      opts.onProgress?.(`Step ${n}/${instructions.length} : ${ins.text}`);
+      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs);
+      if (layer) {
+        s.layers.push(layer);
+        if (layer.cached && rootfs) await applyLayer(store, layer.digest, rootfs);
+        opts.onProgress?.(` ---> ${layer.cached ? 'cached ' : ''}${layer.digest.slice(7, 19)} (${layer.size} bytes)`);
+      }
+    }
+
+    const config: ImageConfig = {
+      ...(process.env.SOURCE_DATE_EPOCH ? { created: new Date(Number(process.env.SOURCE_DATE_EPOCH) * 1000).toISOString() } : {}),
+      architecture: 'amd64',
+      os: 'linux',
+      config: {
+        Env: [...s.env].map(([k, v]) => `${k}=${v}`),
+        Labels: Object.fromEntries([...s.labels].sort(([a], [b]) => (a < b ? -1 : 1))),
+      },
+      rootfs: { type: 'layers', diff_ids: s.layers.map((l) => l.diffId) },
+      history: s.history,
+      cloudimage: { version: 1, layers: s.layers.map((l) => ({ createdBy: l.createdBy })), cmds: s.cmds },
+    };
+    const configBlob = await store.putBlob(JSON.stringify(config));
+    const manifest: Manifest = {
+      schemaVersion: 2,
+      mediaType: MEDIA.manifest,
+      config: { mediaType: MEDIA.config, digest: configBlob.digest, size: configBlob.size },
+      layers: s.layers.map((l) => ({ mediaType: MEDIA.layerGzip, digest: l.digest, size: l.size })),
+    };
+    const desc = await store.putManifest(manifest);
+    await store.tag(ref, desc);
+    return { ref, digest: desc.digest, layers: s.layers, cmds: s.cmds };
+  } finally {
+    if (rootfs) await fs.rm(rootfs, { recursive: true, force: true });
+  }
+}
+
+async function step(
+  store: ImageStore,
+  cache: BuildCache,
+  s: BuildStateVars,
+  ins: Instruction,
+  loc: Location,
+  opts: BuildOptions,
+  buildArgs: Record<string, string>,
+  vars: () => Record<string, string>,
+  ensureRootfs: () => Promise<string>,
+  currentRootfs: () => string | undefined,
+): Promise<BuiltLayer | undefined> {
+  const chainWith = (...parts: unknown[]) => sha256(canonicalJson([s.chain, ...parts]));
+  switch (ins.op) {
+    case 'ARG': {
+      const value = buildArgs[ins.name] ?? (ins.default !== undefined ? expandVars(ins.default, vars()) : undefined);
+      if (value !== undefined) s.args.set(ins.name, value);
+      s.chain = chainWith('ARG', ins.name, value ?? null);
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      return undefined;
+    }
+    case 'FROM': {
+      const image = expandVars(ins.image, vars());
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      if (image === 'scratch') {
+        s.chain = chainWith('FROM', 'scratch');
+        return undefined;
+      }
+      let base;
+      try {
+        base = await store.resolve(image);
+      } catch (err) {
+        if (err instanceof ImageNotFoundError) {
+          throw new KubefileError(loc, `FROM ${image}: image is not in the local store`, 'build or pull it first (`ci images` lists the store)');
+        }
+        throw err;
+      }
+      const meta = base.config.cloudimage;
+      base.manifest.layers.forEach((l, i) =>
+        s.layers.push({
+          digest: l.digest,
+          diffId: base.config.rootfs.diff_ids[i],
+          size: l.size,
+          createdBy: meta?.layers[i]?.createdBy ?? base.config.history.filter((h) => !h.empty_layer)[i]?.created_by ?? '',
+          cached: true,
+        }),
+      );
+      for (const e of base.config.config.Env ?? []) {
+        const eq = e.indexOf('=');
+        s.env.set(e.slice(0, eq), e.slice(eq + 1));
+      }
+      for (const [k, v] of Object.entries(base.config.config.Labels ?? {})) s.labels.set(k, v);
+      s.cmds.push(...(meta?.cmds ?? []));
+      s.history.push(...base.config.history);
+      s.chain = chainWith('FROM', base.digest);
+      return undefined;
+    }
+    case 'ENV': {
+      for (const [k, v] of ins.pairs) s.env.set(k, expandVars(v, vars()));
+      s.chain = chainWith('ENV', ins.pairs.map(([k]) => [k, s.env.get(k)]));
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      return undefined;
+    }
+    case 'LABEL': {
+      // Labels change metadata only, so they stay out of the chain: editing one never rebuilds layers.
+      for (const [k, v] of ins.pairs) s.labels.set(expandVars(k, vars()), expandVars(v, vars()));
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      return undefined;
+    }
+    case 'CMD': {
+      const cmd = ins.exec ? shellJoin(ins.exec) : ins.shell!;
+      s.cmds.push({ cmd, identity: cmdIdentity(cmd, s.layers.map((l) => l.digest)) });
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      return undefined;
+    }
+    case 'COPY': {
+      const v = vars();
+      const sources = ins.sources.map((x) => expandVars(x, v));
+      const dest = expandVars(ins.dest, v);
+      const plan = await planCopy(opts.context, sources, dest, loc);
+      const key = chainWith('COPY', sources, dest, plan.contentDigest);
+      return layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
+        const written = await writeLayer(store, plan.entries);
+        const fs0 = currentRootfs();
+        if (fs0) await applyLayer(store, written.digest, fs0);
+        return written;
+      });
+    }
+    case 'RUN': {
+      const env = vars();
+      const key = chainWith('RUN', ins.shell ?? ins.exec, env);
+      return layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
+        const root = await ensureRootfs();
+        const before = await snapshot(root);
+        await runCommand(ins, root, env, loc, opts.onRunOutput);
+        const entries: LayerEntry[] = diffSnapshots(before, await snapshot(root), root);
+        if (entries.length === 0) return undefined;
+        return writeLayer(store, entries);
+      });
+    }
+  }
+}
+
+async function layerStep(
+  store: ImageStore,
+  cache: BuildCache,
+  s: BuildStateVars,
+  key: Digest,
+  createdBy: string,
+  noCache: boolean | undefined,
+  make: () => Promise<{ digest: Digest; diffId: Digest; size: number } | undefined>,
+): Promise<BuiltLayer | undefined> {
+  s.chain = key;
+  const hit = noCache ? undefined : await cache.get(key);
+  if (hit) {
+    s.history.push(hit.layer ? { created_by: createdBy } : { created_by: createdBy, empty_layer: true });
+    return hit.layer ? { ...hit.layer, createdBy, cached: true } : undefined;
+  }
+  const made = await make();
+  await cache.put(key, made ? { layer: made } : {});
+  s.history.push(made ? { created_by: createdBy } : { created_by: createdBy, empty_layer: true });
+  return made ? { ...made, createdBy, cached: false } : undefined;
+}
+
+async function runCommand(
+  ins: Extract<Instruction, { op: 'RUN' }>,
+  cwd: string,
+  vars: Record<string, string>,
+  loc: Location,
+  onOutput?: (chunk: string) => void,
+): Promise<void> {
+  const env = { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOME: process.env.HOME ?? '/root', ...vars };
+  // A fixed umask, so the modes of files a RUN creates do not depend on the build machine's setting.
+  const args = ins.exec ? ['-c', 'umask 022 && exec "$0" "$@"', ...ins.exec] : ['-c', `umask 022\n${ins.shell!}`];
+  const cmd = '/bin/sh';
+  let output = '';
+  const code = await new Promise<number | null>((done) => {
+    const child = spawn(cmd, args, { cwd: resolve(cwd), env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const collect = (b: Buffer) => {
+      const t = b.toString('utf8');
+      output = (output + t).slice(-64 * 1024);
+      onOutput?.(t);
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    child.on('error', (err) => {
+      output += `${err.message}\n`;
+      done(127);
+    });
+    child.on('close', (c) => done(c));
+  });
+  if (code !== 0) throw new BuildStepError(loc, `RUN ${ins.shell ?? JSON.stringify(ins.exec)}`, code, output);
+}

@@ -1,0 +1,35 @@
+/** The JSON `ci inspect` prints: what a user or script needs to know about an image, from the store alone. */
+import type { Digest } from '../digest.js';
+import type { CmdRecord } from './oci.js';
+import type { ResolvedImage } from './store.js';
+
+export interface ImageSummary {
+  name: string;
+  digest: Digest;
+  layers: { digest: Digest; size: number; createdBy: string }[];
+  cmds: CmdRecord[];
+  env: Record<string, string>;
+  labels: Record<string, string>;
+}
+
+export function summarizeImage(img: ResolvedImage): ImageSummary {
+  const meta = img.config.cloudimage;
+  const layerHistory = img.config.history.filter((h) => !h.empty_layer);
+  return {
+    name: img.ref,
+    digest: img.digest,
+    layers: img.manifest.layers.map((l, i) => ({
+      digest: l.digest,
+      size: l.size,
+      createdBy: meta?.layers[i]?.createdBy ?? layerHistory[i]?.created_by ?? '',
+    })),
+    cmds: meta?.cmds ?? [],
+    env: Object.fromEntries(
+      (img.config.config.Env ?? []).map((e) => {
+        const eq = e.indexOf('=');
+        return [e.slice(0, eq), e.slice(eq + 1)];
+      }),
+    ),
+    labels: img.config.config.Labels ?? {},
+  };
+}

@@ -1,0 +1,190 @@
+/**
+ * Kubefile parsing: comments, `\` continuations, instruction keywords in any case, JSON-array forms of RUN and
+ * CMD, `k=v` pairs of ENV and LABEL. Parsing is pure; variable expansion happens in the builder, where ARG and
+ * ENV values are known.
+ */
+import { KubefileError } from '../errors.js';
+
+export type Instruction =
+  | { op: 'FROM'; line: number; text: string; image: string }
+  | { op: 'COPY'; line: number; text: string; sources: string[]; dest: string }
+  | { op: 'RUN'; line: number; text: string; shell?: string; exec?: string[] }
+  | { op: 'CMD'; line: number; text: string; shell?: string; exec?: string[] }
+  | { op: 'ENV'; line: number; text: string; pairs: [string, string][] }
+  | { op: 'LABEL'; line: number; text: string; pairs: [string, string][] }
+  | { op: 'ARG'; line: number; text: string; name: string; default?: string };
+
+const OPS = new Set(['FROM', 'COPY', 'RUN', 'CMD', 'ENV', 'LABEL', 'ARG']);
+const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+interface LogicalLine {
+  line: number;
+  text: string;
+}
+
+/** Joins `\` continuations and drops comments and blank lines, keeping the first physical line number. */
+function logicalLines(source: string): LogicalLine[] {
+  const out: LogicalLine[] = [];
+  const physical = source.replace(/\r\n?/g, '\n').split('\n');
+  let buf: string[] = [];
+  let start = 0;
+  for (let i = 0; i < physical.length; i++) {
+    const raw = physical[i];
+    const trimmed = raw.trim();
+    if (buf.length > 0 && (trimmed === '' || trimmed.startsWith('#'))) continue; // comments inside a continuation
+    if (buf.length === 0 && (trimmed === '' || trimmed.startsWith('#'))) continue;
+    if (buf.length === 0) start = i + 1;
+    if (/\\\s*$/.test(raw)) {
+      buf.push(raw.replace(/\\\s*$/, ''));
+      continue;
+    }
+    buf.push(raw);
+    out.push({ line: start, text: buf.join(' ').trim() });
+    buf = [];
+  }
+  if (buf.length > 0) out.push({ line: start, text: buf.join(' ').trim() });
+  return out;
+}
+
+/** Splits words the way a shell would for simple quoting: single and double quotes, backslash escapes. */
+export function splitWords(s: string): string[] {
+  const words: string[] = [];
+  let cur = '';
+  let inWord = false;
+  let quote: '"' | "'" | null = null;
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (quote) {
+      if (c === quote) quote = null;
+      else if (c === '\\' && quote === '"' && i + 1 < s.length) cur += s[++i];
+      else cur += c;
+      continue;
+    }
+    if (c === '"' || c === "'") {
+      quote = c;
+      inWord = true;
+    } else if (c === '\\' && i + 1 < s.length) {
+      cur += s[++i];
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(cur);
+      cur = '';
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (quote) throw new Error(`unterminated ${quote} quote`);
+  if (inWord) words.push(cur);
+  return words;
+}
+
+function parsePairs(args: string, allowLegacy: boolean): [string, string][] {
+  const words = splitWords(args);
+  if (words.length === 0) throw new Error('needs at least one key=value');
+  if (allowLegacy && !words[0].includes('=')) {
+    // Legacy `ENV key value with spaces`.
+    const m = /^(\S+)\s+(.*)$/.exec(args.trim());
+    if (!m) throw new Error(`"${args.trim()}" needs a value: write key=value`);
+    return [[m[1], m[2]]];
+  }
+  return words.map((w) => {
+    const eq = w.indexOf('=');
+    if (eq <= 0) throw new Error(`"${w}" is not key=value`);
+    return [w.slice(0, eq), w.slice(eq + 1)];
+  });
+}
+
+function parseCommand(args: string): { shell?: string; exec?: string[] } {
+  const t = args.trim();
+  if (t.startsWith('[')) {
+    let arr: unknown;
+    try {
+      arr = JSON.parse(t);
+    } catch {
+      arr = undefined;
+    }
+    if (Array.isArray(arr) && arr.length > 0 && arr.every((x) => typeof x === 'string')) return { exec: arr as string[] };
+    if (Array.isArray(arr)) throw new Error('the JSON form must be a non-empty array of strings');
+    // Not valid JSON: Docker treats it as a shell command, so do we.
+  }
+  return { shell: t };
+}
+
+export function parseKubefile(source: string, file: string): Instruction[] {
+  const result: Instruction[] = [];
+  for (const { line, text } of logicalLines(source)) {
+    const m = /^(\S+)(?:\s+([\s\S]*))?$/.exec(text);
+    const keyword = (m?.[1] ?? '').toUpperCase();
+    const args = (m?.[2] ?? '').trim();
+    const loc = { file, line };
+    if (!OPS.has(keyword)) {
+      throw new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL');
+    }
+    if (!args) throw new KubefileError(loc, `${keyword} needs arguments`);
+    try {
+      result.push(parseInstruction(keyword, args, line, text));
+    } catch (err) {
+      if (err instanceof KubefileError) throw err;
+      throw new KubefileError(loc, `${keyword}: ${(err as Error).message}`);
+    }
+  }
+  if (result.length === 0) throw new KubefileError({ file }, 'the Kubefile has no instructions', 'start it with FROM scratch');
+  const firstReal = result.find((i) => i.op !== 'ARG');
+  if (!firstReal || firstReal.op !== 'FROM') {
+    throw new KubefileError({ file, line: firstReal?.line ?? 1 }, `the first instruction must be FROM, found ${firstReal?.op ?? 'none'}`);
+  }
+  const froms = result.filter((i) => i.op === 'FROM');
+  if (froms.length > 1) throw new KubefileError({ file, line: froms[1].line }, 'only one FROM is allowed (multi-stage builds are not supported)');
+  return result;
+}
+
+function parseInstruction(op: string, args: string, line: number, text: string): Instruction {
+  switch (op) {
+    case 'FROM': {
+      const words = splitWords(args);
+      if (words.length !== 1) throw new Error(`takes one image reference, got "${args}"`);
+      return { op, line, text, image: words[0] };
+    }
+    case 'COPY': {
+      const words = args.trim().startsWith('[') ? (JSON.parse(args) as string[]) : splitWords(args);
+      const flags = words.filter((w) => w.startsWith('--'));
+      if (flags.length > 0) throw new Error(`option ${flags[0]} is not supported`);
+      if (words.length < 2) throw new Error('needs at least one source and a destination: COPY src... dest');
+      return { op, line, text, sources: words.slice(0, -1), dest: words[words.length - 1] };
+    }
+    case 'RUN':
+    case 'CMD':
+      return { op, line, text, ...parseCommand(args) };
+    case 'ENV':
+    case 'LABEL': {
+      const pairs = parsePairs(args, op === 'ENV');
+      for (const [k] of pairs) {
+        if (op === 'ENV' && !NAME_RE.test(k)) throw new Error(`"${k}" is not a valid variable name`);
+        if (!k) throw new Error('empty key');
+      }
+      return { op, line, text, pairs };
+    }
+    case 'ARG': {
+      const words = splitWords(args);
+      if (words.length !== 1) throw new Error(`takes one name[=default], got "${args}"`);
+      const eq = words[0].indexOf('=');
+      const name = eq < 0 ? words[0] : words[0].slice(0, eq);
+      if (!NAME_RE.test(name)) throw new Error(`"${name}" is not a valid argument name (letters, digits and _, not starting with a digit)`);
+      return { op, line, text, name, default: eq < 0 ? undefined : words[0].slice(eq + 1) };
+    }
+  }
+  throw new Error(`unknown instruction ${op}`);
+}
+
+/** Expands `$NAME`, `${NAME}`, `${NAME:-default}` from `vars`; unknown names expand to "". */
+export function expandVars(s: string, vars: Record<string, string>): string {
+  return s.replace(/\\\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (m, braced, def, bare) => {
+    if (m === '\\$') return '$';
+    const name = braced ?? bare;
+    const v = vars[name];
+    if (v !== undefined && v !== '') return v;
+    return def ?? (v ?? '');
+  });
+}
