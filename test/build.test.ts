@@ -1,0 +1,218 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { list } from 'tar';
+import { buildImage, type BuildOptions } from '../engine/image/build.js';
+import { ImageStore } from '../engine/image/store.js';
+import { BuildStepError, KubefileError, UsageError } from '../engine/errors.js';
+import { removeDir, tempDir, writeTree, type Tree } from './helpers/tmp.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  while (dirs.length) removeDir(dirs.pop()!);
+});
+
+function fresh(tree: Tree): { ctx: string; store: ImageStore } {
+  const ctx = tempDir('ci-ctx-');
+  const home = tempDir('ci-home-');
+  dirs.push(ctx, home);
+  writeTree(ctx, tree);
+  return { ctx, store: new ImageStore(home) };
+}
+
+function build(store: ImageStore, ctx: string, extra: Partial<BuildOptions> = {}) {
+  return buildImage(store, { kubefile: join(ctx, 'Kubefile'), context: ctx, tag: 'app:v1', ...extra });
+}
+
+async function layerEntries(store: ImageStore, digest: string): Promise<{ path: string; mode: number; type: string; uid: number; mtime: number }[]> {
+  const out: { path: string; mode: number; type: string; uid: number; mtime: number }[] = [];
+  await list({
+    file: store.blobPath(digest as `sha256:${string}`),
+    onReadEntry: (e) => out.push({ path: e.path, mode: e.mode ?? 0, type: e.type, uid: e.uid ?? -1, mtime: e.mtime?.getTime() ?? -1 }),
+  });
+  return out;
+}
+
+const APP: Tree = {
+  Kubefile: [
+    'FROM scratch',
+    'ARG VERSION=1.0',
+    'ENV APP_VERSION=$VERSION',
+    'LABEL team=infra',
+    'COPY bin/ /usr/local/bin/',
+    'COPY conf/*.conf /etc/app/',
+    'RUN mkdir -p var/lib/app && echo "$APP_VERSION" > var/lib/app/version',
+    'CMD echo started',
+  ].join('\n'),
+  'bin/tool': { content: '#!/bin/sh\necho tool\n', mode: 0o755 },
+  'conf/a.conf': 'a=1\n',
+  'conf/b.conf': 'b=2\n',
+  'conf/skip.txt': 'not matched\n',
+};
+
+describe('ci build', () => {
+  it('builds the same digests in two different directories and stores', async () => {
+    const a = fresh(APP);
+    const b = fresh(APP);
+    const ra = await build(a.store, a.ctx);
+    const rb = await build(b.store, b.ctx);
+    expect(ra.layers.map((l) => l.digest)).toEqual(rb.layers.map((l) => l.digest));
+    expect(ra.digest).toBe(rb.digest);
+    expect(ra.layers).toHaveLength(3);
+    expect(ra.cmds).toHaveLength(1);
+  });
+
+  it('records env, labels, CMD identities and the instruction of each layer', async () => {
+    const { ctx, store } = fresh(APP);
+    const r = await build(store, ctx, { buildArgs: { VERSION: '2.5' } });
+    const img = await store.resolve('app:v1');
+    expect(img.config.config.Env).toEqual(['APP_VERSION=2.5']);
+    expect(img.config.config.Labels).toEqual({ team: 'infra' });
+    expect(img.config.cloudimage?.layers.map((l) => l.createdBy)).toEqual([
+      'COPY bin/ /usr/local/bin/',
+      'COPY conf/*.conf /etc/app/',
+      'RUN mkdir -p var/lib/app && echo "$APP_VERSION" > var/lib/app/version',
+    ]);
+    expect(r.cmds[0].cmd).toBe('echo started');
+    expect(r.cmds[0].identity).toMatch(/^sha256:[0-9a-f]{64}$/);
+    const files = await layerEntries(store, r.layers[1].digest);
+    expect(files.map((f) => f.path)).toEqual(['etc/', 'etc/app/', 'etc/app/a.conf', 'etc/app/b.conf']);
+    const run = await layerEntries(store, r.layers[2].digest);
+    expect(run.find((f) => f.path === 'var/lib/app/version')).toBeTruthy();
+  });
+
+  it('keeps executable bits, zeroes owners and times', async () => {
+    const { ctx, store } = fresh(APP);
+    const r = await build(store, ctx);
+    const entries = await layerEntries(store, r.layers[0].digest);
+    const tool = entries.find((e) => e.path === 'usr/local/bin/tool')!;
+    expect(tool.mode & 0o777).toBe(0o755);
+    expect(entries.every((e) => e.uid === 0 && e.mtime === 0)).toBe(true);
+  });
+
+  it('rebuilds only the layer whose copied file changed and the layers after it', async () => {
+    const { ctx, store } = fresh(APP);
+    const first = await build(store, ctx);
+    writeFileSync(join(ctx, 'conf/a.conf'), 'a=changed\n');
+    const second = await build(store, ctx);
+    expect(second.layers[0]).toMatchObject({ digest: first.layers[0].digest, cached: true });
+    expect(second.layers[1].digest).not.toBe(first.layers[1].digest);
+    expect(second.layers[1].cached).toBe(false);
+    expect(second.layers[2].cached).toBe(false);
+    // The RUN output is the same, so its layer digest is too: only the COPY layer's bytes differ.
+    expect(second.layers[2].digest).toBe(first.layers[2].digest);
+    expect(second.cmds[0].identity).not.toBe(first.cmds[0].identity);
+    // A file matched by nothing does not touch the cache.
+    writeFileSync(join(ctx, 'conf/skip.txt'), 'still not matched\n');
+    const third = await build(store, ctx);
+    expect(third.layers.every((l) => l.cached)).toBe(true);
+    const nocache = await build(store, ctx, { noCache: true });
+    expect(nocache.layers.every((l) => !l.cached)).toBe(true);
+    expect(nocache.digest).toBe(third.digest);
+  });
+
+  it('a build arg changes the RUN that sees it', async () => {
+    const { ctx, store } = fresh(APP);
+    const a = await build(store, ctx);
+    const b = await build(store, ctx, { buildArgs: { VERSION: '9' } });
+    // ENV takes the argument, so every later step's key changes; the COPY layers rebuild to the same bytes.
+    expect(b.layers[0].cached || b.layers[1].cached || b.layers[2].cached).toBe(false);
+    expect(b.layers[0].digest).toBe(a.layers[0].digest);
+    expect(b.layers[1].digest).toBe(a.layers[1].digest);
+    expect(b.layers[2].digest).not.toBe(a.layers[2].digest);
+  });
+
+  it('records deletions as whiteouts', async () => {
+    const { ctx, store } = fresh({
+      Kubefile: 'FROM scratch\nCOPY tree /\nRUN rm -f etc/gone.conf && rm -rf opt/olddir\n',
+      'tree/etc/gone.conf': 'x',
+      'tree/etc/kept.conf': 'y',
+      'tree/opt/olddir/f': 'z',
+    });
+    const r = await build(store, ctx);
+    const paths = (await layerEntries(store, r.layers[1].digest)).map((e) => e.path);
+    expect(paths).toContain('etc/.wh.gone.conf');
+    expect(paths).toContain('opt/.wh.olddir');
+    expect(paths).not.toContain('etc/kept.conf');
+    expect(paths).not.toContain('opt/olddir/.wh.f');
+  });
+
+  it('FROM an image in the store inherits its layers, env and CMDs', async () => {
+    const { ctx, store } = fresh({
+      Kubefile: 'FROM scratch\nENV BASE=1\nCOPY base.txt /base.txt\nCMD echo base\n',
+      'base.txt': 'base',
+      'app/Kubefile': 'FROM app:v1\nCOPY app.txt /app.txt\nRUN test -f base.txt\nCMD echo app\n',
+      'app/app.txt': 'app',
+    });
+    const base = await build(store, ctx);
+    const derived = await buildImage(store, { kubefile: join(ctx, 'app/Kubefile'), context: join(ctx, 'app'), tag: 'app:v2' });
+    expect(derived.layers[0].digest).toBe(base.layers[0].digest);
+    expect(derived.layers).toHaveLength(2); // the RUN changed nothing: no layer
+    expect(derived.cmds.map((c) => c.cmd)).toEqual(['echo base', 'echo app']);
+    expect((await store.resolve('app:v2')).config.config.Env).toEqual(['BASE=1']);
+  });
+
+  it('a failing RUN shows its output and exit code, and names no image', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY f /f\nRUN echo boom-output >&2; exit 3\n', f: 'x' });
+    const err = await build(store, ctx).catch((e) => e);
+    expect(err).toBeInstanceOf(BuildStepError);
+    expect(err.message).toMatch(/Kubefile:3: RUN .* failed with exit code 3/);
+    expect(err.message).toContain('boom-output');
+    expect(await store.list()).toEqual([]);
+  });
+
+  const traversal: [string, Tree, RegExp][] = [
+    ['../', { Kubefile: 'FROM scratch\nCOPY ../secret /x\n' }, /outside the build context/],
+    ['absolute path', { Kubefile: 'FROM scratch\nCOPY /etc/passwd /x\n' }, /absolute path/],
+    ['escaping symlink', { Kubefile: 'FROM scratch\nCOPY link /x\n', link: { symlink: '/etc/passwd' } }, /outside the build context/],
+    ['symlink climbing out', { Kubefile: 'FROM scratch\nCOPY d/ /x/\n', 'd/up': { symlink: '../../..' } }, /outside the build context/],
+    ['symlinked directory', { Kubefile: 'FROM scratch\nCOPY d/passwd /x\n', d: { symlink: '/etc' } }, /leaves the build context/],
+    ['missing source', { Kubefile: 'FROM scratch\nCOPY nope /x\n' }, /"nope" does not exist/],
+    ['glob with no match', { Kubefile: 'FROM scratch\nCOPY *.none /x/\n' }, /matches nothing/],
+  ];
+  it.each(traversal)('refuses COPY %s', async (_n, tree, re) => {
+    const { ctx, store } = fresh(tree);
+    const err = await build(store, ctx).catch((e) => e);
+    expect(err).toBeInstanceOf(KubefileError);
+    expect(err.message).toMatch(/Kubefile:2: /);
+    expect(err.message).toMatch(re);
+  });
+
+  it('keeps a symlink that stays inside the context', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY d/ /x/\n', 'd/real': 'r', 'd/alias': { symlink: 'real' } });
+    const r = await build(store, ctx);
+    const e = (await layerEntries(store, r.layers[0].digest)).find((x) => x.path === 'x/alias');
+    expect(e?.type).toBe('SymbolicLink');
+  });
+
+  it('an undeclared --build-arg is refused', async () => {
+    const { ctx, store } = fresh(APP);
+    await expect(build(store, ctx, { buildArgs: { NOPE: '1' } })).rejects.toBeInstanceOf(UsageError);
+  });
+
+  it('skopeo reads the store as an OCI layout', async () => {
+    const { ctx, store } = fresh(APP);
+    const r = await build(store, ctx);
+    const out = JSON.parse(execFileSync('skopeo', ['inspect', `oci:${store.root}:app:v1`], { encoding: 'utf8' }));
+    expect(out.Digest).toBe(r.digest);
+    expect(out.Layers).toEqual(r.layers.map((l) => l.digest));
+    expect(out.Labels).toEqual({ team: 'infra' });
+    const raw = JSON.parse(execFileSync('skopeo', ['inspect', '--raw', `oci:${store.root}:app:v1`], { encoding: 'utf8' }));
+    expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+  });
+
+  it('rmi frees only the blobs no other image uses', async () => {
+    const { ctx, store } = fresh(APP);
+    const a = await build(store, ctx);
+    writeFileSync(join(ctx, 'conf/a.conf'), 'a=changed\n');
+    await build(store, ctx, { tag: 'app:v2' });
+    const before = readdirSync(join(store.root, 'blobs/sha256')).length;
+    const { freed } = await store.untag('app:v1');
+    expect(freed).toContain(a.digest);
+    expect(freed).toContain(a.layers[1].digest);
+    expect(freed).not.toContain(a.layers[0].digest);
+    expect(readdirSync(join(store.root, 'blobs/sha256')).length).toBe(before - freed.length);
+    expect(JSON.parse(readFileSync(join(store.root, 'index.json'), 'utf8')).manifests).toHaveLength(1);
+  });
+});

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { expandVars, parseKubefile } from '../engine/image/kubefile.js';
+import { KubefileError } from '../engine/errors.js';
+
+describe('Kubefile parser', () => {
+  it('parses every instruction, continuations, comments and JSON forms', () => {
+    const src = [
+      '# a comment',
+      'ARG BASE=scratch',
+      'FROM ${BASE}',
+      'ENV A=1 B="two words" \\',
+      '    C=3',
+      'ENV LEGACY value with spaces',
+      'LABEL org.example/team=infra "quoted key"=v',
+      'COPY a.txt "b c.txt" /opt/app/',
+      'RUN echo one \\',
+      '  # comment inside a continuation',
+      '  && echo two',
+      'RUN ["/bin/echo", "exec form"]',
+      'CMD ["sh", "-c", "echo hi"]',
+      'cmd echo lower-case keyword',
+    ].join('\n');
+    const ins = parseKubefile(src, 'Kubefile');
+    expect(ins.map((i) => [i.op, i.line])).toEqual([
+      ['ARG', 2],
+      ['FROM', 3],
+      ['ENV', 4],
+      ['ENV', 6],
+      ['LABEL', 7],
+      ['COPY', 8],
+      ['RUN', 9],
+      ['RUN', 12],
+      ['CMD', 13],
+      ['CMD', 14],
+    ]);
+    expect(ins[2]).toMatchObject({ pairs: [['A', '1'], ['B', 'two words'], ['C', '3']] });
+    expect(ins[3]).toMatchObject({ pairs: [['LEGACY', 'value with spaces']] });
+    expect(ins[4]).toMatchObject({ pairs: [['org.example/team', 'infra'], ['quoted key', 'v']] });
+    expect(ins[5]).toMatchObject({ sources: ['a.txt', 'b c.txt'], dest: '/opt/app/' });
+    expect(ins[6]).toMatchObject({ shell: 'echo one    && echo two' });
+    expect(ins[7]).toMatchObject({ exec: ['/bin/echo', 'exec form'] });
+    expect(ins[8]).toMatchObject({ exec: ['sh', '-c', 'echo hi'] });
+  });
+
+  const bad: [string, string, RegExp][] = [
+    ['unknown instruction', 'FROM scratch\nWORKDIR /x', /Kubefile:2: unknown instruction "WORKDIR"/],
+    ['missing FROM', 'RUN true', /Kubefile:1: the first instruction must be FROM/],
+    ['bad ARG name', 'FROM scratch\nARG 1abc=x', /Kubefile:2: ARG: "1abc" is not a valid argument name/],
+    ['ARG with two words', 'FROM scratch\nARG a b', /Kubefile:2: ARG: takes one name/],
+    ['COPY with one word', 'FROM scratch\nCOPY onlyone', /Kubefile:2: COPY: needs at least one source/],
+    ['COPY flags', 'FROM scratch\nCOPY --chown=1 a b', /Kubefile:2: COPY: option --chown=1 is not supported/],
+    ['empty RUN', 'FROM scratch\nRUN', /Kubefile:2: RUN needs arguments/],
+    ['bad JSON form', 'FROM scratch\nCMD []', /Kubefile:2: CMD: the JSON form must be a non-empty array/],
+    ['ENV without value', 'FROM scratch\nENV A', /Kubefile:2: ENV: "A" needs a value/],
+    ['two FROMs', 'FROM scratch\nFROM scratch', /Kubefile:2: only one FROM/],
+    ['empty file', '# nothing\n', /Kubefile: the Kubefile has no instructions/],
+    ['unterminated quote', 'FROM scratch\nLABEL a="b', /Kubefile:2: LABEL: unterminated " quote/],
+  ];
+  it.each(bad)('rejects %s with file:line', (_name, src, re) => {
+    let err: unknown;
+    try {
+      parseKubefile(src, 'Kubefile');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KubefileError);
+    expect((err as Error).message).toMatch(re);
+  });
+
+  it('expands variables with defaults and escapes', () => {
+    expect(expandVars('${A}-$B-${C:-dflt}-\\$A', { A: 'x', B: 'y' })).toBe('x-y-dflt-$A');
+  });
+});
