@@ -55,8 +55,10 @@ export interface HookAction extends ActionBase {
   kind: 'hook';
   host: string;
   hook: HookName;
-  /** The image whose rootfs provides the hook (the old one for leave/clean). */
+  /** The image whose rootfs provides the hook (the old one for leave/clean). On success: hooks[hook] := image. */
   image: Digest;
+  /** init-master0, join-* and reconfigure: on success the executor stores it as the host's `members`. */
+  members?: Digest;
 }
 
 /** A Kubefile CMD, run on master0 after the joins, in image order. */

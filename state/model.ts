@@ -58,6 +58,11 @@ export interface HostState {
   rootfsImage?: Digest;
   /** Hooks that completed on this host, with the image digest they ran for. */
   hooks: Partial<Record<HookName, Digest>>;
+  /**
+   * Digest of the cluster membership this host was last configured for (set from a hook action's `members`
+   * after init-master0, join-* or reconfigure). A differing digest means it needs `reconfigure`.
+   */
+  members?: Digest;
   status: HostStatus;
   local?: { kind: LocalKind };
 }

@@ -1,0 +1,32 @@
+import type { ClusterState } from './model.js';
+
+/** Who holds a state lock; stored readable so a second user sees who to ask. */
+export interface LockInfo {
+  id: string;
+  user: string;
+  host: string;
+  pid: number;
+  /** What the holder is doing: `apply`, `destroy`, `plan`... */
+  operation: string;
+  /** ISO time the lock was taken. */
+  time: string;
+}
+
+export interface Lock {
+  readonly info: LockInfo;
+  /** Idempotent. */
+  release(): Promise<void>;
+}
+
+export interface StateBackend {
+  /** Human-readable location, used in messages. */
+  readonly location: string;
+  /** The stored state, or undefined when the cluster was never applied. */
+  read(): Promise<ClusterState | undefined>;
+  /** Stores `state` with serial incremented past what is on disk; refuses another lineage. Returns what was written. */
+  write(state: ClusterState): Promise<ClusterState>;
+  /** Takes the lock; fails at once when held (timeoutMs 0), or polls until timeoutMs. */
+  lock(info: { operation: string }, timeoutMs?: number): Promise<Lock>;
+  /** Breaks the lock with this id (the holder is known to be gone). */
+  forceUnlock(id: string): Promise<void>;
+}

@@ -1,0 +1,4 @@
+export * from './model.js';
+export * from './backend.js';
+export * from './paths.js';
+export { LocalStateBackend, createState, parseState, withStateLock, parseDuration } from './local.js';

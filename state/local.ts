@@ -1,0 +1,253 @@
+/**
+ * The local-file state backend: `state.json` (0600) replaced atomically with the previous version kept as
+ * `state.json.backup`, and a lock file next to it. The lock is created with link(2) from a complete temp file, so
+ * it appears atomically and is never seen half-written: a second `ci` reads who holds it and since when.
+ */
+import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { hostname, userInfo } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { StateError, StateLockError, UsageError } from '../engine/errors.js';
+import { tempSibling, writeFileAtomic } from '../engine/fsutil.js';
+import { retry } from '../engine/retry.js';
+import type { Lock, LockInfo, StateBackend } from './backend.js';
+import { emptyState, STATE_VERSION, type ClusterState, type Provider } from './model.js';
+import { backupPathFor, lockPathFor } from './paths.js';
+
+/** A new state with a fresh lineage, for a cluster applied for the first time. */
+export function createState(cluster: string, provider: Provider): ClusterState {
+  return emptyState(cluster, provider, randomUUID());
+}
+
+export function parseState(text: string, where: string): ClusterState {
+  let v: any;
+  try {
+    v = JSON.parse(text);
+  } catch (err: any) {
+    throw new StateError(`state ${where} is not valid JSON: ${err?.message ?? err}`, `restore it from ${backupPathFor(where)}`);
+  }
+  if (!v || typeof v !== 'object' || typeof v.lineage !== 'string' || typeof v.serial !== 'number' || typeof v.hosts !== 'object') {
+    throw new StateError(`state ${where} is not a cloudimage state file`, `restore it from ${backupPathFor(where)}`);
+  }
+  if (v.version !== STATE_VERSION) {
+    throw new StateError(`state ${where} has format version ${v.version}; this ci reads version ${STATE_VERSION}`, 'use the ci release that wrote it');
+  }
+  v.cmdsRun ??= [];
+  v.outputs ??= {};
+  return v as ClusterState;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err: any) {
+    return err?.code === 'EPERM';
+  }
+}
+
+export interface LocalBackendOptions {
+  /** Poll interval bounds while waiting for a lock. */
+  pollMinMs?: number;
+  pollMaxMs?: number;
+}
+
+export class LocalStateBackend implements StateBackend {
+  readonly path: string;
+  readonly lockPath: string;
+  readonly backupPath: string;
+
+  constructor(path: string, private readonly opts: LocalBackendOptions = {}) {
+    this.path = path;
+    this.lockPath = lockPathFor(path);
+    this.backupPath = backupPathFor(path);
+  }
+
+  get location(): string {
+    return this.path;
+  }
+
+  async read(): Promise<ClusterState | undefined> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.path, 'utf8');
+    } catch (err: any) {
+      if (err?.code === 'ENOENT') return undefined;
+      throw new StateError(`cannot read state ${this.path}: ${err?.message ?? err}`);
+    }
+    return parseState(text, this.path);
+  }
+
+  async write(state: ClusterState): Promise<ClusterState> {
+    await fs.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
+    let previous: string | undefined;
+    try {
+      previous = await fs.readFile(this.path, 'utf8');
+    } catch (err: any) {
+      if (err?.code !== 'ENOENT') throw new StateError(`cannot read state ${this.path}: ${err?.message ?? err}`);
+    }
+    let serial = state.serial;
+    if (previous !== undefined) {
+      const onDisk = parseState(previous, this.path);
+      if (onDisk.lineage !== state.lineage) {
+        throw new StateError(
+          `refusing to write state with lineage ${state.lineage} over ${this.path}, which holds lineage ${onDisk.lineage} (cluster ${onDisk.cluster})`,
+          'this is another cluster\'s state: check --state and the Clusterfile name',
+        );
+      }
+      serial = Math.max(serial, onDisk.serial);
+      await writeFileAtomic(this.backupPath, previous, 0o600);
+    }
+    const written: ClusterState = { ...state, serial: serial + 1 };
+    await writeFileAtomic(this.path, JSON.stringify(written, null, 2) + '\n', 0o600);
+    return written;
+  }
+
+  async readLock(): Promise<LockInfo | undefined> {
+    try {
+      return JSON.parse(await fs.readFile(this.lockPath, 'utf8')) as LockInfo;
+    } catch (err: any) {
+      if (err?.code === 'ENOENT') return undefined;
+      // A lock file we cannot parse is still a lock: report it rather than break it.
+      return { id: '(unreadable)', user: '?', host: '?', pid: 0, operation: '?', time: '?' };
+    }
+  }
+
+  private async tryLock(info: LockInfo): Promise<boolean> {
+    await fs.mkdir(dirname(this.lockPath), { recursive: true, mode: 0o700 });
+    const tmp = tempSibling(this.lockPath);
+    await fs.writeFile(tmp, JSON.stringify(info, null, 2) + '\n', { mode: 0o644 });
+    try {
+      await fs.link(tmp, this.lockPath);
+      return true;
+    } catch (err: any) {
+      if (err?.code === 'EEXIST') return false;
+      throw new StateError(`cannot create lock ${this.lockPath}: ${err?.message ?? err}`);
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+  }
+
+  private heldError(holder: LockInfo | undefined): StateLockError {
+    if (!holder) return new StateLockError(`state ${this.path} is locked`, holder);
+    const stale = holder.host === hostname() && holder.pid > 0 && !isAlive(holder.pid);
+    const who = `${holder.user}@${holder.host} (pid ${holder.pid}, ${holder.operation})`;
+    const msg =
+      `state ${this.path} is locked by ${who} since ${holder.time}` +
+      (stale ? `; that process is no longer running, so the lock looks stale` : '');
+    return new StateLockError(
+      msg,
+      holder,
+      `wait for it to finish, or if no ci is running against this cluster: ci force-unlock ${holder.id} --state ${this.path}`,
+    );
+  }
+
+  async lock(req: { operation: string }, timeoutMs = 0): Promise<Lock> {
+    const info: LockInfo = {
+      id: randomUUID(),
+      user: safeUser(),
+      host: hostname(),
+      pid: process.pid,
+      operation: req.operation,
+      time: new Date().toISOString(),
+    };
+    const deadline = Date.now() + timeoutMs;
+    await retry(
+      async () => {
+        if (!(await this.tryLock(info))) throw this.heldError(await this.readLock());
+      },
+      {
+        attempts: Number.MAX_SAFE_INTEGER,
+        baseMs: this.opts.pollMinMs ?? 100,
+        capMs: this.opts.pollMaxMs ?? 1000,
+        retryable: (err) => err instanceof StateLockError && Date.now() < deadline,
+      },
+    );
+    return new HeldLock(this, info);
+  }
+
+  async forceUnlock(id: string): Promise<void> {
+    const holder = await this.readLock();
+    if (!holder) throw new StateError(`state ${this.path} is not locked`, 'nothing to unlock');
+    if (holder.id !== id) {
+      throw new StateError(`the lock on ${this.path} has id ${holder.id}, not ${id}`, 'copy the id from the lock error message');
+    }
+    await fs.rm(this.lockPath, { force: true });
+  }
+
+  /** Removes our own lock file (only if it is still ours). */
+  async releaseIfOurs(id: string): Promise<void> {
+    const holder = await this.readLock();
+    if (holder?.id === id) await fs.rm(this.lockPath, { force: true });
+  }
+
+  releaseIfOursSync(id: string): void {
+    try {
+      const text = readLockText(this.lockPath);
+      if (text && JSON.parse(text).id === id) unlinkSync(this.lockPath);
+    } catch {
+      // Best effort on process exit.
+    }
+  }
+}
+
+function readLockText(p: string): string | undefined {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return process.env.USER ?? `uid ${process.getuid?.() ?? '?'}`;
+  }
+}
+
+class HeldLock implements Lock {
+  private released = false;
+  private readonly onExit: () => void;
+
+  constructor(
+    private readonly backend: LocalStateBackend,
+    readonly info: LockInfo,
+  ) {
+    // A crash or an exit that skips `finally` must not leave the cluster locked.
+    this.onExit = () => backend.releaseIfOursSync(info.id);
+    process.once('exit', this.onExit);
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    process.removeListener('exit', this.onExit);
+    await this.backend.releaseIfOurs(this.info.id);
+  }
+}
+
+/** Runs `fn` holding the state lock; releases it on every exit path. */
+export async function withStateLock<T>(
+  backend: StateBackend,
+  operation: string,
+  timeoutMs: number,
+  fn: (lock: Lock) => Promise<T>,
+): Promise<T> {
+  const lock = await backend.lock({ operation }, timeoutMs);
+  try {
+    return await fn(lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** `30s`, `5m`, `1500ms`, `0` -> milliseconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new UsageError(`invalid duration "${text}"`, 'use a number with a unit, e.g. 30s, 2m, 500ms');
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return Math.round(n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!);
+}
