@@ -9,13 +9,13 @@ import { resolve } from 'node:path';
 import { canonicalJson, sha256, type Digest } from '../digest.js';
 import { BuildStepError, ImageNotFoundError, KubefileError, UsageError, type Location } from '../errors.js';
 import { BuildCache } from './build-cache.js';
-import { planCopy } from './copy-sources.js';
+import { planCopy, type CopyPlan as SourcesPlan } from './copy-sources.js';
 import { expandVars, parseKubefile, type Instruction } from './kubefile.js';
 import { writeLayer, type LayerEntry } from './layer-writer.js';
 import { MEDIA, type CmdRecord, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
 import { normalizeReference } from './reference.js';
 import { diffSnapshots, snapshot } from './snapshot.js';
-import type { ImageStore } from './store.js';
+import type { ImageStore, ResolvedImage } from './store.js';
 import { applyLayer, applyLayers } from './unpack.js';
 
 export interface BuildOptions {
@@ -81,6 +81,8 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
     if (!declared.has(name)) throw new UsageError(`--build-arg ${name} is not declared by any ARG in ${file}`, `add "ARG ${name}" to the Kubefile or drop the flag`);
   }
 
+  // Everything that can be checked without writing is checked first, so bad input leaves the store untouched.
+  const copies = await planAllCopies(store, instructions, opts.context, file, buildArgs);
   await store.init();
   const cache = new BuildCache(store);
   const s: BuildStateVars = {
@@ -109,7 +111,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       n++;
       const loc: Location = { file, line: ins.line };
       opts.onProgress?.(`Step ${n}/${instructions.length} : ${ins.text}`);
-      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs);
+      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies);
       if (layer) {
         s.layers.push(layer);
         if (layer.cached && rootfs) await applyLayer(store, layer.digest, rootfs);
@@ -155,12 +157,12 @@ async function step(
   vars: () => Record<string, string>,
   ensureRootfs: () => Promise<string>,
   currentRootfs: () => string | undefined,
+  copies: Map<Instruction, CopyPlan>,
 ): Promise<BuiltLayer | undefined> {
   const chainWith = (...parts: unknown[]) => sha256(canonicalJson([s.chain, ...parts]));
   switch (ins.op) {
     case 'ARG': {
-      const value = buildArgs[ins.name] ?? (ins.default !== undefined ? expandVars(ins.default, vars()) : undefined);
-      if (value !== undefined) s.args.set(ins.name, value);
+      const value = applyArg(ins, s.args, buildArgs, vars());
       s.chain = chainWith('ARG', ins.name, value ?? null);
       s.history.push({ created_by: ins.text, empty_layer: true });
       return undefined;
@@ -172,15 +174,7 @@ async function step(
         s.chain = chainWith('FROM', 'scratch');
         return undefined;
       }
-      let base;
-      try {
-        base = await store.resolve(image);
-      } catch (err) {
-        if (err instanceof ImageNotFoundError) {
-          throw new KubefileError(loc, `FROM ${image}: image is not in the local store`, 'build or pull it first (`ci images` lists the store)');
-        }
-        throw err;
-      }
+      const base = await resolveBase(store, image, loc);
       const meta = base.config.cloudimage;
       base.manifest.layers.forEach((l, i) =>
         s.layers.push({
@@ -191,10 +185,7 @@ async function step(
           cached: true,
         }),
       );
-      for (const e of base.config.config.Env ?? []) {
-        const eq = e.indexOf('=');
-        s.env.set(e.slice(0, eq), e.slice(eq + 1));
-      }
+      inheritEnv(base, s.env);
       for (const [k, v] of Object.entries(base.config.config.Labels ?? {})) s.labels.set(k, v);
       s.cmds.push(...(meta?.cmds ?? []));
       s.history.push(...base.config.history);
@@ -202,7 +193,7 @@ async function step(
       return undefined;
     }
     case 'ENV': {
-      for (const [k, v] of ins.pairs) s.env.set(k, expandVars(v, vars()));
+      applyEnv(ins, s.env, vars);
       s.chain = chainWith('ENV', ins.pairs.map(([k]) => [k, s.env.get(k)]));
       s.history.push({ created_by: ins.text, empty_layer: true });
       return undefined;
@@ -220,11 +211,8 @@ async function step(
       return undefined;
     }
     case 'COPY': {
-      const v = vars();
-      const sources = ins.sources.map((x) => expandVars(x, v));
-      const dest = expandVars(ins.dest, v);
-      const plan = await planCopy(opts.context, sources, dest, loc);
-      const key = chainWith('COPY', sources, dest, plan.contentDigest);
+      const plan = copies.get(ins)!;
+      const key = chainWith('COPY', plan.sources, plan.dest, plan.contentDigest);
       return layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
         const written = await writeLayer(store, plan.entries);
         const fs0 = currentRootfs();
@@ -296,4 +284,63 @@ async function runCommand(
     child.on('close', (c) => done(c));
   });
   if (code !== 0) throw new BuildStepError(loc, `RUN ${ins.shell ?? JSON.stringify(ins.exec)}`, code, output);
+}
+
+type CopyPlan = SourcesPlan & { sources: string[]; dest: string };
+
+function applyArg(ins: Extract<Instruction, { op: 'ARG' }>, args: Map<string, string>, buildArgs: Record<string, string>, vars: Record<string, string>): string | undefined {
+  const value = buildArgs[ins.name] ?? (ins.default !== undefined ? expandVars(ins.default, vars) : undefined);
+  if (value !== undefined) args.set(ins.name, value);
+  return value;
+}
+
+function applyEnv(ins: Extract<Instruction, { op: 'ENV' }>, env: Map<string, string>, vars: () => Record<string, string>): void {
+  for (const [k, v] of ins.pairs) env.set(k, expandVars(v, vars()));
+}
+
+function inheritEnv(base: ResolvedImage, env: Map<string, string>): void {
+  for (const e of base.config.config.Env ?? []) {
+    const eq = e.indexOf('=');
+    env.set(e.slice(0, eq), e.slice(eq + 1));
+  }
+}
+
+async function resolveBase(store: ImageStore, image: string, loc: Location): Promise<ResolvedImage> {
+  try {
+    return await store.resolve(image);
+  } catch (err) {
+    if (err instanceof ImageNotFoundError) {
+      throw new KubefileError(loc, `FROM ${image}: image is not in the local store`, 'build or pull it first (`ci images` lists the store)');
+    }
+    throw err;
+  }
+}
+
+/** A read-only pass over the Kubefile: resolves FROM and every COPY's sources with the variables in effect. */
+async function planAllCopies(
+  store: ImageStore,
+  instructions: Instruction[],
+  context: string,
+  file: string,
+  buildArgs: Record<string, string>,
+): Promise<Map<Instruction, CopyPlan>> {
+  const args = new Map<string, string>();
+  const env = new Map<string, string>();
+  const vars = () => ({ ...Object.fromEntries(args), ...Object.fromEntries(env) });
+  const plans = new Map<Instruction, CopyPlan>();
+  for (const ins of instructions) {
+    const loc: Location = { file, line: ins.line };
+    if (ins.op === 'ARG') applyArg(ins, args, buildArgs, vars());
+    else if (ins.op === 'ENV') applyEnv(ins, env, vars);
+    else if (ins.op === 'FROM') {
+      const image = expandVars(ins.image, vars());
+      if (image !== 'scratch') inheritEnv(await resolveBase(store, image, loc), env);
+    } else if (ins.op === 'COPY') {
+      const v = vars();
+      const sources = ins.sources.map((x) => expandVars(x, v));
+      const dest = expandVars(ins.dest, v);
+      plans.set(ins, { ...(await planCopy(context, sources, dest, loc)), sources, dest });
+    }
+  }
+  return plans;
 }
