@@ -1,0 +1,133 @@
+/**
+ * Registry logins. Kept in `$CI_HOME/auth.json` (mode 0600) in the same `auths` shape docker uses, so the
+ * file is familiar; `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`) is read as a fallback so an
+ * operator who already ran `docker login` need not log in twice. Every password read is registered as a secret.
+ */
+import { promises as fs } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ciHome } from '../home.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { registerSecret } from '../redact.js';
+import { RegistryError } from '../errors.js';
+import type { TlsOptions } from './http.js';
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface LoginEntry {
+  /** base64("user:password"), as docker writes it. */
+  auth: string;
+  /** TLS settings given at login, reused by later pulls (for example by `ci apply`). */
+  insecure?: boolean;
+  caFile?: string;
+}
+
+interface AuthFile {
+  auths: Record<string, LoginEntry>;
+}
+
+export function authFilePath(home = ciHome()): string {
+  return join(home, 'auth.json');
+}
+
+export function dockerConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.DOCKER_CONFIG || join(homedir(), '.docker'), 'config.json');
+}
+
+async function readAuthFile(path: string): Promise<AuthFile> {
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (err: any) {
+    if (err?.code === 'ENOENT') return { auths: {} };
+    throw err;
+  }
+  try {
+    const parsed = JSON.parse(text);
+    return { ...parsed, auths: parsed?.auths && typeof parsed.auths === 'object' ? parsed.auths : {} };
+  } catch {
+    throw new RegistryError('REGISTRY_AUTH_FILE', `${path} is not valid JSON`, {
+      source: 'user',
+      hint: `fix or delete ${path}, then run \`ci login\` again`,
+    });
+  }
+}
+
+export function decodeAuth(auth: string): Credentials | undefined {
+  const text = Buffer.from(auth, 'base64').toString('utf8');
+  const i = text.indexOf(':');
+  if (i <= 0) return undefined;
+  const creds = { username: text.slice(0, i), password: text.slice(i + 1) };
+  registerSecret(creds.password);
+  registerSecret(auth);
+  return creds;
+}
+
+/** Docker keys entries by host, sometimes with a scheme or the Hub's legacy URL. */
+function dockerKeysFor(registry: string): string[] {
+  const keys = [registry, `https://${registry}`, `http://${registry}`, `https://${registry}/v1/`, `https://${registry}/v2/`];
+  if (registry === 'docker.io' || registry === 'registry-1.docker.io') keys.push('https://index.docker.io/v1/');
+  return keys;
+}
+
+export interface StoredLogin {
+  credentials?: Credentials;
+  tls: TlsOptions;
+  /** Where the credentials came from, for messages. */
+  source?: string;
+}
+
+export async function lookupLogin(registry: string, opts: { home?: string; env?: NodeJS.ProcessEnv } = {}): Promise<StoredLogin> {
+  const own = await readAuthFile(authFilePath(opts.home));
+  const entry = own.auths[registry];
+  if (entry) {
+    return {
+      credentials: entry.auth ? decodeAuth(entry.auth) : undefined,
+      tls: { insecure: entry.insecure, caFile: entry.caFile },
+      source: authFilePath(opts.home),
+    };
+  }
+  const dockerPath = dockerConfigPath(opts.env);
+  let docker: AuthFile;
+  try {
+    docker = await readAuthFile(dockerPath);
+  } catch {
+    // A broken docker config is docker's business; it must not stop our own commands.
+    return { tls: {} };
+  }
+  for (const key of dockerKeysFor(registry)) {
+    const e = docker.auths[key];
+    if (e?.auth) {
+      const credentials = decodeAuth(e.auth);
+      if (credentials) return { credentials, tls: {}, source: dockerPath };
+    }
+  }
+  return { tls: {} };
+}
+
+export async function saveLogin(registry: string, creds: Credentials, tls: TlsOptions = {}, home?: string): Promise<string> {
+  registerSecret(creds.password);
+  const path = authFilePath(home);
+  const file = await readAuthFile(path);
+  const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
+  registerSecret(auth);
+  const entry: LoginEntry = { auth };
+  if (tls.insecure) entry.insecure = true;
+  if (tls.caFile) entry.caFile = tls.caFile;
+  file.auths[registry] = entry;
+  await writeFileAtomic(path, JSON.stringify(file, null, 2) + '\n', 0o600);
+  return path;
+}
+
+/** Returns false when there was no login to remove. */
+export async function removeLogin(registry: string, home?: string): Promise<boolean> {
+  const path = authFilePath(home);
+  const file = await readAuthFile(path);
+  if (!file.auths[registry]) return false;
+  delete file.auths[registry];
+  await writeFileAtomic(path, JSON.stringify(file, null, 2) + '\n', 0o600);
+  return true;
+}

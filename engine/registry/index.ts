@@ -1,0 +1,8 @@
+/** The registry module's public surface. */
+export { RegistryClient, type ClientOptions } from './client.js';
+export { pushImage, type PushResult } from './push.js';
+export { pullImage, ensureImage, type PullOptions, type PullResult } from './pull.js';
+export { saveLogin, removeLogin, lookupLogin, authFilePath, type Credentials } from './credentials.js';
+export { login } from './login.js';
+export type { ProgressEvent, TransferOptions } from './transfer.js';
+export type { TlsOptions } from './http.js';

@@ -1,0 +1,20 @@
+/** `ci login`: checks the credentials against the registry before keeping them. */
+import { RegistryClient } from './client.js';
+import { saveLogin, type Credentials } from './credentials.js';
+import type { TlsOptions } from './http.js';
+import { registerSecret } from '../redact.js';
+import { RegistryError } from '../errors.js';
+
+export async function login(registry: string, creds: Credentials, tls: TlsOptions = {}, home?: string): Promise<string> {
+  registerSecret(creds.password);
+  if (!registry || registry.includes('/')) {
+    throw new RegistryError('REGISTRY_NAME', `"${registry}" is not a registry host`, { source: 'user', hint: 'give host[:port], e.g. registry.example.com:5000' });
+  }
+  const client = new RegistryClient(registry, creds, tls);
+  try {
+    await client.ping();
+  } finally {
+    client.close();
+  }
+  return saveLogin(registry, creds, tls, home);
+}
