@@ -1,0 +1,394 @@
+/**
+ * The planner: one pure function from (desired cluster, image, state) to the exact list of steps. No I/O, no
+ * clock, no randomness: the plan a user reviews is the plan apply runs. Completed work is read from state
+ * (layers held, rootfs unpacked, hooks done per image, membership seen), so after a partial failure the next plan
+ * holds exactly the missing steps.
+ */
+import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/digest.js';
+import { CiError } from '../engine/errors.js';
+import type { DesiredCluster, DesiredHost } from '../engine/clusterfile/types.js';
+import type { ClusterState, HookName, HostState } from '../state/model.js';
+import {
+  PLAN_VERSION,
+  type Action,
+  type HookAction,
+  type ImageInfo,
+  type Impact,
+  type Plan,
+  type PlannedHost,
+} from './actions.js';
+
+/** A Clusterfile change the planner refuses (e.g. removing every master). */
+export class PlanRefusedError extends CiError {
+  constructor(message: string, hint?: string) {
+    super('PLAN_REFUSED', message, { hint });
+  }
+}
+
+export interface PlanInput {
+  desired: DesiredCluster;
+  image: ImageInfo;
+  state?: ClusterState;
+  options?: { maxUnavailable?: number };
+}
+
+export const id = {
+  create: (k: string) => `create-host:${k}`,
+  send: (k: string) => `send-layers:${k}`,
+  unpack: (k: string) => `unpack:${k}`,
+  hook: (h: HookName, k: string) => `hook:${h}:${k}`,
+  cmd: (i: number) => `run-cmd:${i}`,
+  removeFiles: (k: string) => `remove-files:${k}`,
+  deleteHost: (k: string) => `delete-host:${k}`,
+  setImage: 'set-image',
+} as const;
+
+const JOIN_HOOKS: HookName[] = ['init-master0', 'join-master', 'join-node'];
+
+const isMaster = (h: { roles: string[] }) => h.roles.includes('master');
+
+function joinedBefore(hs: HostState | undefined): boolean {
+  if (!hs || hs.status === 'leaving') return false;
+  return JOIN_HOOKS.some((h) => hs.hooks[h] !== undefined);
+}
+
+/** What every member should agree on: who is in the cluster, with which roles, and who is master0. */
+export function membershipDigest(hosts: { key: string; roles: string[] }[], master0: string): Digest {
+  return sha256(canonicalJson({ master0, members: hosts.map((h) => ({ key: h.key, roles: [...h.roles].sort() })) }));
+}
+
+/** `etcd:v1 -> etcd:v2`, or short digests when the names are the same. */
+function versionChange(fromRef: string, fromDigest: Digest, to: ImageInfo): string {
+  const tag = (r: string) => r.slice(r.lastIndexOf('/') + 1);
+  const a = tag(fromRef);
+  const b = tag(to.ref);
+  return a === b ? `${a}@${shortDigest(fromDigest)} -> ${shortDigest(to.digest)}` : `${a} -> ${b}`;
+}
+
+export function plan(input: PlanInput): Plan {
+  const { desired, image, state } = input;
+  const maxUnavailable = Math.max(1, Math.floor(input.options?.maxUnavailable ?? 1));
+  const hostsState = state?.hosts ?? {};
+  const D = image.digest;
+  const actions = new Map<string, Action>();
+  const add = (a: Action) => {
+    a.deps = [...new Set(a.deps)].filter((d) => actions.has(d));
+    actions.set(a.id, a);
+  };
+  const has = (i: string) => actions.has(i);
+  const present = (...ids: string[]) => ids.filter(has);
+
+  const desiredKeys = new Set(desired.hosts.map((h) => h.key));
+  const removed = orderHosts(Object.values(hostsState).filter((hs) => !desiredKeys.has(hs.key)));
+  const isExisting = (h: DesiredHost) => joinedBefore(hostsState[h.key]);
+
+  // master0: keep it while it stays a master; otherwise the first master in Clusterfile order that is already a
+  // member takes over. A cluster that never finished init-master0 simply starts over on the first master.
+  const masters = desired.hosts.filter(isMaster);
+  const existingMasters = masters.filter(isExisting);
+  const stateMasters = Object.values(hostsState).filter((hs) => isMaster(hs) && joinedBefore(hs));
+  if (stateMasters.length > 0 && existingMasters.length === 0) {
+    throw new PlanRefusedError(
+      `the Clusterfile removes every current master (${stateMasters.map((h) => h.key).join(', ')}); the last master cannot be removed`,
+      'keep at least one current master: add the new masters first, apply, then remove the old ones',
+    );
+  }
+  const initialised = Object.values(hostsState).some((hs) => hs.hooks['init-master0'] !== undefined && joinedBefore(hs));
+  const oldMaster0 = state?.master0;
+  let master0: string;
+  let promotion: string | undefined;
+  if (initialised) {
+    if (oldMaster0 && existingMasters.some((h) => h.key === oldMaster0)) master0 = oldMaster0;
+    else {
+      master0 = existingMasters[0].key;
+      promotion = `master0 ${oldMaster0 ?? '(none)'} removed; ${master0} is promoted to master0`;
+    }
+  } else {
+    master0 = oldMaster0 && masters.some((h) => h.key === oldMaster0) ? oldMaster0 : masters[0].key;
+  }
+  const members = membershipDigest(desired.hosts, master0);
+
+  const upgrading = state?.image !== undefined && state.image.digest !== D;
+  const change = upgrading ? `image changed ${versionChange(state!.image!.ref, state!.image!.digest, image)}` : undefined;
+  const layerSize = new Map(image.layers.map((l) => [l.digest, l.size]));
+  const imageLayers = image.layers.map((l) => l.digest);
+
+  const reasonFor = (h: DesiredHost, what: 'layers' | 'rootfs' | 'hook'): string => {
+    const hs = hostsState[h.key];
+    if (!hs) return 'new host';
+    if (hs.status === 'leaving') return 'resume: was leaving, joining again';
+    if (upgrading && isExisting(h)) return what === 'layers' ? 'layer digest changed' : change!;
+    return 'resume: not completed';
+  };
+
+  // Upgrade roll over current members: master0, other masters one at a time, then nodes in batches.
+  const rollOrder = desired.hosts.filter((h) => {
+    if (!upgrading || !isExisting(h)) return false;
+    const hs = hostsState[h.key];
+    const joinedWith = JOIN_HOOKS.map((k) => hs.hooks[k]).find((d) => d !== undefined);
+    return hs.hooks.upgrade !== D && joinedWith !== D;
+  });
+  rollOrder.sort((a, b) => rank(a) - rank(b));
+  function rank(h: DesiredHost): number {
+    return h.key === master0 ? 0 : isMaster(h) ? 1 : 2;
+  }
+  const rolling = new Set(rollOrder.map((h) => h.key));
+
+  // Phase 1: every desired host gets its files: create (LOCAL), missing layers, rootfs, init-host.
+  for (const h of desired.hosts) {
+    const hs = hostsState[h.key];
+    if (desired.provider === 'LOCAL' && (!hs || !hs.ip)) {
+      add({ id: id.create(h.key), kind: 'create-host', host: h.key, local: { kind: h.local?.kind ?? 'light' }, reason: hs ? 'resume: not completed' : 'new host', deps: [] });
+    }
+    const held = new Set(hs?.layers ?? []);
+    const missing = imageLayers.filter((d) => !held.has(d));
+    if (missing.length > 0) {
+      const bytes = missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
+      const reason = reasonFor(h, 'layers');
+      add({
+        id: id.send(h.key),
+        kind: 'send-layers',
+        host: h.key,
+        layers: missing,
+        bytes,
+        reason: reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${imageLayers.length})` : reason,
+        deps: present(id.create(h.key)),
+      });
+    }
+    if (hs?.rootfsImage !== D && !rolling.has(h.key)) {
+      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: reasonFor(h, 'rootfs'), deps: present(id.create(h.key), id.send(h.key)) });
+    }
+    if (!hs?.hooks['init-host']) {
+      hook(h, 'init-host', reasonFor(h, 'hook'), present(id.create(h.key), id.send(h.key), id.unpack(h.key)));
+    }
+  }
+
+  function hook(h: { key: string }, name: HookName, reason: string, deps: string[], img: Digest = D, withMembers = false): HookAction {
+    const a: HookAction = { id: id.hook(name, h.key), kind: 'hook', host: h.key, hook: name, image: img, reason, deps };
+    if (withMembers) a.members = members;
+    add(a);
+    return a;
+  }
+
+  // Phase 2: the upgrade roll. Unpacking swaps the rootfs under a running member, so it belongs to the roll too.
+  let previous: string[] = [];
+  const batches: DesiredHost[][] = [];
+  for (const h of rollOrder) {
+    if (rank(h) < 2) batches.push([h]);
+    else if (batches.length && rank(batches[batches.length - 1][0]) === 2 && batches[batches.length - 1].length < maxUnavailable)
+      batches[batches.length - 1].push(h);
+    else batches.push([h]);
+  }
+  const masterUpgrades: string[] = [];
+  for (const batch of batches) {
+    const done: string[] = [];
+    for (const h of batch) {
+      const hs = hostsState[h.key];
+      if (hs.rootfsImage !== D) {
+        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: change!, deps: [id.send(h.key), ...previous] });
+      }
+      const a = hook(h, 'upgrade', change!, present(id.send(h.key), id.unpack(h.key), ...previous));
+      done.push(a.id);
+      if (isMaster(h)) masterUpgrades.push(a.id);
+    }
+    previous = done;
+  }
+  const allUpgrades = rollOrder.map((h) => id.hook('upgrade', h.key));
+
+  // Phase 3: joins. master0 first (new cluster), further masters one at a time, nodes in parallel after them.
+  const joins: string[] = [];
+  let lastMasterJoin: string | undefined;
+  const needsJoin = (h: DesiredHost) => !isExisting(h);
+  const prep = (h: DesiredHost) => present(id.create(h.key), id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key));
+  const m0 = desired.hosts.find((h) => h.key === master0)!;
+  if (!initialised && needsJoin(m0)) {
+    const a = hook(m0, 'init-master0', hostsState[m0.key] ? 'resume: not completed' : 'new cluster', [...prep(m0), ...masterUpgrades], D, true);
+    joins.push(a.id);
+    lastMasterJoin = a.id;
+  }
+  for (const h of masters) {
+    if (h.key === master0 && !initialised) continue;
+    if (!needsJoin(h)) continue;
+    const a = hook(h, 'join-master', reasonFor(h, 'hook'), [...prep(h), ...masterUpgrades, ...(lastMasterJoin ? [lastMasterJoin] : [])], D, true);
+    joins.push(a.id);
+    lastMasterJoin = a.id;
+  }
+  const masterJoins = [...joins];
+  for (const h of desired.hosts) {
+    if (isMaster(h) || !needsJoin(h)) continue;
+    const a = hook(h, 'join-node', reasonFor(h, 'hook'), [...prep(h), ...masterUpgrades, ...masterJoins], D, true);
+    joins.push(a.id);
+  }
+
+  // Phase 4: removals. Masters leave one at a time (quorum), after the new members have joined.
+  const leaves: string[] = [];
+  let lastMasterLeave: string | undefined;
+  for (const hs of removed) {
+    const reason = 'removed from Clusterfile';
+    const img = hs.rootfsImage ?? state?.image?.digest ?? D;
+    let prev: string[] = [];
+    if (joinedBefore(hs) || (hs.status === 'leaving' && !hs.hooks.leave)) {
+      if (!hs.hooks.leave) {
+        const deps = [...joins, ...allUpgrades, ...(isMaster(hs) && lastMasterLeave ? [lastMasterLeave] : [])];
+        const a = hook(hs, 'leave', reason, deps, img);
+        leaves.push(a.id);
+        if (isMaster(hs)) lastMasterLeave = a.id;
+        prev = [a.id];
+      }
+    }
+    if (hs.rootfsImage && !hs.hooks.clean) prev = [hook(hs, 'clean', reason, prev, img).id];
+    add({ id: id.removeFiles(hs.key), kind: 'remove-files', host: hs.key, reason, deps: prev });
+    if (desired.provider === 'LOCAL' || hs.local) {
+      add({ id: id.deleteHost(hs.key), kind: 'delete-host', host: hs.key, reason, deps: [id.removeFiles(hs.key)] });
+    }
+  }
+
+  // Phase 5: current members learn the new membership (hosts added, removed, or master0 promoted).
+  const reconfigures: string[] = [];
+  for (const h of desired.hosts) {
+    if (!isExisting(h) || hostsState[h.key].members === members) continue;
+    const why = promotion ?? 'membership changed';
+    const a = hook(h, 'reconfigure', why, [...present(id.send(h.key), id.unpack(h.key), id.hook('upgrade', h.key)), ...joins, ...leaves], D, true);
+    reconfigures.push(a.id);
+  }
+
+  // Phase 6: Kubefile CMDs on master0, in order, when their identity has not run yet.
+  const ran = new Set(state?.cmdsRun ?? []);
+  const oldCmds = new Map((state?.image?.cmds ?? []).map((c) => [c.cmd, c.identity]));
+  let lastCmd: string | undefined;
+  image.cmds.forEach((c, i) => {
+    if (ran.has(c.identity)) return;
+    const reason = !state?.image
+      ? 'new cluster'
+      : oldCmds.has(c.cmd) && oldCmds.get(c.cmd) !== c.identity
+        ? 'CMD identity changed'
+        : state.image.digest === D
+          ? 'resume: not completed'
+          : 'new CMD';
+    const deps = [...present(id.unpack(master0), id.hook('init-host', master0)), ...joins, ...allUpgrades, ...reconfigures, ...(lastCmd ? [lastCmd] : [])];
+    add({ id: id.cmd(i), kind: 'run-cmd', host: master0, cmd: c.cmd, identity: c.identity, reason, deps });
+    lastCmd = id.cmd(i);
+  });
+
+  // Phase 7: bookkeeping once everything else succeeded.
+  if (state?.image?.digest !== D || (state?.master0 !== undefined && state.master0 !== master0)) {
+    const reason = !state?.image ? 'new cluster' : upgrading ? change! : promotion ?? 'master0 changed';
+    add({
+      id: id.setImage,
+      kind: 'set-image',
+      image: { ref: image.ref, digest: D, layers: imageLayers, cmds: image.cmds.map((c) => ({ ...c })) },
+      master0,
+      reason,
+      deps: [...actions.keys()],
+    });
+  }
+
+  const list = orderActions([...actions.values()], desired.hosts.map((h) => h.key), removed.map((h) => h.key));
+  const hosts: PlannedHost[] = [
+    ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, isExisting(h) ? 'change' : 'add')),
+    ...removed.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
+  ].map((p) => (p.impact === 'change' && !list.some((a) => a.host === p.key) ? { ...p, impact: 'none' as Impact } : p));
+  const clusterChanged = list.some((a) => a.kind === 'run-cmd');
+  return {
+    version: PLAN_VERSION,
+    operation: 'apply',
+    cluster: desired.name,
+    provider: desired.provider,
+    lineage: state?.lineage ?? null,
+    serial: state?.serial ?? 0,
+    clusterfileDigest: desired.digest,
+    image: { ref: image.ref, digest: D },
+    master0,
+    actions: list,
+    hosts,
+    summary: {
+      add: hosts.filter((h) => h.impact === 'add').length,
+      change: hosts.filter((h) => h.impact === 'change').length + (clusterChanged ? 1 : 0),
+      destroy: hosts.filter((h) => h.impact === 'destroy').length,
+    },
+  };
+}
+
+function planned(key: string, ip: string | undefined, name: string | undefined, roles: string[], impact: Impact): PlannedHost {
+  const p: PlannedHost = { key, roles: [...roles], impact };
+  if (ip) p.ip = ip;
+  if (name) p.name = name;
+  return p;
+}
+
+/** Masters first, each group in the order the state lists them. */
+function orderHosts(hosts: HostState[]): HostState[] {
+  return [...hosts.filter(isMaster), ...hosts.filter((h) => !isMaster(h))];
+}
+
+const KIND_ORDER: Record<Action['kind'], number> = {
+  'create-host': 0,
+  'send-layers': 1,
+  unpack: 2,
+  hook: 3,
+  'run-cmd': 4,
+  'remove-files': 5,
+  'delete-host': 6,
+  'set-image': 7,
+};
+const HOOK_ORDER: Record<HookName, number> = {
+  'init-host': 0,
+  'init-master0': 1,
+  'join-master': 2,
+  'join-node': 3,
+  upgrade: 4,
+  leave: 5,
+  clean: 6,
+  reconfigure: 7,
+};
+
+/** Display and execution-listing order: by host (desired, then removed), then by step; cluster steps last. */
+function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
+  const hostRank = new Map([...desiredKeys, ...removedKeys].map((k, i) => [k, i]));
+  const key = (a: Action): number[] => [
+    a.kind === 'run-cmd' || a.kind === 'set-image' ? Number.MAX_SAFE_INTEGER : (hostRank.get(a.host!) ?? 0),
+    KIND_ORDER[a.kind],
+    a.kind === 'hook' ? HOOK_ORDER[a.hook] : a.kind === 'run-cmd' ? Number(a.id.split(':')[1]) : 0,
+  ];
+  return actions
+    .map((a) => ({ a, k: key(a) }))
+    .sort((x, y) => x.k[0] - y.k[0] || x.k[1] - y.k[1] || x.k[2] - y.k[2])
+    .map((x) => x.a);
+}
+
+/** Tear everything down: clean on every host in parallel, then remove files, then delete LOCAL hosts. */
+export function planDestroy(state: ClusterState): Plan {
+  const actions: Action[] = [];
+  const hosts = orderHosts(Object.values(state.hosts));
+  for (const hs of hosts) {
+    const reason = 'destroy';
+    let prev: string[] = [];
+    const img = hs.rootfsImage ?? state.image?.digest;
+    if (hs.rootfsImage && img && !hs.hooks.clean) {
+      actions.push({ id: id.hook('clean', hs.key), kind: 'hook', host: hs.key, hook: 'clean', image: img, reason, deps: [] });
+      prev = [id.hook('clean', hs.key)];
+    }
+    actions.push({ id: id.removeFiles(hs.key), kind: 'remove-files', host: hs.key, reason, deps: prev });
+    if (state.provider === 'LOCAL' || hs.local) {
+      actions.push({ id: id.deleteHost(hs.key), kind: 'delete-host', host: hs.key, reason, deps: [id.removeFiles(hs.key)] });
+    }
+  }
+  return {
+    version: PLAN_VERSION,
+    operation: 'destroy',
+    cluster: state.cluster,
+    provider: state.provider,
+    lineage: state.lineage,
+    serial: state.serial,
+    clusterfileDigest: null,
+    image: null,
+    actions,
+    hosts: hosts.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
+    summary: { add: 0, change: 0, destroy: hosts.length },
+  };
+}
+
+/** Worst impact of each host in the plan (destroy > add > change > none), for rendering and summaries. */
+export function hostImpacts(p: Plan): Map<string, Impact> {
+  return new Map(p.hosts.map((h) => [h.key, h.impact]));
+}

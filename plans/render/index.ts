@@ -1,0 +1,1 @@
+export { renderPlanText, renderPlanJson, describeAction, formatBytes, type RenderOptions } from './text.js';

@@ -1,0 +1,89 @@
+/**
+ * Terraform-style plan text, grouped by host. Returns a string; the CLI decides where it goes and whether it is
+ * coloured (`color: isTTY`).
+ */
+import { Chalk } from 'chalk';
+import { shortDigest } from '../../engine/digest.js';
+import type { Action, Impact, Plan, PlannedHost } from '../actions.js';
+
+export interface RenderOptions {
+  color?: boolean;
+}
+
+const SYMBOL: Record<Impact, string> = { add: '+', change: '~', destroy: '-', none: ' ' };
+
+export function formatBytes(n: number): string {
+  if (n < 1000) return `${n} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = -1;
+  do {
+    v /= 1000;
+    u++;
+  } while (v >= 1000 && u < units.length - 1);
+  return `${v.toFixed(1)} ${units[u]}`;
+}
+
+export function describeAction(a: Action): string {
+  switch (a.kind) {
+    case 'create-host':
+      return `create ${a.local.kind} host`;
+    case 'send-layers':
+      return `send ${a.layers.length} layer${a.layers.length === 1 ? '' : 's'} (${formatBytes(a.bytes)})`;
+    case 'unpack':
+      return `unpack rootfs ${shortDigest(a.image)}`;
+    case 'hook':
+      return `hook ${a.hook}`;
+    case 'run-cmd':
+      return `run CMD ${JSON.stringify(a.cmd.length > 60 ? a.cmd.slice(0, 57) + '...' : a.cmd)} on ${a.host}`;
+    case 'remove-files':
+      return 'remove files';
+    case 'delete-host':
+      return 'delete host';
+    case 'set-image':
+      return `set image ${a.image.ref} (${shortDigest(a.image.digest)})`;
+  }
+}
+
+function hostTitle(h: PlannedHost): string {
+  const names = h.name && h.ip ? `${h.name} ${h.ip}` : h.key;
+  return `host ${names} (${h.roles.join(', ')})`;
+}
+
+export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
+  const c = new Chalk({ level: opts.color ? 1 : 0 });
+  const paint: Record<Impact, (s: string) => string> = { add: c.green, change: c.yellow, destroy: c.red, none: (s) => s };
+  const lines: string[] = [];
+  const block = (impact: Impact, title: string, actions: Action[]) => {
+    const sym = SYMBOL[impact];
+    lines.push(paint[impact](`${sym} ${title}`));
+    const texts = actions.map((a) => `${sym} ${describeAction(a)}`);
+    const width = Math.max(...texts.map((t) => t.length));
+    actions.forEach((a, i) => lines.push(`    ${paint[impact](texts[i].padEnd(width))}  ${c.dim(`# ${a.reason}`)}`));
+  };
+
+  if (plan.actions.length === 0) {
+    return `No changes. Cluster ${plan.cluster} matches the Clusterfile${plan.image ? ` (image ${plan.image.ref})` : ''}.\n`;
+  }
+  const verb = plan.operation === 'destroy' ? 'destroy' : 'apply';
+  lines.push(
+    `ci will ${verb} cluster ${plan.cluster}` + (plan.image ? ` with image ${plan.image.ref} (${shortDigest(plan.image.digest)})` : '') + ':',
+  );
+  lines.push(`  ${c.green('+')} add   ${c.yellow('~')} change   ${c.red('-')} destroy`);
+  lines.push('');
+  for (const h of plan.hosts) {
+    const acts = plan.actions.filter((a) => a.host === h.key && a.kind !== 'run-cmd');
+    if (acts.length === 0) continue;
+    block(h.impact, hostTitle(h), acts);
+  }
+  const clusterActs = plan.actions.filter((a) => a.kind === 'run-cmd' || a.kind === 'set-image');
+  if (clusterActs.length) block('change', `cluster ${plan.cluster}`, clusterActs);
+  lines.push('');
+  const s = plan.summary;
+  lines.push(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`);
+  return lines.join('\n') + '\n';
+}
+
+export function renderPlanJson(plan: Plan): string {
+  return JSON.stringify(plan, null, 2) + '\n';
+}
