@@ -1,0 +1,316 @@
+/**
+ * A lab: the local test hosts of one cluster, persisted in a directory so that a later process can reuse
+ * or remove them. Hosts sit on a private bridge that only this machine can reach; nothing is routed out.
+ */
+import { promises as fs, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import lockfile from 'proper-lockfile';
+import { exists } from '../../engine/fsutil.js';
+import { retry } from '../../engine/retry.js';
+import { HostUnreachableError, TransientError } from '../../engine/errors.js';
+import { connectSsh } from '../ssh/session.js';
+import type { SshTarget } from '../ssh/target.js';
+import { LocalHostError, requireRoot } from './errors.js';
+import { hostPaths, seedHost, LIGHT_OVERLAY_DIRS, type HostKind } from './host-dirs.js';
+import { ensureEd25519Key } from './keys.js';
+import { readLabFile, writeLabFile, type HostRecord, type LabFile } from './lab-file.js';
+import { bridgeName, checkHostName, machineName, netnsName, newLabId, vethName } from './names.js';
+import {
+  deleteHostNetwork, deleteLink, ensureBridge, ensureHostNetwork, linkExists, listNetns, netnsExists, setLinkUp, shapeLink,
+} from './network.js';
+import { isAlive, stopProcess, childrenOf, signal } from './procs.js';
+import { ensureRootfs } from './rootfs.js';
+import { startLightHost, startSystemdHost } from './start-host.js';
+import { claimSubnet, hostAddress, releaseSubnet } from './subnet.js';
+
+export type { HostKind } from './host-dirs.js';
+
+export interface LabHost {
+  name: string;
+  hostname: string;
+  ip: string;
+  kind: HostKind;
+  /** Fingerprint of the host key the lab generated for this host; pin it when connecting. */
+  hostKey: string;
+}
+
+const toLabHost = (r: HostRecord): LabHost => ({ name: r.name, hostname: r.hostname, ip: r.ip, kind: r.kind, hostKey: r.hostKey });
+
+export class LocalLab {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    readonly dir: string,
+    private state: LabFile,
+  ) {}
+
+  /** Opens (creating if needed) the lab kept in `dir`, and makes sure its bridge exists. */
+  static async open(dir: string): Promise<LocalLab> {
+    requireRoot('provider LOCAL');
+    const abs = resolve(dir);
+    await fs.mkdir(abs, { recursive: true, mode: 0o700 });
+    const lab = new LocalLab(abs, (await readLabFile(abs)) ?? (await LocalLab.create(abs)));
+    await lab.locked(async () => {
+      const subnet = await claimSubnet(lab.state.id, abs, lab.state.subnet.k);
+      if (subnet.k !== lab.state.subnet.k) {
+        // The old subnet went to another lab while this one was down (reboot): hosts get new addresses.
+        lab.state.subnet = subnet;
+        for (const h of Object.values(lab.state.hosts)) h.ip = hostAddress(subnet, h.index);
+        await lab.save();
+      }
+      await ensureBridge(lab.state.bridge, lab.state.subnet.gateway);
+    });
+    return lab;
+  }
+
+  private static async create(dir: string): Promise<LabFile> {
+    const id = newLabId();
+    await ensureEd25519Key(join(dir, 'id_ed25519'), `cloudimage-lab-${id}`);
+    const subnet = await claimSubnet(id, dir);
+    const state: LabFile = { version: 1, id, subnet, bridge: bridgeName(id), hosts: {} };
+    await writeLabFile(dir, state);
+    return state;
+  }
+
+  get id(): string {
+    return this.state.id;
+  }
+
+  get subnet(): { cidr: string; gateway: string } {
+    return { cidr: this.state.subnet.cidr, gateway: this.state.subnet.gateway };
+  }
+
+  get privateKeyPath(): string {
+    return join(this.dir, 'id_ed25519');
+  }
+
+  hosts(): LabHost[] {
+    return Object.values(this.state.hosts)
+      .sort((a, b) => a.index - b.index)
+      .map(toLabHost);
+  }
+
+  host(name: string): LabHost | undefined {
+    const r = this.state.hosts[name];
+    return r && toLabHost(r);
+  }
+
+  /** Creates and starts a host, or returns it as is when it already runs. Waits until SSH answers. */
+  async addHost(name: string, kind: HostKind): Promise<LabHost> {
+    checkHostName(name);
+    const rec = await this.locked(async () => {
+      let r = this.state.hosts[name];
+      if (r && r.kind !== kind) {
+        throw new LocalHostError(`local host "${name}" already exists as a ${r.kind} host, not ${kind}`, {
+          hint: `remove it first (lab.removeHost) or pick another name`,
+        });
+      }
+      if (r && this.healthy(r)) return r;
+      if (kind === 'light') this.checkLightLabDir();
+      const rootfs = kind === 'systemd' ? await ensureRootfs() : undefined;
+      if (!r) {
+        const index = this.freeIndex();
+        r = {
+          name,
+          hostname: name,
+          kind,
+          ip: hostAddress(this.state.subnet, index),
+          index,
+          netns: netnsName(this.state.id, name),
+          veth: vethName(this.state.id, name),
+          hostKey: '',
+          createdAt: new Date().toISOString(),
+        };
+        // Recorded before anything is created, so destroy() finds partial leftovers after a crash.
+        this.state.hosts[name] = r;
+        await this.save();
+      }
+      try {
+        await this.stopHost(r);
+        const paths = hostPaths(this.hostDir(name), kind);
+        const operatorKey = (await fs.readFile(`${this.privateKeyPath}.pub`, 'utf8')).trim();
+        r.hostKey = await seedHost(paths, kind, r.hostname, operatorKey);
+        await ensureBridge(this.state.bridge, this.state.subnet.gateway);
+        await ensureHostNetwork(r.netns, r.veth, this.state.bridge, r.ip);
+        r.proc =
+          kind === 'light'
+            ? startLightHost(paths, r.netns, r.hostname, r.ip)
+            : startSystemdHost(paths, rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
+        await this.save();
+      } catch (err) {
+        await this.teardownHost(r).catch(() => undefined);
+        delete this.state.hosts[name];
+        await this.save();
+        throw err;
+      }
+      return r;
+    });
+    await this.waitReady(name);
+    return toLabHost(rec);
+  }
+
+  async removeHost(name: string): Promise<void> {
+    await this.locked(async () => {
+      const r = this.state.hosts[name];
+      if (!r) return;
+      await this.teardownHost(r);
+      await fs.rm(this.hostDir(name), { recursive: true, force: true });
+      delete this.state.hosts[name];
+      await this.save();
+    });
+  }
+
+  /** Removes every host, the bridge, the subnet claim and the lab directory. Safe to repeat and after a crash. */
+  async destroy(): Promise<void> {
+    await this.locked(async () => {
+      for (const r of Object.values(this.state.hosts)) await this.teardownHost(r);
+      // Namespaces a crashed run created but never recorded.
+      for (const ns of await listNetns(`ci-${this.state.id}-`)) await deleteHostNetwork(ns, vethName(this.state.id, ns.slice(`ci-${this.state.id}-`.length)));
+      await deleteLink(this.state.bridge);
+      await releaseSubnet(this.state.id, this.state.subnet.k);
+      this.state.hosts = {};
+      await fs.rm(join(this.dir, 'hosts'), { recursive: true, force: true });
+    });
+    await fs.rm(this.dir, { recursive: true, force: true });
+  }
+
+  sshTarget(name: string): SshTarget {
+    const r = this.record(name);
+    return { host: r.ip, port: 22, user: 'root', privateKey: readFileSync(this.privateKeyPath, 'utf8') };
+  }
+
+  /** Waits until the host answers SSH with the host key the lab gave it. */
+  async waitReady(name: string, timeoutMs = 60_000): Promise<void> {
+    const r = this.record(name);
+    const deadline = Date.now() + timeoutMs;
+    await retry(
+      async () => {
+        if (!isAlive(r.proc)) {
+          throw new LocalHostError(`local host "${name}" stopped while starting\n${await this.logTail(name)}`);
+        }
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw new LocalHostError(`local host "${name}" did not answer SSH on ${r.ip} within ${timeoutMs} ms\n${await this.logTail(name)}`);
+        const session = await connectSsh(this.sshTarget(name), {
+          pinnedHostKey: r.hostKey,
+          attempts: 1,
+          timeoutMs: Math.min(5000, remaining),
+        });
+        try {
+          await session.execChecked('true', { timeoutMs: Math.min(10_000, Math.max(remaining, 1000)) });
+        } finally {
+          await session.close();
+        }
+      },
+      {
+        attempts: 1000,
+        baseMs: 100,
+        capMs: 400,
+        retryable: (err) => err instanceof HostUnreachableError || err instanceof TransientError,
+      },
+    );
+  }
+
+  /** Partition: the host's link goes down, so every packet to and from it is lost. */
+  async cutLink(name: string): Promise<void> {
+    await setLinkUp(this.record(name).netns, false);
+  }
+
+  async restoreLink(name: string): Promise<void> {
+    await setLinkUp(this.record(name).netns, true);
+  }
+
+  /** Limits the host's bandwidth in both directions; 0 or undefined removes the limit. */
+  async shapeLink(name: string, rateKbit: number | undefined): Promise<void> {
+    const r = this.record(name);
+    await shapeLink(r.netns, r.veth, rateKbit);
+  }
+
+  private record(name: string): HostRecord {
+    const r = this.state.hosts[name];
+    if (!r) {
+      throw new LocalHostError(`no local host "${name}" in lab ${this.dir}`, {
+        code: 'LOCAL_HOST_NOT_FOUND',
+        hint: `hosts in this lab: ${Object.keys(this.state.hosts).join(', ') || 'none'}`,
+      });
+    }
+    return r;
+  }
+
+  private healthy(r: HostRecord): boolean {
+    return isAlive(r.proc) && netnsExists(r.netns) && linkExists(r.veth) && linkExists(this.state.bridge);
+  }
+
+  private freeIndex(): number {
+    const used = new Set(Object.values(this.state.hosts).map((h) => h.index));
+    for (let i = 2; i < 255; i++) if (!used.has(i)) return i;
+    throw new LocalHostError(`lab ${this.dir} is full (253 hosts)`);
+  }
+
+  private hostDir(name: string): string {
+    return join(this.dir, 'hosts', name);
+  }
+
+  private checkLightLabDir(): void {
+    // A light host overlays these directories with layers stored in the lab; a lab inside them would overlap.
+    const clash = LIGHT_OVERLAY_DIRS.find((d) => this.dir === `/${d}` || this.dir.startsWith(`/${d}/`));
+    if (clash) {
+      throw new LocalHostError(`lab directory ${this.dir} is inside /${clash}, which light hosts overlay`, {
+        hint: 'set CI_HOME to a directory outside /etc, /var, /opt, /usr and /srv',
+      });
+    }
+  }
+
+  private async stopHost(r: HostRecord): Promise<void> {
+    if (!r.proc || !isAlive(r.proc)) return;
+    if (r.kind === 'systemd') {
+      // SIGTERM asks nspawn to power the container off cleanly.
+      await stopProcess(r.proc, 15_000, 'SIGTERM');
+    } else {
+      // PID 1 of the host's namespace: its death kills every process of the host.
+      for (const child of childrenOf(r.proc.pid)) signal(child, 'SIGKILL');
+      await stopProcess(r.proc, 5000, 'SIGKILL');
+    }
+  }
+
+  private async teardownHost(r: HostRecord): Promise<void> {
+    await this.stopHost(r);
+    await deleteHostNetwork(r.netns, r.veth);
+    r.proc = undefined;
+  }
+
+  private async logTail(name: string): Promise<string> {
+    try {
+      const text = await fs.readFile(join(this.hostDir(name), 'host.log'), 'utf8');
+      return text.trimEnd().split('\n').slice(-15).join('\n');
+    } catch {
+      return '(no host log)';
+    }
+  }
+
+  private async save(): Promise<void> {
+    await writeLabFile(this.dir, this.state);
+  }
+
+  /** Serialises changes in this process and across processes sharing the lab directory. */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    const run = async () => {
+      if (!(await exists(this.dir))) await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      const release = await lockfile.lock(this.dir, {
+        lockfilePath: join(this.dir, 'lab.lock'),
+        realpath: false,
+        stale: 60_000,
+        retries: { retries: 300, minTimeout: 200, maxTimeout: 1000 },
+      });
+      try {
+        const fresh = await readLabFile(this.dir);
+        if (fresh) this.state = fresh;
+        return await fn();
+      } finally {
+        await release().catch(() => undefined);
+      }
+    };
+    const next = this.queue.then(run, run);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+}

@@ -1,0 +1,67 @@
+/** The lab network: one bridge in the root namespace (the operator's side) and one veth per host namespace. */
+import { existsSync } from 'node:fs';
+import { mustRun, runTool } from './run.js';
+import { HOST_IFACE } from './names.js';
+import { signal } from './procs.js';
+
+export const linkExists = (name: string) => existsSync(`/sys/class/net/${name}`);
+export const netnsExists = (ns: string) => existsSync(`/run/netns/${ns}`);
+
+export async function ensureBridge(bridge: string, gateway: string): Promise<void> {
+  if (!linkExists(bridge)) await mustRun('ip', ['link', 'add', bridge, 'type', 'bridge']);
+  const addrs = await mustRun('ip', ['-4', '-o', 'addr', 'show', 'dev', bridge]);
+  if (!addrs.includes(`inet ${gateway}/`)) await mustRun('ip', ['addr', 'add', `${gateway}/24`, 'dev', bridge]);
+  await mustRun('ip', ['link', 'set', bridge, 'up']);
+}
+
+export async function deleteLink(name: string): Promise<void> {
+  if (linkExists(name)) await runTool('ip', ['link', 'del', name]);
+}
+
+/** Creates the namespace and its link; addresses are set but no default route, so nothing leaves the lab. */
+export async function ensureHostNetwork(ns: string, veth: string, bridge: string, ip: string): Promise<void> {
+  if (!netnsExists(ns)) await mustRun('ip', ['netns', 'add', ns]);
+  if (!linkExists(veth)) {
+    await runTool('ip', ['-n', ns, 'link', 'del', HOST_IFACE]);
+    await mustRun('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', HOST_IFACE, 'netns', ns]);
+  }
+  await mustRun('ip', ['link', 'set', veth, 'master', bridge, 'up']);
+  const addrs = await mustRun('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', HOST_IFACE]);
+  if (!addrs.includes(`inet ${ip}/`)) await mustRun('ip', ['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', HOST_IFACE]);
+  await mustRun('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  await mustRun('ip', ['-n', ns, 'link', 'set', HOST_IFACE, 'up']);
+}
+
+/** Kills whatever still runs inside the namespace (left over by a crash), then deletes it and its link. */
+export async function deleteHostNetwork(ns: string, veth: string): Promise<void> {
+  if (netnsExists(ns)) {
+    const pids = await runTool('ip', ['netns', 'pids', ns]);
+    for (const p of pids.stdout.split(/\s+/).filter(Boolean)) signal(Number(p), 'SIGKILL');
+    await runTool('ip', ['netns', 'del', ns]);
+  }
+  await deleteLink(veth);
+}
+
+export async function listNetns(prefix: string): Promise<string[]> {
+  const res = await runTool('ip', ['netns', 'list']);
+  return res.stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0])
+    .filter((n) => n && n.startsWith(prefix));
+}
+
+export async function setLinkUp(ns: string, up: boolean): Promise<void> {
+  await mustRun('ip', ['-n', ns, 'link', 'set', HOST_IFACE, up ? 'up' : 'down']);
+}
+
+/** Token bucket on both directions: host egress inside its namespace, host ingress on the bridge-side veth. */
+export async function shapeLink(ns: string, veth: string, rateKbit: number | undefined): Promise<void> {
+  if (!rateKbit) {
+    await runTool('tc', ['-n', ns, 'qdisc', 'del', 'dev', HOST_IFACE, 'root']);
+    await runTool('tc', ['qdisc', 'del', 'dev', veth, 'root']);
+    return;
+  }
+  const tbf = ['root', 'tbf', 'rate', `${rateKbit}kbit`, 'burst', `${Math.max(4, Math.ceil(rateKbit / 80))}kb`, 'latency', '400ms'];
+  await mustRun('tc', ['-n', ns, 'qdisc', 'replace', 'dev', HOST_IFACE, ...tbf]);
+  await mustRun('tc', ['qdisc', 'replace', 'dev', veth, ...tbf]);
+}

@@ -1,0 +1,65 @@
+/**
+ * Starting host processes detached, so they keep running after the creating process exits. The recorded
+ * PID is the process that owns the host's namespaces: killing it takes everything of the host with it.
+ */
+import { spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { LocalHostError } from './errors.js';
+import { LIGHT_OVERLAY_DIRS, type HostPaths } from './host-dirs.js';
+import { procRef, type ProcRef } from './procs.js';
+
+// Runs as PID 1 of the host's own PID namespace, inside its own mount and UTS namespaces.
+const LIGHT_INIT = `set -e
+H="$1"
+for d in ${LIGHT_OVERLAY_DIRS.join(' ')}; do
+  [ -d "/$d" ] || continue
+  mount -t overlay "ci-$d" -o "lowerdir=/$d,upperdir=$H/upper/$d,workdir=$H/work/$d" "/$d"
+done
+mount --bind "$H/root" /root
+mount --bind "$H/home" /home
+mount -t tmpfs -o mode=0755 ci-run /run
+mkdir -p /run/sshd
+mount -t tmpfs -o mode=1777 ci-tmp /tmp
+hostname "$2"
+exec /usr/sbin/sshd -D -e -h /etc/ssh/ssh_host_ed25519_key -o ListenAddress="$3" -o UsePAM=no \\
+  -o PasswordAuthentication=yes -o PermitRootLogin=prohibit-password -o MaxStartups=100:30:200 \\
+  -o MaxSessions=50 -o PidFile=none
+`;
+
+// The overlay lives in a private mount namespace so it disappears with the container, even after a crash.
+const SYSTEMD_INIT = `set -e
+mount -t overlay ci-root -o "lowerdir=$1,upperdir=$2/upper,workdir=$2/work" "$2/merged"
+exec systemd-nspawn -q -D "$2/merged" -b --register=no --keep-unit --network-namespace-path="/run/netns/$3" \\
+  -M "$4" --hostname="$5" --console=pipe
+`;
+
+function startDetached(cmd: string, args: string[], log: string): ProcRef {
+  const fd = openSync(log, 'a');
+  try {
+    const child = spawn(cmd, args, { detached: true, stdio: ['ignore', fd, fd] });
+    child.on('error', () => undefined);
+    child.unref();
+    const ref = child.pid !== undefined ? procRef(child.pid) : undefined;
+    if (!ref) throw new LocalHostError(`could not start \`${cmd} ${args.slice(0, 4).join(' ')} ...\` (see ${log})`);
+    return ref;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function startLightHost(p: HostPaths, netns: string, hostname: string, ip: string): ProcRef {
+  return startDetached(
+    'ip',
+    ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--pid', '--fork', '--kill-child', '--mount-proc',
+      '--propagation', 'private', 'sh', '-c', LIGHT_INIT, 'ci-light-host', p.dir, hostname, ip],
+    p.log,
+  );
+}
+
+export function startSystemdHost(p: HostPaths, rootfs: string, netns: string, machine: string, hostname: string): ProcRef {
+  return startDetached(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', SYSTEMD_INIT, 'ci-systemd-host', rootfs, p.dir, netns, machine, hostname],
+    p.log,
+  );
+}
