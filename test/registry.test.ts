@@ -1,0 +1,265 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Command } from 'commander';
+import { ImageStore } from '../engine/image/store.js';
+import { pushImage } from '../engine/registry/push.js';
+import { pullImage, ensureImage } from '../engine/registry/pull.js';
+import { login } from '../engine/registry/login.js';
+import { authFilePath, lookupLogin } from '../engine/registry/credentials.js';
+import { CiError, DigestMismatchError, RegistryError } from '../engine/errors.js';
+import { reportError } from '../engine/cli/main.js';
+import { register as registerLogin } from '../engine/cli/commands/login.js';
+import { redact } from '../engine/redact.js';
+import {
+  makeImage,
+  requireRoot,
+  skopeo,
+  startCountingProxy,
+  startRegistry,
+  tempDir,
+  type CountingProxy,
+  type RunningRegistry,
+} from './helpers/registry.js';
+
+const noWait = { attempts: 2, baseMs: 1, capMs: 5 };
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const c of cleanups.reverse()) await c().catch(() => {});
+});
+
+async function freshStore(): Promise<ImageStore> {
+  const home = await tempDir('ci-home');
+  cleanups.push(() => fs.rm(home, { recursive: true, force: true }));
+  const store = new ImageStore(home);
+  await store.init();
+  return store;
+}
+
+describe('plain HTTP registry', () => {
+  let reg: RunningRegistry;
+  let proxy: CountingProxy;
+  let store: ImageStore;
+
+  beforeAll(async () => {
+    requireRoot();
+    reg = await startRegistry();
+    cleanups.push(() => reg.stop());
+    proxy = await startCountingProxy(reg.port);
+    cleanups.push(() => proxy.stop());
+    store = await freshStore();
+  });
+
+  it('pushes, pulls back the same digests, and a second push sends no blob', async () => {
+    const ref = `${proxy.host}/team/app:v1`;
+    const made = await makeImage(store, ref, {
+      layers: [{ 'etc/app.conf': 'a=1\n' }, { 'bin/run.sh': '#!/bin/sh\necho hi\n' }],
+      cmds: ['kubectl apply -f app.yaml'],
+    });
+    const first = await pushImage(store, ref, { insecure: true, home: store.home, retry: noWait });
+    expect(first.digest).toBe(made.digest);
+    expect(first.uploaded).toHaveLength(3);
+
+    const other = await freshStore();
+    const pulled = await pullImage(other, ref, { insecure: true, home: other.home, retry: noWait });
+    expect(pulled.digest).toBe(made.digest);
+    expect(pulled.manifest.layers.map((l) => l.digest)).toEqual(made.layers);
+    expect(pulled.config.cloudimage?.cmds[0].cmd).toBe('kubectl apply -f app.yaml');
+    for (const d of made.layers) expect(await other.readBlob(d)).toEqual(await store.readBlob(d));
+
+    const mark = proxy.requests.length;
+    const second = await pushImage(store, ref, { insecure: true, home: store.home, retry: noWait });
+    expect(second.uploaded).toEqual([]);
+    expect(second.skipped).toHaveLength(3);
+    const sent = proxy.requests.slice(mark).filter((r) => r.path.includes('/blobs/uploads'));
+    expect(sent).toEqual([]);
+    expect(proxy.requests.slice(mark).filter((r) => r.method === 'HEAD')).toHaveLength(3);
+  });
+
+  it('uploads large blobs in chunks and mounts blobs across repositories', async () => {
+    const ref = `${proxy.host}/team/big:v1`;
+    const made = await makeImage(store, ref, { layers: [{ 'data.bin': randomBytes(200_000) }] });
+    const mark = proxy.requests.length;
+    const r = await pushImage(store, ref, { insecure: true, home: store.home, chunkSize: 64 * 1024, retry: noWait });
+    expect(r.uploaded).toContain(made.layers[0]);
+    const patches = proxy.requests.slice(mark).filter((q) => q.method === 'PATCH');
+    expect(patches.length).toBeGreaterThanOrEqual(3);
+
+    const other = await freshStore();
+    const pulled = await pullImage(other, ref, { insecure: true, home: other.home, retry: noWait });
+    expect(pulled.digest).toBe(made.digest);
+
+    const mark2 = proxy.requests.length;
+    const moved = await pushImage(store, ref, { destination: `${proxy.host}/elsewhere/big:v2`, insecure: true, home: store.home, retry: noWait });
+    expect(moved.uploaded).toEqual([]);
+    expect(moved.mounted.sort()).toEqual([made.layers[0], pulled.manifest.config.digest].sort());
+    const mounts = proxy.requests.slice(mark2).filter((q) => q.method === 'POST');
+    expect(mounts.every((q) => q.path.includes('mount=') && q.path.includes('from=team%2Fbig'))).toBe(true);
+    expect(proxy.requests.slice(mark2).filter((q) => q.method === 'PUT' && q.path.includes('/blobs/'))).toEqual([]);
+  });
+
+  it('is read by skopeo, and pulls what skopeo pushed', async () => {
+    const ref = `${reg.host}/interop/app:v1`;
+    const made = await makeImage(store, ref, { layers: [{ 'a.txt': 'interop\n' }] });
+    await pushImage(store, ref, { insecure: true, home: store.home, retry: noWait });
+    const info = JSON.parse(skopeo(['inspect', '--tls-verify=false', `docker://${ref}`]));
+    expect(info.Digest).toBe(made.digest);
+    expect(info.Layers).toEqual(made.layers);
+    const raw = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]));
+    expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
+    const layout = await tempDir('ci-skopeo');
+    cleanups.push(() => fs.rm(layout, { recursive: true, force: true }));
+    skopeo(['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${layout}:copied`]);
+    const index = JSON.parse(await fs.readFile(join(layout, 'index.json'), 'utf8'));
+    expect(index.manifests[0].digest).toBe(made.digest);
+
+    // The other way: skopeo pushes from our store's OCI layout, we pull.
+    const src = await freshStore();
+    const local = await makeImage(src, 'skopeo-src:v1', { layers: [{ 'b.txt': 'from skopeo\n' }], cmds: ['echo hi'] });
+    skopeo(['copy', '--dest-tls-verify=false', `oci:${src.root}:skopeo-src:v1`, `docker://${reg.host}/by/skopeo:v1`]);
+    const dst = await freshStore();
+    const pulled = await pullImage(dst, `${reg.host}/by/skopeo:v1`, { insecure: true, home: dst.home, retry: noWait });
+    expect(pulled.manifest.layers.map((l) => l.digest)).toEqual(local.layers);
+    expect(pulled.config.cloudimage?.cmds.map((c) => c.cmd)).toEqual(['echo hi']);
+  });
+
+  it('detects a corrupted blob and leaves no half image or temp file in the store', async () => {
+    const ref = `${reg.host}/team/corrupt:v1`;
+    const made = await makeImage(store, ref, { layers: [{ 'x.txt': 'good bytes\n' }, { 'y.txt': 'more good bytes\n' }] });
+    await pushImage(store, ref, { insecure: true, home: store.home, retry: noWait });
+    const victim = made.layers[1];
+    const data = await fs.readFile(reg.blobDataPath(victim));
+    data[data.length - 5] ^= 0xff;
+    await fs.writeFile(reg.blobDataPath(victim), data);
+
+    const dst = await freshStore();
+    const err = await pullImage(dst, ref, { insecure: true, home: dst.home, retry: noWait }).catch((e) => e);
+    expect(err).toBeInstanceOf(DigestMismatchError);
+    expect(await dst.find(ref)).toBeUndefined();
+    expect(await dst.hasBlob(victim)).toBe(false);
+    expect(await fs.readdir(dst.tmpDir)).toEqual([]);
+    await expect(ensureImage(dst, ref, { insecure: true, home: dst.home, retry: noWait })).rejects.toBeInstanceOf(DigestMismatchError);
+  });
+
+  it('refuses to push a local-only name and reports a missing image clearly', async () => {
+    await makeImage(store, 'localonly:v1', { layers: [{ 'z.txt': 'z' }] });
+    const err = await pushImage(store, 'localonly:v1', { insecure: true }).catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.code).toBe('REGISTRY_LOCAL_REFERENCE');
+    expect(err.message).toContain('localonly:v1');
+    const missing = await pullImage(store, `${reg.host}/nope/nothing:v1`, { insecure: true, home: store.home, retry: noWait }).catch((e) => e);
+    expect(missing.code).toBe('REGISTRY_NOT_FOUND');
+    expect(missing.message).toContain(reg.host);
+  });
+
+  it('ensureImage pulls only when the image is missing', async () => {
+    const ref = `${proxy.host}/team/ensure:v1`;
+    const made = await makeImage(store, ref, { layers: [{ 'e.txt': 'ensure' }] });
+    await pushImage(store, ref, { insecure: true, home: store.home, retry: noWait });
+    const dst = await freshStore();
+    const a = await ensureImage(dst, ref, { insecure: true, home: dst.home, retry: noWait });
+    expect(a.digest).toBe(made.digest);
+    const mark = proxy.requests.length;
+    const b = await ensureImage(dst, ref, { insecure: true, home: dst.home, retry: noWait });
+    expect(b.digest).toBe(made.digest);
+    expect(proxy.requests.length).toBe(mark);
+  });
+});
+
+describe('TLS registry with htpasswd', () => {
+  let reg: RunningRegistry;
+  let store: ImageStore;
+  const password = 'S3cret-' + randomBytes(6).toString('hex');
+
+  beforeAll(async () => {
+    requireRoot();
+    reg = await startRegistry({ tls: true, htpasswd: { alice: password } });
+    cleanups.push(() => reg.stop());
+    store = await freshStore();
+  });
+
+  it('rejects a wrong password with an error naming the registry, through the CLI too', async () => {
+    const err = await login(reg.host, { username: 'alice', password: 'wrong-password' }, { caFile: reg.caFile }, store.home).catch((e) => e);
+    expect(err).toBeInstanceOf(RegistryError);
+    expect(err.code).toBe('REGISTRY_UNAUTHORIZED');
+    expect(err.message).toContain(reg.host);
+    expect(err.message).not.toContain('wrong-password');
+    await expect(fs.access(authFilePath(store.home))).rejects.toThrow();
+
+    const program = new Command('ci').exitOverride();
+    registerLogin(program);
+    const prev = process.env.CI_HOME;
+    process.env.CI_HOME = store.home;
+    const writes: string[] = [];
+    const orig = process.stderr.write.bind(process.stderr);
+    (process.stderr as any).write = (s: string) => (writes.push(String(s)), true);
+    let code: number;
+    try {
+      await program.parseAsync(['login', reg.host, '-u', 'alice', '-p', 'bad-' + password, '--ca-file', reg.caFile!], { from: 'user' });
+      code = 0;
+    } catch (e) {
+      code = reportError(e, false);
+    } finally {
+      (process.stderr as any).write = orig;
+      if (prev === undefined) delete process.env.CI_HOME;
+      else process.env.CI_HOME = prev;
+    }
+    expect(code).not.toBe(0);
+    const text = writes.join('');
+    expect(text).toContain(`registry ${reg.host} rejected the credentials of user "alice"`);
+    expect(text).not.toContain('bad-' + password);
+  });
+
+  it('logs in (file mode 0600), pushes and pulls with --ca-file, and fails clearly without it', async () => {
+    const path = await login(reg.host, { username: 'alice', password }, { caFile: reg.caFile }, store.home);
+    expect((await fs.stat(path)).mode & 0o777).toBe(0o600);
+    expect(redact(`pw ${password}`)).not.toContain(password);
+    const stored = await lookupLogin(reg.host, { home: store.home });
+    expect(stored.credentials?.username).toBe('alice');
+    expect(stored.tls.caFile).toBe(reg.caFile);
+
+    const ref = `${reg.host}/secure/app:v1`;
+    const made = await makeImage(store, ref, { layers: [{ 's.txt': 'secure' }] });
+    // The CA file remembered at login is used.
+    const pushed = await pushImage(store, ref, { home: store.home, retry: noWait });
+    expect(pushed.uploaded).toHaveLength(2);
+
+    const dst = await freshStore();
+    const noCa = await pullImage(dst, ref, { home: dst.home, credentials: { username: 'alice', password }, retry: noWait }).catch((e) => e);
+    expect(noCa).toBeInstanceOf(CiError);
+    expect(noCa.code).toBe('REGISTRY_TLS');
+    expect(noCa.hint).toContain('--ca-file');
+
+    const anon = await pullImage(dst, ref, { home: dst.home, caFile: reg.caFile, retry: noWait }).catch((e) => e);
+    expect(anon.code).toBe('REGISTRY_UNAUTHORIZED');
+    expect(anon.message).toContain(reg.host);
+
+    const pulled = await pullImage(dst, ref, { home: dst.home, caFile: reg.caFile, credentials: { username: 'alice', password }, retry: noWait });
+    expect(pulled.digest).toBe(made.digest);
+
+    const certDir = await tempDir('ci-certs');
+    cleanups.push(() => fs.rm(certDir, { recursive: true, force: true }));
+    await fs.copyFile(reg.caFile!, join(certDir, 'ca.crt'));
+    const info = JSON.parse(skopeo(['inspect', '--cert-dir', certDir, '--creds', `alice:${password}`, `docker://${ref}`]));
+    expect(info.Digest).toBe(made.digest);
+  });
+
+  it("falls back to docker's config.json for credentials", async () => {
+    const dockerDir = await tempDir('ci-docker');
+    cleanups.push(() => fs.rm(dockerDir, { recursive: true, force: true }));
+    const auth = Buffer.from(`alice:${password}`).toString('base64');
+    await fs.writeFile(join(dockerDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth } } }));
+    const prev = process.env.DOCKER_CONFIG;
+    process.env.DOCKER_CONFIG = dockerDir;
+    try {
+      const dst = await freshStore();
+      const ref = `${reg.host}/secure/app:v1`;
+      const pulled = await pullImage(dst, ref, { home: dst.home, caFile: reg.caFile, retry: noWait });
+      expect(pulled.ref).toBe(ref);
+    } finally {
+      if (prev === undefined) delete process.env.DOCKER_CONFIG;
+      else process.env.DOCKER_CONFIG = prev;
+    }
+  });
+});
