@@ -5,7 +5,7 @@
  * holds exactly the missing steps.
  */
 import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/digest.js';
-import { CiError } from '../engine/errors.js';
+import { CiError, InternalError } from '../engine/errors.js';
 import type { DesiredCluster, DesiredHost } from '../engine/clusterfile/types.js';
 import type { ClusterState, HookName, HostState } from '../state/model.js';
 import {
@@ -57,12 +57,16 @@ export function membershipDigest(hosts: { key: string; roles: string[] }[], mast
   return sha256(canonicalJson({ master0, members: hosts.map((h) => ({ key: h.key, roles: [...h.roles].sort() })) }));
 }
 
-/** `etcd:v1 -> etcd:v2`, or short digests when the names are the same. */
+/** `v1 -> v2` within one repository, full names across repositories, short digests when the name is the same. */
 function versionChange(fromRef: string, fromDigest: Digest, to: ImageInfo): string {
-  const tag = (r: string) => r.slice(r.lastIndexOf('/') + 1);
-  const a = tag(fromRef);
-  const b = tag(to.ref);
-  return a === b ? `${a}@${shortDigest(fromDigest)} -> ${shortDigest(to.digest)}` : `${a} -> ${b}`;
+  const split = (r: string) => {
+    const i = r.lastIndexOf(':');
+    return i > r.lastIndexOf('/') ? [r.slice(0, i), r.slice(i + 1)] : [r, ''];
+  };
+  const [repoA, tagA] = split(fromRef);
+  const [repoB, tagB] = split(to.ref);
+  if (fromRef === to.ref) return `${fromRef}@${shortDigest(fromDigest)} -> ${shortDigest(to.digest)}`;
+  return repoA === repoB && tagA && tagB ? `${tagA} -> ${tagB}` : `${fromRef} -> ${to.ref}`;
 }
 
 export function plan(input: PlanInput): Plan {
@@ -288,7 +292,8 @@ export function plan(input: PlanInput): Plan {
     ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, isExisting(h) ? 'change' : 'add')),
     ...removed.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
   ].map((p) => (p.impact === 'change' && !list.some((a) => a.host === p.key) ? { ...p, impact: 'none' as Impact } : p));
-  const clusterChanged = list.some((a) => a.kind === 'run-cmd');
+  // CMDs of a brand-new cluster are part of adding it; on an existing one they change the cluster.
+  const clusterChanged = state?.image !== undefined && list.some((a) => a.kind === 'run-cmd');
   return {
     version: PLAN_VERSION,
     operation: 'apply',
@@ -342,7 +347,10 @@ const HOOK_ORDER: Record<HookName, number> = {
   reconfigure: 7,
 };
 
-/** Display and execution-listing order: by host (desired, then removed), then by step; cluster steps last. */
+/**
+ * A topological order (every action after its deps) that reads naturally: among the ready actions, the one of the
+ * earliest host (desired, then removed) and earliest step goes first; cluster steps come when they are ready.
+ */
 function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
   const hostRank = new Map([...desiredKeys, ...removedKeys].map((k, i) => [k, i]));
   const key = (a: Action): number[] => [
@@ -350,10 +358,19 @@ function orderActions(actions: Action[], desiredKeys: string[], removedKeys: str
     KIND_ORDER[a.kind],
     a.kind === 'hook' ? HOOK_ORDER[a.hook] : a.kind === 'run-cmd' ? Number(a.id.split(':')[1]) : 0,
   ];
-  return actions
-    .map((a) => ({ a, k: key(a) }))
-    .sort((x, y) => x.k[0] - y.k[0] || x.k[1] - y.k[1] || x.k[2] - y.k[2])
-    .map((x) => x.a);
+  const cmp = (x: number[], y: number[]) => x[0] - y[0] || x[1] - y[1] || x[2] - y[2];
+  const keys = new Map(actions.map((a) => [a.id, key(a)]));
+  const done = new Set<string>();
+  const pending = [...actions].sort((x, y) => cmp(keys.get(x.id)!, keys.get(y.id)!));
+  const out: Action[] = [];
+  while (pending.length) {
+    const i = pending.findIndex((a) => a.deps.every((d) => done.has(d)));
+    if (i < 0) throw new InternalError(`plan has a dependency cycle among ${pending.map((a) => a.id).join(', ')}`);
+    const [a] = pending.splice(i, 1);
+    done.add(a.id);
+    out.push(a);
+  }
+  return out;
 }
 
 /** Tear everything down: clean on every host in parallel, then remove files, then delete LOCAL hosts. */

@@ -1,0 +1,114 @@
+/** Plain-data builders for planner tests, and a simulator that applies a plan to state the way the executor does. */
+import { sha256, type Digest } from '../engine/digest.js';
+import { parseClusterfile } from '../engine/clusterfile/parse.js';
+import type { DesiredCluster } from '../engine/clusterfile/types.js';
+import type { Action, ImageInfo, Plan } from '../plans/actions.js';
+import { emptyState, type ClusterState, type HostState } from '../state/model.js';
+
+export const layer = (name: string): Digest => sha256(`layer:${name}`);
+
+export function makeImage(tag: string, layerNames: string[], cmds: string[] = []): ImageInfo {
+  const layers = layerNames.map((n, i) => ({ digest: layer(n), size: 1_000_000 * (i + 1) + 234_567, createdBy: `COPY ${n} .` }));
+  const digest = sha256(`image:${tag}:${layerNames.join(',')}:${cmds.join(',')}`);
+  return {
+    ref: `etcd-example:${tag}`,
+    digest,
+    layers,
+    cmds: cmds.map((cmd, i) => ({ cmd, identity: sha256(`${i}|${cmd}|${layerNames.join(',')}`) })),
+  };
+}
+
+export function clusterYaml(groups: { ips?: string[]; count?: number; roles: string[] }[], opts: { provider?: string; image?: string } = {}): string {
+  const hosts = groups
+    .map((g) => `  - roles: [${g.roles.join(', ')}]\n` + (g.ips ? `    ips: [${g.ips.join(', ')}]\n` : '') + (g.count ? `    count: ${g.count}\n` : ''))
+    .join('');
+  return `apiVersion: cloudimage.io/v1
+kind: Cluster
+metadata: {name: demo}
+spec:
+  image: ${opts.image ?? 'etcd-example:v1'}
+${opts.provider ? `  provider: ${opts.provider}\n` : ''}  ssh: {user: root, passwd: hunter22}
+  hosts:
+${hosts}`;
+}
+
+export function desired(groups: Parameters<typeof clusterYaml>[0], opts: Parameters<typeof clusterYaml>[1] = {}): DesiredCluster {
+  return parseClusterfile(clusterYaml(groups, opts), 'Clusterfile', {});
+}
+
+/** Executes the first `limit` actions of the plan against a copy of the state, as the executor records them. */
+export function simulate(plan: Plan, d: DesiredCluster | undefined, state: ClusterState | undefined, limit = Infinity): ClusterState {
+  const s: ClusterState = structuredClone(state ?? emptyState(plan.cluster, plan.provider, 'lineage-1'));
+  const deleteFollows = new Set(plan.actions.filter((a) => a.kind === 'delete-host').map((a) => a.host));
+  const ensure = (key: string): HostState => {
+    if (!s.hosts[key]) {
+      const dh = d?.hosts.find((h) => h.key === key)!;
+      s.hosts[key] = {
+        key,
+        ip: dh.ip ?? '',
+        name: dh.name,
+        roles: [...dh.roles],
+        ssh: { user: dh.ssh.user, port: dh.ssh.port },
+        layers: [],
+        hooks: {},
+        status: 'creating',
+        ...(dh.local ? { local: dh.local } : {}),
+      };
+    }
+    return s.hosts[key];
+  };
+  plan.actions.slice(0, limit).forEach((a: Action, i) => {
+    switch (a.kind) {
+      case 'create-host':
+        ensure(a.host).ip = `192.168.77.${10 + Object.keys(s.hosts).length + i}`;
+        break;
+      case 'send-layers': {
+        const h = ensure(a.host);
+        h.layers = [...h.layers, ...a.layers];
+        break;
+      }
+      case 'unpack':
+        ensure(a.host).rootfsImage = a.image;
+        break;
+      case 'hook': {
+        const h = ensure(a.host);
+        h.hooks[a.hook] = a.image;
+        if (a.members) h.members = a.members;
+        if (a.hook === 'init-master0') s.master0 = a.host;
+        if (a.hook.startsWith('join') || a.hook === 'init-master0') h.status = 'active';
+        if (a.hook === 'leave') h.status = 'leaving';
+        break;
+      }
+      case 'run-cmd':
+        s.cmdsRun.push(a.identity);
+        break;
+      case 'remove-files':
+        if (!deleteFollows.has(a.host)) delete s.hosts[a.host];
+        else s.hosts[a.host].layers = [];
+        break;
+      case 'delete-host':
+        delete s.hosts[a.host];
+        break;
+      case 'set-image':
+        s.image = structuredClone(a.image);
+        if (a.master0) s.master0 = a.master0;
+        break;
+    }
+  });
+  s.serial++;
+  return s;
+}
+
+/** Every dependency names an action in the plan, and the deps form a DAG (checked by listing order). */
+export function assertDag(plan: Plan): void {
+  const ids = new Set(plan.actions.map((a) => a.id));
+  if (ids.size !== plan.actions.length) throw new Error('duplicate action ids');
+  const seen = new Set<string>();
+  for (const a of plan.actions) {
+    for (const d of a.deps) {
+      if (!ids.has(d)) throw new Error(`${a.id} depends on missing ${d}`);
+      if (!seen.has(d)) throw new Error(`${a.id} depends on ${d}, which is listed later (cycle or bad order)`);
+    }
+    seen.add(a.id);
+  }
+}

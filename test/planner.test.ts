@@ -1,0 +1,227 @@
+import { describe, expect, test } from 'vitest';
+import { plan, planDestroy, PlanRefusedError } from '../plans/planner.js';
+import type { Action, HookAction, Plan } from '../plans/actions.js';
+import { assertDag, desired, makeImage, simulate } from './planner.helpers.js';
+
+const M = ['10.0.0.2', '10.0.0.3', '10.0.0.4'];
+const N = ['10.0.0.5'];
+const v1 = makeImage('v1', ['base', 'etcd', 'conf'], ['etcdctl endpoint health', 'echo ready']);
+
+const ids = (p: Plan) => p.actions.map((a) => a.id);
+const find = (p: Plan, id: string) => p.actions.find((a) => a.id === id)!;
+const hooks = (p: Plan, name: string) => p.actions.filter((a): a is HookAction => a.kind === 'hook' && a.hook === name);
+
+function created() {
+  const d = desired([{ ips: M, roles: ['master'] }, { ips: N, roles: ['node'] }]);
+  const p = plan({ desired: d, image: v1 });
+  return { d, p, state: simulate(p, d, undefined) };
+}
+
+describe('planner', () => {
+  test('create 3 masters and 1 node', () => {
+    const { p } = created();
+    assertDag(p);
+    expect(p.summary).toEqual({ add: 4, change: 0, destroy: 0 });
+    expect(p.master0).toBe('10.0.0.2');
+    expect(hooks(p, 'init-host').map((a) => a.host)).toEqual([...M, ...N]);
+    expect(hooks(p, 'init-master0').map((a) => a.host)).toEqual(['10.0.0.2']);
+    expect(hooks(p, 'join-master').map((a) => a.host)).toEqual(['10.0.0.3', '10.0.0.4']);
+    // Masters join one at a time; nodes after the masters.
+    expect(find(p, 'hook:join-master:10.0.0.3').deps).toContain('hook:init-master0:10.0.0.2');
+    expect(find(p, 'hook:join-master:10.0.0.4').deps).toContain('hook:join-master:10.0.0.3');
+    expect(find(p, 'hook:join-node:10.0.0.5').deps).toEqual(expect.arrayContaining(['hook:join-master:10.0.0.4', 'hook:init-host:10.0.0.5']));
+    const send = find(p, 'send-layers:10.0.0.5') as Extract<Action, { kind: 'send-layers' }>;
+    expect(send.layers).toHaveLength(3);
+    expect(send.bytes).toBe(v1.layers.reduce((n, l) => n + l.size, 0));
+    expect(send.reason).toBe('new host');
+    const cmds = p.actions.filter((a) => a.kind === 'run-cmd');
+    expect(cmds.map((a) => a.host)).toEqual(['10.0.0.2', '10.0.0.2']);
+    expect(cmds[1].deps).toContain(cmds[0].id);
+    expect(cmds[0].deps).toEqual(expect.arrayContaining(['hook:join-node:10.0.0.5', 'hook:join-master:10.0.0.4']));
+    expect(p.actions.at(-1)!.id).toBe('set-image');
+    expect(find(p, 'set-image').deps).toHaveLength(p.actions.length - 1);
+    expect(p.actions.some((a) => a.kind === 'create-host')).toBe(false);
+  });
+
+  test('the planner is pure: same input, same plan', () => {
+    const { d } = created();
+    expect(JSON.stringify(plan({ desired: d, image: v1 }))).toBe(JSON.stringify(plan({ desired: d, image: v1 })));
+  });
+
+  test('no-op after a complete apply', () => {
+    const { d, state } = created();
+    const p = plan({ desired: d, image: v1, state });
+    expect(p.actions).toEqual([]);
+    expect(p.summary).toEqual({ add: 0, change: 0, destroy: 0 });
+    expect(p.hosts.every((h) => h.impact === 'none')).toBe(true);
+    expect(p.serial).toBe(state.serial);
+  });
+
+  test('scale up: new master and node join, the rest reconfigure', () => {
+    const { state } = created();
+    const d2 = desired([{ ips: [...M, '10.0.0.6'], roles: ['master'] }, { ips: [...N, '10.0.0.7'], roles: ['node'] }]);
+    const p = plan({ desired: d2, image: v1, state });
+    assertDag(p);
+    expect(p.summary).toEqual({ add: 2, change: 4, destroy: 0 });
+    expect(hooks(p, 'join-master').map((a) => a.host)).toEqual(['10.0.0.6']);
+    expect(hooks(p, 'join-node').map((a) => a.host)).toEqual(['10.0.0.7']);
+    expect(hooks(p, 'reconfigure').map((a) => a.host)).toEqual([...M, ...N]);
+    expect(find(p, 'hook:reconfigure:10.0.0.2').deps).toEqual(expect.arrayContaining(['hook:join-master:10.0.0.6', 'hook:join-node:10.0.0.7']));
+    expect(p.actions.some((a) => a.host === '10.0.0.3' && a.kind !== 'hook')).toBe(false);
+    expect(p.actions.some((a) => a.kind === 'run-cmd' || a.kind === 'set-image')).toBe(false);
+    // And after it, nothing more to do.
+    expect(plan({ desired: d2, image: v1, state: simulate(p, d2, state) }).actions).toEqual([]);
+  });
+
+  test('scale down: a node leaves, is cleaned and its files removed', () => {
+    const { state } = created();
+    const d2 = desired([{ ips: M, roles: ['master'] }]);
+    const p = plan({ desired: d2, image: v1, state });
+    assertDag(p);
+    expect(p.summary).toEqual({ add: 0, change: 3, destroy: 1 });
+    expect(ids(p).filter((i) => i.endsWith('10.0.0.5'))).toEqual(['hook:leave:10.0.0.5', 'hook:clean:10.0.0.5', 'remove-files:10.0.0.5']);
+    expect(find(p, 'hook:clean:10.0.0.5').deps).toEqual(['hook:leave:10.0.0.5']);
+    expect(find(p, 'hook:leave:10.0.0.5').reason).toBe('removed from Clusterfile');
+    expect(find(p, 'hook:reconfigure:10.0.0.2').deps).toContain('hook:leave:10.0.0.5');
+    const after = simulate(p, d2, state);
+    expect(Object.keys(after.hosts)).toEqual(M);
+    expect(plan({ desired: d2, image: v1, state: after }).actions).toEqual([]);
+  });
+
+  test('scale up and down in one apply: joins happen before leaves', () => {
+    const { state } = created();
+    const d2 = desired([{ ips: ['10.0.0.2', '10.0.0.3', '10.0.0.8'], roles: ['master'] }, { ips: ['10.0.0.9'], roles: ['node'] }]);
+    const p = plan({ desired: d2, image: v1, state });
+    assertDag(p);
+    expect(p.summary).toEqual({ add: 2, change: 2, destroy: 2 });
+    expect(find(p, 'hook:leave:10.0.0.4').deps).toEqual(expect.arrayContaining(['hook:join-master:10.0.0.8', 'hook:join-node:10.0.0.9']));
+    expect(find(p, 'hook:leave:10.0.0.5').deps).not.toContain('hook:leave:10.0.0.4');
+    const after = simulate(p, d2, state);
+    expect(Object.keys(after.hosts).sort()).toEqual(['10.0.0.2', '10.0.0.3', '10.0.0.8', '10.0.0.9']);
+    expect(plan({ desired: d2, image: v1, state: after }).actions).toEqual([]);
+  });
+
+  test('upgrade with one changed layer: send only that layer, roll the upgrade', () => {
+    const { d, state } = created();
+    const v2 = makeImage('v2', ['base', 'etcd', 'conf2'], ['etcdctl endpoint health', 'echo ready']);
+    const d2 = desired([{ ips: M, roles: ['master'] }, { ips: [...N, '10.0.0.6', '10.0.0.7'], roles: ['node'] }], { image: 'etcd-example:v2' });
+    // Bring the two extra nodes in at v1 first.
+    const s1 = simulate(plan({ desired: { ...d2, image: d.image }, image: v1, state }), d2, state);
+    const p = plan({ desired: d2, image: v2, state: s1, options: { maxUnavailable: 2 } });
+    assertDag(p);
+    expect(p.summary).toEqual({ add: 0, change: 7, destroy: 0 });
+    const sends = p.actions.filter((a) => a.kind === 'send-layers') as Extract<Action, { kind: 'send-layers' }>[];
+    expect(sends).toHaveLength(6);
+    for (const s of sends) {
+      expect(s.layers).toEqual([v2.layers[2].digest]);
+      expect(s.reason).toBe('layer digest changed (1 of 3)');
+    }
+    const up = (k: string) => find(p, `hook:upgrade:${k}`);
+    expect(up('10.0.0.2').reason).toBe('image changed v1 -> v2');
+    expect(find(p, 'unpack:10.0.0.3').deps).toContain('hook:upgrade:10.0.0.2');
+    expect(up('10.0.0.4').deps).toContain('hook:upgrade:10.0.0.3');
+    // Nodes in batches of 2: 5 and 6 together after the masters, 7 after both.
+    expect(find(p, 'unpack:10.0.0.5').deps).toContain('hook:upgrade:10.0.0.4');
+    expect(find(p, 'unpack:10.0.0.6').deps).toContain('hook:upgrade:10.0.0.4');
+    expect(find(p, 'unpack:10.0.0.6').deps).not.toContain('hook:upgrade:10.0.0.5');
+    expect(find(p, 'unpack:10.0.0.7').deps).toEqual(expect.arrayContaining(['hook:upgrade:10.0.0.5', 'hook:upgrade:10.0.0.6']));
+    // Both CMDs come after the changed layer, so both identities changed.
+    expect(p.actions.filter((a) => a.kind === 'run-cmd').map((a) => a.reason)).toEqual(['CMD identity changed', 'CMD identity changed']);
+    expect(find(p, 'set-image').reason).toBe('image changed v1 -> v2');
+    expect(plan({ desired: d2, image: v2, state: simulate(p, d2, s1) }).actions).toEqual([]);
+  });
+
+  test('CMD identity change re-runs only that CMD', () => {
+    const { d, state } = created();
+    const v1b = { ...v1, digest: makeImage('v1b', ['x']).digest, cmds: [v1.cmds[0], { cmd: 'echo ready', identity: makeImage('other', ['y']).digest }] };
+    const p = plan({ desired: d, image: v1b, state });
+    const cmds = p.actions.filter((a) => a.kind === 'run-cmd') as Extract<Action, { kind: 'run-cmd' }>[];
+    expect(cmds.map((c) => [c.cmd, c.reason])).toEqual([['echo ready', 'CMD identity changed']]);
+    expect(cmds[0].id).toBe('run-cmd:1');
+  });
+
+  test('resume after a partial failure: the next plan holds exactly the missing steps', () => {
+    const d = desired([{ ips: M, roles: ['master'] }, { ips: N, roles: ['node'] }]);
+    const full = plan({ desired: d, image: v1 });
+    for (let k = 1; k < full.actions.length; k++) {
+      const partial = simulate(full, d, undefined, k);
+      const next = plan({ desired: d, image: v1, state: partial });
+      assertDag(next);
+      expect(ids(next)).toEqual(ids(full).slice(k));
+    }
+    // Example: a host with layers but no init-host gets exactly the missing steps, labelled as a resume.
+    const cut = ids(full).indexOf('hook:init-host:10.0.0.5');
+    const next = plan({ desired: d, image: v1, state: simulate(full, d, undefined, cut) });
+    expect(ids(next).filter((i) => i.endsWith('10.0.0.5'))).toEqual(['hook:init-host:10.0.0.5', 'hook:join-node:10.0.0.5']);
+    expect(find(next, 'hook:init-host:10.0.0.5').reason).toBe('resume: not completed');
+  });
+
+  test('resume of a scale up and down', () => {
+    const { state } = created();
+    const d2 = desired([{ ips: ['10.0.0.3', '10.0.0.4', '10.0.0.8'], roles: ['master'] }, { ips: ['10.0.0.9'], roles: ['node'] }]);
+    const full = plan({ desired: d2, image: v1, state });
+    for (let k = 1; k < full.actions.length; k++) {
+      const next = plan({ desired: d2, image: v1, state: simulate(full, d2, state, k) });
+      assertDag(next);
+      expect(new Set(ids(next))).toEqual(new Set(ids(full).slice(k)));
+    }
+  });
+
+  test('removing master0 promotes the next master', () => {
+    const { state } = created();
+    const d2 = desired([{ ips: ['10.0.0.3', '10.0.0.4'], roles: ['master'] }, { ips: N, roles: ['node'] }]);
+    const p = plan({ desired: d2, image: v1, state });
+    assertDag(p);
+    expect(p.master0).toBe('10.0.0.3');
+    expect(find(p, 'hook:reconfigure:10.0.0.3').reason).toBe('master0 10.0.0.2 removed; 10.0.0.3 is promoted to master0');
+    expect(find(p, 'set-image')).toMatchObject({ master0: '10.0.0.3' });
+    expect(hooks(p, 'init-master0')).toEqual([]);
+    const after = simulate(p, d2, state);
+    expect(after.master0).toBe('10.0.0.3');
+    expect(plan({ desired: d2, image: v1, state: after }).actions).toEqual([]);
+  });
+
+  test('removing the last master is refused', () => {
+    const { state } = created();
+    const d2 = desired([{ ips: ['10.0.0.20'], roles: ['master'] }, { ips: N, roles: ['node'] }]);
+    expect(() => plan({ desired: d2, image: v1, state })).toThrow(PlanRefusedError);
+    expect(() => plan({ desired: d2, image: v1, state })).toThrow(/last master cannot be removed/);
+  });
+
+  test('LOCAL provider: hosts are created, named, and deleted', () => {
+    const d = desired([{ count: 1, roles: ['master'] }, { count: 2, roles: ['node'] }], { provider: 'LOCAL' });
+    expect(d.hosts.map((h) => h.key)).toEqual(['demo-master-1', 'demo-node-1', 'demo-node-2']);
+    const p = plan({ desired: d, image: v1 });
+    assertDag(p);
+    expect(find(p, 'send-layers:demo-node-1').deps).toEqual(['create-host:demo-node-1']);
+    expect(find(p, 'create-host:demo-node-1')).toMatchObject({ local: { kind: 'light' } });
+    const s = simulate(p, d, undefined);
+    const d2 = desired([{ count: 1, roles: ['master'] }, { count: 1, roles: ['node'] }], { provider: 'LOCAL' });
+    const p2 = plan({ desired: d2, image: v1, state: s });
+    expect(ids(p2).filter((i) => i.endsWith('demo-node-2'))).toEqual(['hook:leave:demo-node-2', 'hook:clean:demo-node-2', 'remove-files:demo-node-2', 'delete-host:demo-node-2']);
+  });
+
+  test('destroy: clean everywhere in parallel, then remove files', () => {
+    const { state } = created();
+    const p = planDestroy(state);
+    assertDag(p);
+    expect(p.operation).toBe('destroy');
+    expect(p.summary).toEqual({ add: 0, change: 0, destroy: 4 });
+    expect(hooks(p, 'clean').every((a) => a.deps.length === 0)).toBe(true);
+    expect(find(p, 'remove-files:10.0.0.5').deps).toEqual(['hook:clean:10.0.0.5']);
+    expect(p.actions.some((a) => a.kind === 'delete-host')).toBe(false);
+  });
+
+  test('every plan is a DAG over existing ids', () => {
+    const { state } = created();
+    const shapes = [
+      [{ ips: M, roles: ['master'] }],
+      [{ ips: ['10.0.0.3'], roles: ['master'] }, { ips: ['10.0.0.5', '10.0.0.50', '10.0.0.51'], roles: ['node'] }],
+      [{ ips: ['10.0.0.4', '10.0.0.30', '10.0.0.31'], roles: ['master'] }],
+    ];
+    const v3 = makeImage('v3', ['base', 'x'], ['a', 'b', 'c']);
+    for (const shape of shapes)
+      for (const img of [v1, v3])
+        for (const maxUnavailable of [1, 3]) assertDag(plan({ desired: desired(shape), image: img, state, options: { maxUnavailable } }));
+  });
+});
