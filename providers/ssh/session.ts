@@ -74,7 +74,7 @@ export class SshSession {
     return this.target.user;
   }
 
-  exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
+  async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const wire = wrapCommand(command, { user: this.target.user, env: opts.env });
     return this.limit(() => this.run(wire, command, opts));
   }

@@ -1,0 +1,39 @@
+/** Provider LOCAL: the cluster's hosts are made on this machine, in a lab kept under `$CI_HOME/local/<cluster>`. */
+import { join } from 'node:path';
+import type { HostProvider } from '../../engine/executor/host-provider.js';
+import type { HostState, LocalKind } from '../../state/model.js';
+import type { SshTarget } from '../ssh/target.js';
+import { LocalLab } from './lab.js';
+
+export function labDirFor(home: string, cluster: string): string {
+  return join(home, 'local', cluster);
+}
+
+export class LocalProvider implements HostProvider {
+  private lab: Promise<LocalLab> | undefined;
+
+  constructor(private readonly dir: string) {}
+
+  private open(): Promise<LocalLab> {
+    this.lab ??= LocalLab.open(this.dir);
+    return this.lab;
+  }
+
+  async create(key: string, kind: LocalKind) {
+    const host = await (await this.open()).addHost(key, kind);
+    return { ip: host.ip, hostname: host.hostname, hostKey: host.hostKey };
+  }
+
+  async remove(key: string): Promise<void> {
+    await (await this.open()).removeHost(key);
+  }
+
+  async target(host: Pick<HostState, 'key' | 'ip' | 'ssh'>): Promise<SshTarget> {
+    return (await this.open()).sshTarget(host.key);
+  }
+
+  async release(): Promise<void> {
+    const lab = await this.open();
+    if (lab.hosts().length === 0) await lab.destroy();
+  }
+}

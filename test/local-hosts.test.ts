@@ -1,0 +1,156 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
+import { connectSsh, type SshSession } from '../providers/ssh/session.js';
+import { LocalLab } from '../providers/local/lab.js';
+import { HostUnreachableError } from '../engine/errors.js';
+import { RemoteTimeoutError, SshConnectionLostError } from '../providers/ssh/errors.js';
+
+const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+const pidAlive = (pid: number) => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) [ZX]/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+
+interface RecordedHost {
+  proc?: { pid: number };
+  netns: string;
+  veth: string;
+}
+const readLab = (dir: string) =>
+  JSON.parse(readFileSync(join(dir, 'lab.json'), 'utf8')) as { id: string; bridge: string; hosts: Record<string, RecordedHost> };
+
+describe.skipIf(!labsAvailable())('local light hosts', () => {
+  let t: TestLab;
+  const sessions = new Map<string, SshSession>();
+  const names = ['h1', 'h2', 'h3'];
+
+  beforeAll(async () => {
+    t = await openTestLab();
+    await Promise.all(names.map((n) => t.lab.addHost(n, 'light')));
+    for (const n of names) sessions.set(n, await connectSsh(t.lab.sshTarget(n), { pinnedHostKey: t.lab.host(n)!.hostKey }));
+  });
+
+  afterAll(async () => {
+    for (const s of sessions.values()) await s.close().catch(() => undefined);
+    await t?.cleanup();
+  });
+
+  it('gives every host its own name, address and host key, reachable over SSH as root', async () => {
+    const hosts = t.lab.hosts();
+    expect(hosts.map((h) => h.name)).toEqual(names);
+    expect(new Set(hosts.map((h) => h.ip)).size).toBe(3);
+    expect(new Set(hosts.map((h) => h.hostKey)).size).toBe(3);
+    for (const h of hosts) {
+      expect(h.ip.startsWith(t.lab.subnet.gateway.replace(/\.1$/, '.'))).toBe(true);
+      const s = sessions.get(h.name)!;
+      expect(s.hostKey).toBe(h.hostKey);
+      const r = await s.execChecked('hostname; id -u');
+      expect(r.stdout).toBe(`${h.hostname}\n0\n`);
+    }
+  });
+
+  it('keeps files written on one host away from the others and from this machine', async () => {
+    const marker = `ci-isolation-${randomBytes(4).toString('hex')}`;
+    const h1 = sessions.get('h1')!;
+    for (const dir of ['/etc', '/root', '/tmp', '/var/lib', '/usr/local/bin']) {
+      await h1.execChecked(`echo hi > ${dir}/${marker}`);
+      expect((await h1.execChecked(`cat ${dir}/${marker}`)).stdout).toBe('hi\n');
+      expect(existsSync(`${dir}/${marker}`)).toBe(false);
+      for (const other of ['h2', 'h3']) {
+        const r = await sessions.get(other)!.exec(`test -e ${dir}/${marker}`);
+        expect(r.code).toBe(1);
+      }
+    }
+  });
+
+  it('lets hosts of one lab reach each other on the lab bridge', async () => {
+    const h2 = t.lab.host('h2')!;
+    const r = await sessions.get('h1')!.execChecked(`bash -c 'exec 3<>/dev/tcp/${h2.ip}/22; head -c 7 <&3'`, { timeoutMs: 5000 });
+    expect(r.stdout).toBe('SSH-2.0');
+  });
+
+  it('returns a running host as is when it is added again, also from a second lab handle', async () => {
+    const before = readLab(t.lab.dir).hosts.h1.proc!.pid;
+    const again = await t.lab.addHost('h1', 'light');
+    expect(again).toEqual(t.lab.host('h1'));
+    const reopened = await LocalLab.open(t.lab.dir);
+    expect(reopened.hosts()).toEqual(t.lab.hosts());
+    await reopened.addHost('h2', 'light');
+    expect(readLab(t.lab.dir).hosts.h1.proc!.pid).toBe(before);
+  });
+
+  it('fails commands while the link is cut and recovers once it is restored', async () => {
+    const s = sessions.get('h3')!;
+    await t.lab.cutLink('h3');
+    try {
+      const err = await s.exec('echo up', { timeoutMs: 1500 }).catch((e: unknown) => e);
+      expect(err instanceof RemoteTimeoutError || err instanceof SshConnectionLostError).toBe(true);
+      const fresh = await connectSsh(t.lab.sshTarget('h3'), { attempts: 2, timeoutMs: 700, retryBaseMs: 10 }).catch((e: unknown) => e);
+      expect(fresh).toBeInstanceOf(HostUnreachableError);
+    } finally {
+      await t.lab.restoreLink('h3');
+    }
+    const r = await s.execChecked('echo up', { timeoutMs: 20_000 });
+    expect(r.stdout).toBe('up\n');
+  });
+
+  it('destroy leaves no namespace, process, link, mount or directory behind, and can run twice', async () => {
+    const recorded = readLab(t.lab.dir);
+    const pids = Object.values(recorded.hosts).map((h) => h.proc!.pid);
+    expect(pids.every(pidAlive)).toBe(true);
+    for (const s of sessions.values()) await s.close();
+    sessions.clear();
+    await t.lab.destroy();
+    await t.lab.destroy();
+    expect(netnsList()).not.toContain(`ci-${recorded.id}-`);
+    expect(pids.filter(pidAlive)).toEqual([]);
+    expect(existsSync(`/sys/class/net/${recorded.bridge}`)).toBe(false);
+    for (const h of Object.values(recorded.hosts)) expect(existsSync(`/sys/class/net/${h.veth}`)).toBe(false);
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(t.lab.dir);
+    expect(existsSync(t.lab.dir)).toBe(false);
+  });
+});
+
+describe.skipIf(!labsAvailable())('local systemd host', () => {
+  let t: TestLab;
+  let s: SshSession | undefined;
+
+  beforeAll(async () => {
+    t = await openTestLab();
+    const host = await t.lab.addHost('sys1', 'systemd');
+    s = await connectSsh(t.lab.sshTarget('sys1'), { pinnedHostKey: host.hostKey });
+  });
+
+  afterAll(async () => {
+    await s?.close().catch(() => undefined);
+    await t?.cleanup();
+  });
+
+  it('boots systemd to running (or degraded) under its own hostname', async () => {
+    const r = await s!.exec('systemctl is-system-running --wait', { timeoutMs: 60_000 });
+    expect(['running', 'degraded']).toContain(r.stdout.trim());
+    expect((await s!.execChecked('hostname')).stdout.trim()).toBe('sys1');
+  });
+
+  it('starts a unit installed over SSH', async () => {
+    await s!.upload(
+      Buffer.from('[Unit]\nDescription=demo\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n'),
+      '/etc/systemd/system/ci-demo.service',
+    );
+    await s!.execChecked('systemctl daemon-reload && systemctl enable --now ci-demo.service');
+    expect((await s!.exec('systemctl is-active ci-demo.service')).stdout.trim()).toBe('active');
+    expect(existsSync('/etc/systemd/system/ci-demo.service')).toBe(false);
+  });
+
+  it('powers the container off on destroy', async () => {
+    const recorded = readLab(t.lab.dir);
+    const pid = recorded.hosts.sys1.proc!.pid;
+    await s!.close();
+    s = undefined;
+    await t.cleanup();
+    expect(pidAlive(pid)).toBe(false);
+    expect(netnsList()).not.toContain(`ci-${recorded.id}-`);
+    expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(t.lab.dir);
+  });
+});
