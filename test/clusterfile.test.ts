@@ -1,0 +1,175 @@
+import { describe, expect, test } from 'vitest';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseClusterfile, loadClusterfile, ClusterfileInvalidError, clusterfileJsonSchema } from '../engine/clusterfile/index.js';
+import { ClusterfileError } from '../engine/errors.js';
+import { redact } from '../engine/redact.js';
+
+const SEALER = `apiVersion: sealer.cloud/v2
+kind: Cluster
+metadata: {name: demo}
+spec:
+  image: etcd-example:v1
+  provider: BAREMETAL
+  ssh: {user: root, passwd: "\${SSH_PASSWORD}", pk: ~/.ssh/id_ed25519, pkPasswd: "", port: 22}
+  env: [ETCD_QUOTA=2147483648]
+  cmd_args: [--foo]
+  hosts:
+  - {ips: [10.0.0.5], roles: [node], labels: {zone: a}}
+  - {ips: [10.0.0.2, 10.0.0.3, 10.0.0.4], roles: [master], ssh: {port: 2222}, env: [ZONE=a]}
+---
+apiVersion: sealer.cloud/v2
+kind: Plugin
+metadata: {name: hostname}
+spec: {type: HOSTNAME, data: "10.0.0.2 m1"}
+---
+apiVersion: sealer.cloud/v2
+kind: Config
+metadata: {name: etcd-conf}
+spec: {path: etc/etcd.conf, data: "quota: 1"}
+`;
+const ENV = { SSH_PASSWORD: 'pa55-w0rd-xyz', HOME: '/home/op' };
+
+function issuesOf(text: string, env: NodeJS.ProcessEnv = ENV) {
+  try {
+    parseClusterfile(text, 'Clusterfile', env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ClusterfileInvalidError);
+    expect(err).toBeInstanceOf(ClusterfileError);
+    return (err as ClusterfileInvalidError).issues.map((i) => ({ at: `${i.location.line}:${i.location.column}`, path: i.path, rule: i.rule, message: i.message }));
+  }
+  throw new Error('expected the Clusterfile to be refused');
+}
+
+const edit = (from: string, to: string) => {
+  expect(SEALER).toContain(from);
+  return SEALER.replace(from, to);
+};
+
+describe('Clusterfile', () => {
+  test('a sealer v2 file parses as it is, normalised', () => {
+    const c = parseClusterfile(SEALER, 'Clusterfile', ENV);
+    expect(c.name).toBe('demo');
+    expect(c.provider).toBe('BAREMETAL');
+    expect(c.hosts.map((h) => h.key)).toEqual(['10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5']);
+    expect(c.hosts[0]).toMatchObject({
+      ip: '10.0.0.2',
+      roles: ['master'],
+      env: { ETCD_QUOTA: '2147483648', ZONE: 'a' },
+      ssh: { user: 'root', port: 2222, password: 'pa55-w0rd-xyz', privateKeyPath: '/home/op/.ssh/id_ed25519' },
+    });
+    expect(c.hosts[0].ssh.passphrase).toBeUndefined();
+    expect(c.hosts[3].ssh.port).toBe(22);
+    expect(c.plugins).toEqual([{ apiVersion: 'sealer.cloud/v2', kind: 'Plugin', name: 'hostname', spec: { type: 'HOSTNAME', data: '10.0.0.2 m1' } }]);
+    expect(c.configs[0].name).toBe('etcd-conf');
+    expect(c.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+    // Secrets are registered and kept out of the digest.
+    expect(redact('pw=pa55-w0rd-xyz')).toBe('pw=******');
+    const other = parseClusterfile(SEALER, 'Clusterfile', { ...ENV, SSH_PASSWORD: 'another-secret' });
+    expect(other.digest).toBe(c.digest);
+  });
+
+  test('cloudimage.io/v1 has the same shape; LOCAL groups use count and get stable names', () => {
+    const c = parseClusterfile(
+      `apiVersion: cloudimage.io/v1
+kind: Cluster
+metadata: {name: lab}
+spec:
+  image: etcd-example:v1
+  provider: LOCAL
+  local: {kind: systemd}
+  hosts:
+  - {count: 2, roles: [master]}
+  - {count: 1, roles: [node], kind: light}
+  - {count: 2, roles: [node]}
+`,
+      'Clusterfile',
+      {},
+    );
+    expect(c.hosts.map((h) => [h.key, h.local?.kind])).toEqual([
+      ['lab-master-1', 'systemd'],
+      ['lab-master-2', 'systemd'],
+      ['lab-node-1', 'light'],
+      ['lab-node2-1', 'systemd'],
+      ['lab-node2-2', 'systemd'],
+    ]);
+    expect(c.hosts[0].ip).toBeUndefined();
+  });
+
+  test('unknown fields are errors at the key, with file:line:column and dot path', () => {
+    const err = issuesOf(edit('  cmd_args: [--foo]', '  cmd_args: [--foo]\n  imagee: typo'));
+    expect(err).toEqual([{ at: '10:3', path: 'spec.imagee', rule: 'schema', message: 'unknown field "imagee": remove it or check its spelling' }]);
+  });
+
+  test('wrong types and enums name the field', () => {
+    expect(issuesOf(edit('provider: BAREMETAL', 'provider: CLOUD'))).toEqual([
+      { at: '6:13', path: 'spec.provider', rule: 'schema', message: 'must be one of "BAREMETAL", "LOCAL"' },
+    ]);
+    expect(issuesOf(edit('roles: [node], labels', 'roles: node, labels'))[0]).toMatchObject({ at: '11:30', path: 'spec.hosts[0].roles', message: 'must be a list, not a string' });
+    expect(issuesOf(edit('  image: etcd-example:v1\n', ''))[0]).toMatchObject({ path: 'spec.image', message: 'is required', at: '5:3' });
+  });
+
+  test('semantic rules are reported together, each located', () => {
+    const text = edit('ips: [10.0.0.5], roles: [node]', 'ips: [10.0.0.3, 10.0.0.300], roles: [node]');
+    const issues = issuesOf(text);
+    expect(issues).toEqual([
+      { at: '11:22', path: 'spec.hosts[0].ips[1]', rule: 'bad-ip', message: '"10.0.0.300" is not a valid IPv4 or IPv6 address' },
+      { at: '12:22', path: 'spec.hosts[1].ips[1]', rule: 'duplicate-ip', message: '10.0.0.3 is listed twice (first at spec.hosts[0].ips[0]): list each host once' },
+    ]);
+    try {
+      parseClusterfile(text, 'Clusterfile', ENV);
+    } catch (err) {
+      const e = err as ClusterfileInvalidError;
+      expect(e.message).toMatch(/^Clusterfile:11:22: spec\.hosts\[0\]\.ips\[1\]: "10\.0\.0\.300" is not a valid/);
+      expect(e.message).toContain('\nClusterfile:12:22: spec.hosts[1].ips[1]: 10.0.0.3 is listed twice');
+      expect(e.message).not.toContain('pa55-w0rd-xyz');
+    }
+  });
+
+  test('no master, missing image, count with ips, count on BAREMETAL, bad env', () => {
+    expect(issuesOf(edit('roles: [master]', 'roles: [etcd]')).map((i) => i.rule)).toEqual(['no-master']);
+    expect(issuesOf(edit('image: etcd-example:v1', 'image: ""'))).toEqual([
+      { at: '5:10', path: 'spec.image', rule: 'missing-image', message: 'is empty: name the CloudImage to run, e.g. etcd-example:v1' },
+    ]);
+    expect(issuesOf(edit('{ips: [10.0.0.5], roles', '{ips: [10.0.0.5], count: 2, roles')).map((i) => [i.rule, i.path, i.at])).toEqual([
+      ['count-with-ips', 'spec.hosts[0].count', '11:23'],
+    ]);
+    expect(issuesOf(edit('{ips: [10.0.0.5], roles', '{count: 2, roles')).map((i) => i.rule)).toEqual(['hosts-for-provider']);
+    expect(issuesOf(edit('env: [ZONE=a]', 'env: [ZONE]')).map((i) => [i.rule, i.path])).toEqual([['bad-env', 'spec.hosts[1].env[0]']]);
+    expect(issuesOf(edit('metadata: {name: demo}', 'metadata: {name: Demo_1}')).map((i) => i.rule)).toEqual(['cluster-name']);
+  });
+
+  test('an unset variable is an error naming it; the secret never appears in errors', () => {
+    expect(issuesOf(SEALER, { HOME: '/h' })).toEqual([
+      { at: '7:29', path: 'spec.ssh.passwd', rule: 'unset-variable', message: 'environment variable SSH_PASSWORD is not set: export it or remove ${SSH_PASSWORD}' },
+    ]);
+    const bad = edit('image: etcd-example:v1', 'image: ""');
+    try {
+      parseClusterfile(bad, 'Clusterfile', ENV);
+      expect.unreachable();
+    } catch (err) {
+      expect(String((err as Error).message)).not.toContain('pa55-w0rd-xyz');
+    }
+  });
+
+  test('YAML syntax errors carry a position; a file without a Cluster is refused', () => {
+    const y = issuesOf('apiVersion: cloudimage.io/v1\nkind: Cluster\nmetadata: {name: demo\nspec: {}\n');
+    expect(y[0].rule).toBe('yaml');
+    expect(y[0].at).toMatch(/^\d+:\d+$/);
+    expect(issuesOf('apiVersion: v1\nkind: Plugin\nmetadata: {name: p}\nspec: {}\n')).toEqual([
+      { at: '1:1', path: '(document)', rule: 'one-cluster', message: 'no document of kind Cluster' },
+    ]);
+    expect(issuesOf(SEALER + '---\n' + SEALER.split('---')[0]).map((i) => i.rule)).toEqual(['one-cluster']);
+  });
+
+  test('loadClusterfile reports a missing file clearly', async () => {
+    await expect(loadClusterfile('/nonexistent/Clusterfile')).rejects.toThrow(/\/nonexistent\/Clusterfile: cannot read the Clusterfile: no such file/);
+  });
+
+  test('the committed JSON Schema matches the zod schema', () => {
+    const path = join(import.meta.dirname, '..', 'schema', 'clusterfile.schema.json');
+    const generated = JSON.stringify(clusterfileJsonSchema(), null, 2) + '\n';
+    if (process.env.CI_ACCEPT === '1') writeFileSync(path, generated);
+    expect(readFileSync(path, 'utf8')).toBe(generated);
+  });
+});
