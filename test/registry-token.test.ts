@@ -5,7 +5,7 @@ import { pushImage } from '../engine/registry/push.js';
 import { pullImage } from '../engine/registry/pull.js';
 import { login } from '../engine/registry/login.js';
 import { RegistryError } from '../engine/errors.js';
-import { makeImage, requireRoot, startRegistry, startTokenServer, tempDir, type RunningRegistry, type TokenServer } from './helpers/registry.js';
+import { makeImage, requireTools, startRegistry, startTokenServer, tempDir, type RunningRegistry, type TokenServer } from './helpers/registry.js';
 
 const noWait = { attempts: 2, baseMs: 1, capMs: 5 };
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -28,7 +28,7 @@ describe('registry with bearer-token auth', () => {
   const alice = { username: 'alice', password: 'token-pass-42' };
 
   beforeAll(async () => {
-    requireRoot();
+    requireTools();
     tokens = await startTokenServer({ alice: alice.password });
     cleanups.push(() => tokens.stop());
     reg = await startRegistry({ token: tokens });

@@ -14,7 +14,7 @@ import { register as registerLogin } from '../engine/cli/commands/login.js';
 import { redact } from '../engine/redact.js';
 import {
   makeImage,
-  requireRoot,
+  requireTools,
   skopeo,
   startCountingProxy,
   startRegistry,
@@ -43,7 +43,7 @@ describe('plain HTTP registry', () => {
   let store: ImageStore;
 
   beforeAll(async () => {
-    requireRoot();
+    requireTools();
     reg = await startRegistry();
     cleanups.push(() => reg.stop());
     proxy = await startCountingProxy(reg.port);
@@ -142,6 +142,24 @@ describe('plain HTTP registry', () => {
     await expect(ensureImage(dst, ref, { insecure: true, home: dst.home, retry: noWait })).rejects.toBeInstanceOf(DigestMismatchError);
   });
 
+  it('retries transient registry failures with backoff', async () => {
+    const flaky = await startCountingProxy(reg.port, { match: (m, p) => m === 'PUT' && p.includes('/blobs/uploads/'), times: 2 });
+    cleanups.push(() => flaky.stop());
+    const ref = `${flaky.host}/team/flaky:v1`;
+    const made = await makeImage(store, ref, { layers: [{ 'f.txt': 'flaky' }] });
+    const retries: string[] = [];
+    const r = await pushImage(store, ref, {
+      insecure: true,
+      home: store.home,
+      concurrency: 1,
+      retry: { attempts: 4, baseMs: 1, capMs: 5, onRetry: (err: any) => retries.push(err.code) },
+    });
+    expect(r.digest).toBe(made.digest);
+    expect(retries).toEqual(['REGISTRY_UNAVAILABLE', 'REGISTRY_UNAVAILABLE']);
+    const dst = await freshStore();
+    expect((await pullImage(dst, ref, { insecure: true, home: dst.home, retry: noWait })).digest).toBe(made.digest);
+  });
+
   it('refuses to push a local-only name and reports a missing image clearly', async () => {
     await makeImage(store, 'localonly:v1', { layers: [{ 'z.txt': 'z' }] });
     const err = await pushImage(store, 'localonly:v1', { insecure: true }).catch((e) => e);
@@ -173,7 +191,7 @@ describe('TLS registry with htpasswd', () => {
   const password = 'S3cret-' + randomBytes(6).toString('hex');
 
   beforeAll(async () => {
-    requireRoot();
+    requireTools();
     reg = await startRegistry({ tls: true, htpasswd: { alice: password } });
     cleanups.push(() => reg.stop());
     store = await freshStore();

@@ -111,11 +111,18 @@ export class HttpTransport {
 
   private networkError(err: any, url: URL): Error {
     const code: string = err?.code ?? '';
+    if (/wrong version number|packet length too long/i.test(err?.message ?? '')) {
+      return new RegistryError('REGISTRY_TLS', `${url.host} did not answer in TLS (it may speak plain HTTP)`, {
+        hint: `pass --insecure if ${url.host} is a plain-HTTP lab registry`,
+        cause: err,
+      });
+    }
     if (TLS_CODES.has(code) || /certificate|ssl|tls/i.test(err?.message ?? '')) {
       const hint = this.tls.caFile
         ? `check that ${this.tls.caFile} holds the CA that signed the certificate of ${url.host}`
         : `pass --ca-file with the registry's CA certificate, or --insecure if ${url.host} speaks plain HTTP`;
-      return new RegistryError('REGISTRY_TLS', `TLS handshake with ${url.host} failed: ${err?.message ?? code}`, { hint, cause: err });
+      const why = String(err?.message ?? code).split('\n')[0];
+      return new RegistryError('REGISTRY_TLS', `TLS handshake with ${url.host} failed: ${why}`, { hint, cause: err });
     }
     if (TRANSIENT_CODES.has(code)) return new TransientError('REGISTRY_UNREACHABLE', `cannot reach registry ${url.host}: ${code}`, err);
     return new RegistryError('REGISTRY_UNREACHABLE', `request to ${url.host} failed: ${err?.message ?? code}`, { cause: err });

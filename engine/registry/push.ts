@@ -13,7 +13,7 @@ import { parseReference, formatReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';
 import { RegistryClient } from './client.js';
 import { pushScope } from './auth.js';
-import { remoteReference, type TransferOptions } from './transfer.js';
+import { byteCounter, remoteReference, type TransferOptions } from './transfer.js';
 
 export interface PushResult {
   /** Where the image now lives, `registry/repository:tag`. */
@@ -58,16 +58,20 @@ export async function pushImage(store: ImageStore, source: string, opts: Transfe
               progress('exists', d.size);
               return;
             }
-            let sent = 0;
             progress('sending', 0);
             const how = await client.uploadBlob(
               target.repository,
               {
                 digest: d.digest,
                 size: d.size,
-                open: (start, end) => createReadStream(store.blobPath(d.digest), { start, end: Math.max(start, end - 1) }),
+                open: (start, end) => {
+                  const file = createReadStream(store.blobPath(d.digest), { start, end: Math.max(start, end - 1) });
+                  const counted = byteCounter((n) => progress('sending', start + n));
+                  file.on('error', (err) => counted.destroy(err));
+                  return file.pipe(counted);
+                },
               },
-              { mountFrom: mountable.get(d.digest), onBytes: (n) => progress('sending', (sent += n)) },
+              { mountFrom: mountable.get(d.digest) },
             );
             if (how === 'mounted') {
               result.mounted.push(d.digest);

@@ -16,10 +16,15 @@ import { sha256, type Digest } from '../../engine/digest.js';
 import { MEDIA, type ImageConfig, type Manifest } from '../../engine/image/oci.js';
 import type { ImageStore } from '../../engine/image/store.js';
 
-export function requireRoot(): boolean {
-  const root = process.getuid?.() === 0;
-  if (!root && process.env.CI === 'true') throw new Error('these tests need root in CI');
-  return root;
+/** The real tools these tests drive; missing ones fail the test loudly instead of skipping it. */
+export function requireTools(): void {
+  for (const tool of ['/usr/bin/docker-registry', 'skopeo', 'openssl', 'python3']) {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`${tool} is not installed; the registry tests need docker-registry, skopeo, openssl and python3`);
+    }
+  }
 }
 
 export async function freePort(): Promise<number> {
@@ -235,11 +240,25 @@ export interface CountingProxy {
   stop(): Promise<void>;
 }
 
-/** A plain-HTTP reverse proxy that records every request; the registry builds its URLs from our Host header. */
-export async function startCountingProxy(targetPort: number): Promise<CountingProxy> {
+/**
+ * A plain-HTTP reverse proxy that records every request (the registry builds its URLs from our Host header);
+ * `flaky` makes the first matching requests fail with 503.
+ */
+export async function startCountingProxy(
+  targetPort: number,
+  flaky?: { match: (method: string, path: string) => boolean; times: number },
+): Promise<CountingProxy> {
   const requests: CountingProxy['requests'] = [];
+  let failures = flaky?.times ?? 0;
   const server = http.createServer((req, res) => {
     requests.push({ method: req.method ?? '', path: req.url ?? '' });
+    if (failures > 0 && flaky!.match(req.method ?? '', req.url ?? '')) {
+      // Answer a made-up outage, as a registry behind a load balancer sometimes does.
+      failures--;
+      req.resume();
+      res.writeHead(503, { 'Content-Type': 'text/plain' }).end('unavailable');
+      return;
+    }
     const up = http.request(
       { host: '127.0.0.1', port: targetPort, method: req.method, path: req.url, headers: req.headers },
       (r) => {
