@@ -95,6 +95,32 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
     expect(r.stdout).toBe('up\n');
   });
 
+  it('limits bandwidth with shapeLink and lifts the limit again', async () => {
+    const s = sessions.get('h2')!;
+    const data = randomBytes(128 * 1024);
+    await t.lab.shapeLink('h2', 800);
+    const t0 = Date.now();
+    await s.upload(data, '/root/shaped.bin');
+    expect(Date.now() - t0).toBeGreaterThan(800);
+    await t.lab.shapeLink('h2', 0);
+    const ns = readLab(t.lab.dir).hosts.h2.netns;
+    expect(execFileSync('tc', ['-n', ns, 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' })).not.toContain('tbf');
+    const t1 = Date.now();
+    await s.upload(data, '/root/unshaped.bin');
+    expect(Date.now() - t1).toBeLessThan(800);
+  });
+
+  it('removes a single host with everything it had', async () => {
+    await t.lab.addHost('extra', 'light');
+    const rec = readLab(t.lab.dir).hosts.extra;
+    await t.lab.removeHost('extra');
+    expect(t.lab.host('extra')).toBeUndefined();
+    expect(pidAlive(rec.proc!.pid)).toBe(false);
+    expect(netnsList()).not.toContain(rec.netns);
+    expect(existsSync(join(t.lab.dir, 'hosts', 'extra'))).toBe(false);
+    await t.lab.removeHost('extra');
+  });
+
   it('destroy leaves no namespace, process, link, mount or directory behind, and can run twice', async () => {
     const recorded = readLab(t.lab.dir);
     const pids = Object.values(recorded.hosts).map((h) => h.proc!.pid);
@@ -109,6 +135,42 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
     for (const h of Object.values(recorded.hosts)) expect(existsSync(`/sys/class/net/${h.veth}`)).toBe(false);
     expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(t.lab.dir);
     expect(existsSync(t.lab.dir)).toBe(false);
+  });
+});
+
+describe.skipIf(!labsAvailable())('local labs across processes', () => {
+  it('gives two labs opened at once different subnets and bridges', async () => {
+    const [a, b] = await Promise.all([openTestLab(), openTestLab()]);
+    try {
+      expect(a.lab.subnet.cidr).not.toBe(b.lab.subnet.cidr);
+      expect(a.lab.id).not.toBe(b.lab.id);
+    } finally {
+      await a.cleanup();
+      await b.cleanup();
+    }
+  });
+
+  it('keeps hosts running after the process that created them exits', async () => {
+    const t = await openTestLab();
+    try {
+      // The compiled module (built by the test global setup) runs in a separate Node process.
+      const labModule = new URL('../dist/providers/local/lab.js', import.meta.url).href;
+      const script = `const { LocalLab } = await import(${JSON.stringify(labModule)});
+        const lab = await LocalLab.open(${JSON.stringify(t.lab.dir)});
+        await lab.addHost('survivor', 'light');`;
+      execFileSync(process.execPath, ['--input-type=module', '-e', script], { stdio: 'pipe', timeout: 60_000 });
+      const again = await LocalLab.open(t.lab.dir);
+      const host = again.host('survivor')!;
+      const pid = readLab(t.lab.dir).hosts.survivor.proc!.pid;
+      expect(pidAlive(pid)).toBe(true);
+      const s = await connectSsh(again.sshTarget('survivor'), { pinnedHostKey: host.hostKey, attempts: 1 });
+      expect((await s.execChecked('hostname')).stdout).toBe('survivor\n');
+      await s.close();
+      await again.destroy();
+      expect(pidAlive(pid)).toBe(false);
+    } finally {
+      await t.cleanup();
+    }
   });
 });
 
