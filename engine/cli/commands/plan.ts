@@ -1,0 +1,47 @@
+/** `ci plan`: show (and optionally save) what apply would do. */
+import type { Command } from 'commander';
+import { UsageError } from '../../errors.js';
+import { preparePlan } from '../../../plans/prepare.js';
+import { savePlanFile } from '../../../plans/planfile.js';
+import { renderPlanJson, renderPlanText } from '../../../plans/render/index.js';
+
+interface PlanFlags {
+  file: string;
+  state?: string;
+  json?: boolean;
+  out?: string;
+  detailedExitcode?: boolean;
+  maxUnavailable: string;
+}
+
+export function parseMaxUnavailable(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max-unavailable must be a whole number of at least 1, not "${text}"`);
+  return n;
+}
+
+export function register(program: Command): void {
+  program
+    .command('plan')
+    .description('show what `ci apply` would change on the cluster, without changing anything')
+    .option('-f, --file <Clusterfile>', 'the Clusterfile', 'Clusterfile')
+    .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
+    .option('--json', 'print the plan as JSON')
+    .option('--out <file>', 'save the plan for `ci apply <file>`')
+    .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on errors')
+    .option('--max-unavailable <n>', 'nodes upgraded at the same time', '1')
+    .action(async (flags: PlanFlags) => {
+      const prepared = await preparePlan({
+        clusterfile: flags.file,
+        statePath: flags.state,
+        maxUnavailable: parseMaxUnavailable(flags.maxUnavailable),
+      });
+      const { plan } = prepared;
+      process.stdout.write(flags.json ? renderPlanJson(plan) : renderPlanText(plan, { color: Boolean(process.stdout.isTTY) }));
+      if (flags.out) {
+        await savePlanFile(flags.out, plan);
+        if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply ${flags.out}\` to perform exactly these actions.\n`);
+      }
+      if (flags.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
+    });
+}
