@@ -77,11 +77,13 @@ export async function writeLayer(store: ImageStore, entries: LayerEntry[], conte
     });
   const gz = tar.pipe(tap(diffHash)).pipe(createGzip({ level: 6 }));
   const stored = store.putStream(gz);
+  let failed: Error | undefined;
+  tar.on('error', (err) => (failed ??= err));
   const write = (buf: Buffer) =>
     new Promise<void>((resolve, reject) => {
-      if (tar.write(buf)) resolve();
+      if (failed) reject(failed);
+      else if (tar.write(buf)) resolve();
       else tar.once('drain', resolve);
-      tar.once('error', reject);
     });
   try {
     for (const e of entries) {

@@ -1,0 +1,71 @@
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { ciHome } from '../../home.js';
+import { applyCluster } from '../../executor/converge.js';
+import { loadPlanFile } from '../../../plans/planfile.js';
+import { parseDuration } from '../../../state/local.js';
+import { UsageError } from '../../errors.js';
+import { LineReporter, renderSummary } from '../progress.js';
+import { confirmer, interruptSignal } from '../confirm.js';
+import { ensureImageHook } from '../ensure-image.js';
+
+export interface ConvergeFlags {
+  file?: string;
+  state?: string;
+  autoApprove?: boolean;
+  parallelism: string;
+  lockTimeout: string;
+}
+
+export function positiveInt(flag: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a whole number of at least 1, got "${v}"`);
+  return n;
+}
+
+export function logFileFor(cluster: string, verb: string): string {
+  return join(ciHome(), 'clusters', cluster, 'logs', `${verb}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
+}
+
+export function register(program: Command): void {
+  program
+    .command('apply')
+    .description('converge the cluster to the Clusterfile (or run a saved plan)')
+    .argument('[planfile]', 'a plan saved by `ci plan --out`')
+    .option('-f, --file <Clusterfile>', 'the Clusterfile', 'Clusterfile')
+    .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
+    .option('--auto-approve', 'do not ask for confirmation')
+    .option('--parallelism <n>', 'hosts worked on at once', '10')
+    .option('--max-unavailable <n>', 'nodes upgraded at once', '1')
+    .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
+    .action(async (planfile: string | undefined, o: ConvergeFlags & { maxUnavailable: string }) => {
+      const savedPlan = planfile ? await loadPlanFile(planfile) : undefined;
+      const color = !!process.stdout.isTTY;
+      let reporter: LineReporter | undefined;
+      const interrupt = interruptSignal();
+      try {
+        const { plan, result } = await applyCluster({
+          clusterfile: o.file ?? 'Clusterfile',
+          statePath: o.state,
+          parallelism: positiveInt('--parallelism', o.parallelism),
+          maxUnavailable: positiveInt('--max-unavailable', o.maxUnavailable),
+          lockTimeoutMs: parseDuration(o.lockTimeout),
+          savedPlan,
+          // A saved plan was reviewed when it was made: running it is the approval, as in Terraform.
+          confirm: confirmer({ autoApprove: o.autoApprove || !!savedPlan, color, verb: 'apply these actions' }),
+          reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'apply') })),
+          signal: interrupt.signal,
+          ensureImage: ensureImageHook(),
+        });
+        if (!result) {
+          process.stdout.write(`No changes. Cluster ${plan.cluster} matches the Clusterfile.\n`);
+          return;
+        }
+        process.stdout.write('\n' + renderSummary(result, 'Apply'));
+        if (result.failed.length > 0 || result.interrupted) process.exitCode = result.interrupted ? 130 : 1;
+      } finally {
+        interrupt.dispose();
+        await reporter?.close();
+      }
+    });
+}

@@ -1,0 +1,42 @@
+import type { Command } from 'commander';
+import { destroyCluster } from '../../executor/converge.js';
+import { parseDuration } from '../../../state/local.js';
+import { LineReporter, renderSummary } from '../progress.js';
+import { confirmer, interruptSignal } from '../confirm.js';
+import { logFileFor, positiveInt, type ConvergeFlags } from './apply.js';
+
+export function register(program: Command): void {
+  program
+    .command('destroy')
+    .description('run `clean` on every host, remove cloudimage files and local hosts, and remove the state')
+    .option('-f, --file <Clusterfile>', 'the Clusterfile', 'Clusterfile')
+    .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
+    .option('--auto-approve', 'do not ask for confirmation')
+    .option('--parallelism <n>', 'hosts worked on at once', '10')
+    .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
+    .action(async (o: ConvergeFlags) => {
+      const color = !!process.stdout.isTTY;
+      let reporter: LineReporter | undefined;
+      const interrupt = interruptSignal();
+      try {
+        const done = await destroyCluster({
+          clusterfile: o.file ?? 'Clusterfile',
+          statePath: o.state,
+          parallelism: positiveInt('--parallelism', o.parallelism),
+          lockTimeoutMs: parseDuration(o.lockTimeout),
+          confirm: confirmer({ autoApprove: o.autoApprove, color, verb: 'destroy this cluster' }),
+          reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'destroy') })),
+          signal: interrupt.signal,
+        });
+        if (!done?.result) {
+          process.stdout.write('Nothing to destroy: the cluster has no state.\n');
+          return;
+        }
+        process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
+        if (done.result.failed.length > 0 || done.result.interrupted) process.exitCode = done.result.interrupted ? 130 : 1;
+      } finally {
+        interrupt.dispose();
+        await reporter?.close();
+      }
+    });
+}

@@ -1,0 +1,125 @@
+/**
+ * `ci apply` and `ci destroy` below the CLI: lock the state, make the plan by the same path `ci plan` uses (or
+ * check a saved one is still fresh), confirm, execute, and report. Nothing here prints; events go to a reporter
+ * and the plan text goes back to the caller through `confirm`.
+ */
+import { rename } from 'node:fs/promises';
+import { ciHome } from '../home.js';
+import { AbortError } from '../errors.js';
+import { ImageStore } from '../image/store.js';
+import { loadClusterfile } from '../clusterfile/parse.js';
+import type { DesiredCluster } from '../clusterfile/types.js';
+import { preparePlan } from '../../plans/prepare.js';
+import { checkPlanFresh } from '../../plans/planfile.js';
+import { planDestroy } from '../../plans/planner.js';
+import type { Plan } from '../../plans/actions.js';
+import { LocalStateBackend, createState } from '../../state/local.js';
+import { statePathFor } from '../../state/paths.js';
+import type { Provider } from '../../state/model.js';
+import { BaremetalProvider } from '../../providers/baremetal/provider.js';
+import { LocalProvider, labDirFor } from '../../providers/local/provider.js';
+import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connections.js';
+import type { Reporter } from './events.js';
+import { execute, type ExecuteResult } from './executor.js';
+import type { HostProvider } from './host-provider.js';
+
+export interface ConvergeOptions {
+  clusterfile: string;
+  statePath?: string;
+  home?: string;
+  env?: NodeJS.ProcessEnv;
+  parallelism?: number;
+  maxUnavailable?: number;
+  lockTimeoutMs?: number;
+  /** A plan saved by `ci plan --out`; refused when stale. */
+  savedPlan?: Plan;
+  /** Shown the plan; returns whether to go on. */
+  confirm: (plan: Plan) => Promise<boolean>;
+  /** Made once the cluster's name is known (log files are kept per cluster). */
+  reporter: (cluster: string) => Reporter;
+  signal?: AbortSignal;
+  tuning?: Partial<ConnectionTuning>;
+  /** Fetches the Clusterfile's image when the store lacks it. */
+  ensureImage?: (store: ImageStore, ref: string) => Promise<unknown>;
+}
+
+export interface ConvergeResult {
+  plan: Plan;
+  /** Undefined when there was nothing to do. */
+  result?: ExecuteResult;
+}
+
+function providerFor(provider: Provider, home: string, cluster: string, desired: DesiredCluster | undefined): HostProvider {
+  return provider === 'LOCAL' ? new LocalProvider(labDirFor(home, cluster)) : new BaremetalProvider(desired);
+}
+
+export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResult> {
+  const home = opts.home ?? ciHome(opts.env);
+  const desiredForName = await loadClusterfile(opts.clusterfile, opts.env ?? process.env);
+  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desiredForName.name, home));
+  const lock = await backend.lock({ operation: 'apply' }, opts.lockTimeoutMs ?? 0);
+  try {
+    const store = new ImageStore(home);
+    if (opts.ensureImage && !(await store.find(desiredForName.image))) await opts.ensureImage(store, desiredForName.image);
+    const prepared = await preparePlan({
+      clusterfile: opts.clusterfile,
+      home,
+      env: opts.env,
+      backend,
+      maxUnavailable: opts.maxUnavailable,
+    });
+    let plan = prepared.plan;
+    if (opts.savedPlan) {
+      checkPlanFresh(opts.savedPlan, { state: prepared.state, desired: prepared.desired, image: prepared.image });
+      plan = opts.savedPlan;
+    }
+    if (plan.actions.length === 0) return { plan };
+    if (!(await opts.confirm(plan))) throw new AbortError('apply cancelled');
+    const state = prepared.state ?? createState(prepared.desired.name, prepared.desired.provider);
+    const provider = providerFor(prepared.desired.provider, home, prepared.desired.name, prepared.desired);
+    const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning });
+    try {
+      const result = await execute(
+        { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map() },
+        { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
+      );
+      return { plan, result };
+    } finally {
+      await connections.closeAll();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeResult | undefined> {
+  const home = opts.home ?? ciHome(opts.env);
+  const desired = await loadClusterfile(opts.clusterfile, opts.env ?? process.env);
+  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desired.name, home));
+  const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
+  try {
+    const state = await backend.read();
+    if (!state) return undefined;
+    const plan = planDestroy(state);
+    const provider = providerFor(state.provider, home, state.cluster, desired);
+    if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
+    const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning });
+    let result: ExecuteResult | undefined;
+    try {
+      result = await execute(
+        { plan, desired, state, store: new ImageStore(home), provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map() },
+        { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
+      );
+    } finally {
+      await connections.closeAll();
+    }
+    if (result.failed.length === 0 && !result.interrupted && Object.keys(result.state.hosts).length === 0) {
+      await provider.release?.();
+      // The state goes; its last version stays as the backup, as Terraform keeps one after destroy.
+      await rename(backend.path, backend.backupPath);
+    }
+    return { plan, result };
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,17 @@
+/** Everything the executor reports, as typed events; the CLI decides how they look. Nothing below prints. */
+import type { Action } from '../../plans/actions.js';
+
+export type ExecEvent =
+  | { type: 'action-start'; action: Action }
+  | { type: 'action-done'; action: Action; ms: number; detail?: string }
+  | { type: 'action-failed'; action: Action; error: Error }
+  | { type: 'action-skipped'; action: Action; because: string }
+  | { type: 'action-retry'; action: Action; attempt: number; delayMs: number; error: Error }
+  | { type: 'output'; host: string; stream: 'stdout' | 'stderr'; line: string }
+  | { type: 'interrupted' };
+
+export interface Reporter {
+  event(e: ExecEvent): void;
+}
+
+export { describeAction } from '../../plans/render/text.js';

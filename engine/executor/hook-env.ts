@@ -1,0 +1,47 @@
+/** The environment every hook and CMD gets: who the cluster is, who this host is, and earlier hooks' outputs. */
+import type { Action, Plan } from '../../plans/actions.js';
+import type { DesiredCluster } from '../clusterfile/types.js';
+import type { ClusterState } from '../../state/model.js';
+import { remoteRootfs } from './remote-layout.js';
+
+export interface EnvContext {
+  plan: Plan;
+  desired?: DesiredCluster;
+  state: ClusterState;
+}
+
+const ipOf = (ctx: EnvContext, key: string) => ctx.state.hosts[key]?.ip || ctx.desired?.hosts.find((h) => h.key === key)?.ip || '';
+
+export function hookEnv(ctx: EnvContext, action: Action & { host: string }): Record<string, string> {
+  const { plan, desired, state } = ctx;
+  const host = state.hosts[action.host];
+  const d = desired?.hosts.find((h) => h.key === action.host);
+  // Membership is the cluster as it will be: the Clusterfile's hosts (or, on destroy, the state's).
+  const members = desired ? desired.hosts.map((h) => ({ key: h.key, roles: h.roles })) : Object.values(state.hosts);
+  const list = (role: 'master' | 'node') =>
+    members
+      .filter((m) => (role === 'master' ? m.roles.includes('master') : !m.roles.includes('master')))
+      .map((m) => ipOf(ctx, m.key))
+      .filter(Boolean)
+      .join(',');
+  const master0 = plan.master0 ?? state.master0 ?? '';
+  const image = action.kind === 'hook' && (action.hook === 'leave' || action.hook === 'clean') ? state.image : plan.image;
+  const env: Record<string, string> = {
+    ...state.outputs,
+    ...(desired?.env ?? {}),
+    ...(d?.env ?? {}),
+    CI_CLUSTER: plan.cluster,
+    CI_HOST: host?.ip || d?.ip || '',
+    CI_HOSTNAME: host?.hostname ?? host?.name ?? '',
+    CI_ROLES: (d?.roles ?? host?.roles ?? []).join(','),
+    CI_MASTER0: master0 ? ipOf(ctx, master0) : '',
+    CI_MASTERS: list('master'),
+    CI_NODES: list('node'),
+    CI_ROOTFS: remoteRootfs(plan.cluster),
+    CI_IMAGE: image?.ref ?? '',
+    CI_IMAGE_DIGEST: image?.digest ?? '',
+  };
+  if (action.kind === 'hook' && action.hook === 'upgrade' && state.image) env.CI_PREVIOUS_IMAGE = state.image.ref;
+  env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+  return env;
+}

@@ -1,0 +1,97 @@
+/**
+ * How each finished action changes the state. Pure functions over plain data, so resume behaviour is tested
+ * without hosts: whatever is recorded here is exactly what the next plan will not redo.
+ */
+import type { Action } from '../../plans/actions.js';
+import type { DesiredCluster, DesiredHost } from '../clusterfile/types.js';
+import type { ClusterState, HostState } from '../../state/model.js';
+
+export interface HostFacts {
+  ip?: string;
+  hostname?: string;
+  hostKey?: string;
+}
+
+/** The state entry for a desired host, created the first time an action touches it. */
+export function ensureHost(state: ClusterState, desired: DesiredCluster | undefined, key: string, facts: HostFacts = {}): HostState {
+  let hs = state.hosts[key];
+  if (!hs) {
+    const d: DesiredHost | undefined = desired?.hosts.find((h) => h.key === key);
+    hs = {
+      key,
+      ip: facts.ip ?? d?.ip ?? '',
+      roles: [...(d?.roles ?? [])],
+      ssh: { user: d?.ssh.user ?? 'root', port: d?.ssh.port ?? 22 },
+      layers: [],
+      hooks: {},
+      status: 'creating',
+    };
+    if (d?.name) hs.name = d.name;
+    if (d?.local) hs.local = { ...d.local };
+    state.hosts[key] = hs;
+  }
+  if (facts.ip) hs.ip = facts.ip;
+  if (facts.hostname) hs.hostname = facts.hostname;
+  if (facts.hostKey && !hs.hostKey) hs.hostKey = facts.hostKey;
+  return hs;
+}
+
+export interface ActionResult {
+  facts?: HostFacts;
+  outputs?: Record<string, string>;
+}
+
+const JOINS = new Set(['init-master0', 'join-master', 'join-node']);
+
+export function recordStart(state: ClusterState, action: Action): void {
+  if (action.kind === 'hook' && action.hook === 'leave' && state.hosts[action.host]) state.hosts[action.host].status = 'leaving';
+}
+
+export function recordSuccess(state: ClusterState, desired: DesiredCluster | undefined, action: Action, result: ActionResult = {}): void {
+  switch (action.kind) {
+    case 'create-host':
+      ensureHost(state, desired, action.host, result.facts);
+      return;
+    case 'send-layers': {
+      const hs = ensureHost(state, desired, action.host, result.facts);
+      hs.layers = [...new Set([...hs.layers, ...action.layers])];
+      return;
+    }
+    case 'unpack':
+      ensureHost(state, desired, action.host, result.facts).rootfsImage = action.image;
+      return;
+    case 'hook': {
+      const hs = ensureHost(state, desired, action.host, result.facts);
+      hs.hooks[action.hook] = action.image;
+      if (action.members) hs.members = action.members;
+      if (JOINS.has(action.hook) || action.hook === 'upgrade') {
+        hs.status = 'active';
+        // The desired roles are the host's roles from the moment it is a member.
+        const d = desired?.hosts.find((h) => h.key === action.host);
+        if (d) hs.roles = [...d.roles];
+      }
+      if (action.hook === 'init-master0') state.master0 = action.host;
+      if (result.outputs) Object.assign(state.outputs, result.outputs);
+      return;
+    }
+    case 'run-cmd':
+      if (!state.cmdsRun.includes(action.identity)) state.cmdsRun.push(action.identity);
+      return;
+    case 'remove-files': {
+      const hs = state.hosts[action.host];
+      if (!hs) return;
+      hs.layers = [];
+      delete hs.rootfsImage;
+      // Without a host to delete afterwards (bare metal), the host is now gone from the cluster.
+      if (!(state.provider === 'LOCAL' || hs.local)) delete state.hosts[action.host];
+      return;
+    }
+    case 'delete-host':
+      delete state.hosts[action.host];
+      return;
+    case 'set-image':
+      state.image = { ...action.image, layers: [...action.image.layers], cmds: action.image.cmds.map((c) => ({ ...c })) };
+      if (action.master0) state.master0 = action.master0;
+      return;
+  }
+}
