@@ -12,9 +12,11 @@ import { register as pull } from './pull.js';
 import { register as save } from './save.js';
 import { register as load } from './load.js';
 import { register as merge } from './merge.js';
+import { register as plan } from './plan.js';
 import { register as apply } from './apply.js';
 import { register as destroy } from './destroy.js';
+import { register as state } from './state.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [build, images, inspect, tag, rmi, login, logout, push, pull, save, load, merge, apply, destroy];
+export const COMMANDS: RegisterCommand[] = [build, images, inspect, tag, rmi, login, logout, push, pull, save, load, merge, plan, apply, destroy, state];
