@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
 import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import { LocalLab } from '../providers/local/lab.js';
@@ -148,6 +149,21 @@ describe.skipIf(!labsAvailable())('local labs across processes', () => {
       await a.cleanup();
       await b.cleanup();
     }
+  });
+
+  it('refuses to open a lab without root, saying so', () => {
+    const labModule = new URL('../dist/providers/local/lab.js', import.meta.url).href;
+    const dir = join(tmpdir(), `ci-nonroot-${randomBytes(4).toString('hex')}`);
+    const script = `const { LocalLab } = await import(${JSON.stringify(labModule)});
+      try { await LocalLab.open(${JSON.stringify(dir)}); console.log('opened'); }
+      catch (e) { console.log(e.code + ': ' + e.message); }`;
+    const out = execFileSync('runuser', ['-u', 'nobody', '--', process.execPath, '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      cwd: tmpdir(),
+      timeout: 30_000,
+    });
+    expect(out).toMatch(/^LOCAL_NOT_ROOT: provider LOCAL needs root.*uid 65534/);
+    expect(existsSync(dir)).toBe(false);
   });
 
   it('keeps hosts running after the process that created them exits', async () => {

@@ -82,6 +82,8 @@ function connectOnce(target: SshTarget, opts: ConnectOptions): Promise<OpenConne
       if (settled) return;
       settled = true;
       client.removeAllListeners();
+      // Keeps a late socket error from becoming an uncaught exception before the session adopts the client.
+      client.on('error', () => undefined);
       resolve({ client, hostKey: offered ?? '' });
     });
     client.on('error', (err) => {

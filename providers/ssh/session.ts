@@ -210,7 +210,7 @@ export class SshSession {
           }
         }, opts.timeoutMs);
       }
-      client.exec(wire, (err, ch) => {
+      const onChannel = (err: Error | undefined, ch: ClientChannel) => {
         if (err) {
           const lost = !this.client || this.client !== client;
           return finish(
@@ -239,7 +239,13 @@ export class SshSession {
           opts.onStderr?.(chunk);
         });
         ch.on('error', () => undefined);
+        let exited = false;
+        ch.on('exit', () => (exited = true));
         ch.on('close', () => {
+          if (!exited) {
+            // No exit status: the connection went away (or the server dropped the channel); the outcome is unknown.
+            return finish(new SshConnectionLostError(this.name, this.lostReason ?? 'channel closed without an exit status'));
+          }
           finish(undefined, { code, ...(signal ? { signal } : {}), stdout: stdout.toString(), stderr: stderr.toString() });
         });
         feedStdin(ch, opts.stdin).catch((e: Error) => {
@@ -249,7 +255,12 @@ export class SshSession {
           finish(e);
           ch.close();
         });
-      });
+      };
+      try {
+        client.exec(wire, onChannel);
+      } catch (err) {
+        finish(new SshConnectionLostError(this.name, redact((err as Error).message), err));
+      }
     });
   }
 }
