@@ -64,6 +64,11 @@ export function recordSuccess(state: ClusterState, desired: DesiredCluster | und
       const hs = ensureHost(state, desired, action.host, result.facts);
       hs.hooks[action.hook] = action.image;
       if (action.members) hs.members = action.members;
+      if (JOINS.has(action.hook)) {
+        // A host that was being removed and is joining again must leave and clean anew if removed later.
+        delete hs.hooks.leave;
+        delete hs.hooks.clean;
+      }
       if (JOINS.has(action.hook) || action.hook === 'upgrade') {
         hs.status = 'active';
         // The desired roles are the host's roles from the moment it is a member.
