@@ -1,0 +1,73 @@
+/**
+ * `npm run bench`: prints one JSON document of figures (never pass/fail on time). Progress goes to stderr.
+ *   --hosts 1,5,10          local host counts for the apply figures
+ *   --plan-hosts 5000       --plan-layers 50     --runs 5
+ *   --big-layer-mb 20       --no-apply           (plan figures only)
+ */
+import { parseArgs } from 'node:util';
+import { machineFacts } from './machine.js';
+import { benchPlan } from './plan-bench.js';
+import { benchApply } from './apply-bench.js';
+
+function positiveInts(flag: string, text: string): number[] {
+  const out = text.split(',').map((s) => Number(s.trim()));
+  if (out.length === 0 || out.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new Error(`${flag} takes whole numbers of at least 1 separated by commas, got "${text}"`);
+  }
+  return out;
+}
+
+const { values } = parseArgs({
+  options: {
+    hosts: { type: 'string', default: '1,5,10' },
+    'plan-hosts': { type: 'string', default: '5000' },
+    'plan-layers': { type: 'string', default: '50' },
+    runs: { type: 'string', default: '5' },
+    'big-layer-mb': { type: 'string', default: '20' },
+    'no-apply': { type: 'boolean', default: false },
+  },
+});
+
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+async function main(): Promise<void> {
+  const machine = machineFacts();
+  const [planHosts] = positiveInts('--plan-hosts', values['plan-hosts']!);
+  const [planLayers] = positiveInts('--plan-layers', values['plan-layers']!);
+  const [runs] = positiveInts('--runs', values.runs!);
+  const hostCounts = positiveInts('--hosts', values.hosts!);
+  const [bigMb] = positiveInts('--big-layer-mb', values['big-layer-mb']!);
+
+  log(`planning ${planHosts} hosts x ${planLayers} layers, ${runs} runs per case`);
+  const plan = benchPlan({ hosts: planHosts, layers: planLayers, runs });
+
+  let apply: unknown;
+  if (values['no-apply']) apply = { skipped: '--no-apply' };
+  else if (!machine.root) apply = { skipped: 'needs root' };
+  else {
+    // Ctrl-C stops scheduling new steps; the case in progress is then destroyed before the process exits.
+    const interrupt = new AbortController();
+    const onSignal = () => {
+      log('interrupted: finishing running steps and destroying the bench cluster');
+      interrupt.abort();
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    try {
+      apply = await benchApply({ hostCounts, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
+    } catch (err) {
+      apply = { error: (err as Error).message };
+      process.exitCode = 1;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    if (interrupt.signal.aborted) process.exitCode = 130;
+  }
+  process.stdout.write(JSON.stringify({ machine, plan, apply }, null, 2) + '\n');
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? err}\n`);
+  process.exitCode = 1;
+});
