@@ -1,9 +1,10 @@
+import { recordStart, recordSuccess } from '../engine/executor/record.js';
 /** Plain-data builders for planner tests, and a simulator that applies a plan to state the way the executor does. */
 import { sha256, type Digest } from '../engine/digest.js';
 import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import type { DesiredCluster } from '../engine/clusterfile/types.js';
 import type { Action, ImageInfo, Plan } from '../plans/actions.js';
-import { emptyState, type ClusterState, type HostState } from '../state/model.js';
+import { emptyState, type ClusterState } from '../state/model.js';
 
 export const layer = (name: string): Digest => sha256(`layer:${name}`);
 
@@ -38,62 +39,12 @@ export function desired(groups: Parameters<typeof clusterYaml>[0], opts: Paramet
 
 /** Executes the first `limit` actions of the plan against a copy of the state, as the executor records them. */
 export function simulate(plan: Plan, d: DesiredCluster | undefined, state: ClusterState | undefined, limit = Infinity): ClusterState {
+  // The executor's own bookkeeping, so planner tests check exactly what a real apply records.
   const s: ClusterState = structuredClone(state ?? emptyState(plan.cluster, plan.provider, 'lineage-1'));
-  const deleteFollows = new Set(plan.actions.filter((a) => a.kind === 'delete-host').map((a) => a.host));
-  const ensure = (key: string): HostState => {
-    if (!s.hosts[key]) {
-      const dh = d?.hosts.find((h) => h.key === key)!;
-      s.hosts[key] = {
-        key,
-        ip: dh.ip ?? '',
-        name: dh.name,
-        roles: [...dh.roles],
-        ssh: { user: dh.ssh.user, port: dh.ssh.port },
-        layers: [],
-        hooks: {},
-        status: 'creating',
-        ...(dh.local ? { local: dh.local } : {}),
-      };
-    }
-    return s.hosts[key];
-  };
   plan.actions.slice(0, limit).forEach((a: Action, i) => {
-    switch (a.kind) {
-      case 'create-host':
-        ensure(a.host).ip = `192.168.77.${10 + Object.keys(s.hosts).length + i}`;
-        break;
-      case 'send-layers': {
-        const h = ensure(a.host);
-        h.layers = [...h.layers, ...a.layers];
-        break;
-      }
-      case 'unpack':
-        ensure(a.host).rootfsImage = a.image;
-        break;
-      case 'hook': {
-        const h = ensure(a.host);
-        h.hooks[a.hook] = a.image;
-        if (a.members) h.members = a.members;
-        if (a.hook === 'init-master0') s.master0 = a.host;
-        if (a.hook.startsWith('join') || a.hook === 'init-master0') h.status = 'active';
-        if (a.hook === 'leave') h.status = 'leaving';
-        break;
-      }
-      case 'run-cmd':
-        s.cmdsRun.push(a.identity);
-        break;
-      case 'remove-files':
-        if (!deleteFollows.has(a.host)) delete s.hosts[a.host];
-        else s.hosts[a.host].layers = [];
-        break;
-      case 'delete-host':
-        delete s.hosts[a.host];
-        break;
-      case 'set-image':
-        s.image = structuredClone(a.image);
-        if (a.master0) s.master0 = a.master0;
-        break;
-    }
+    recordStart(s, a);
+    const facts = a.kind === 'create-host' ? { ip: `192.168.77.${10 + Object.keys(s.hosts).length + i}` } : undefined;
+    recordSuccess(s, d, a, { facts });
   });
   s.serial++;
   return s;
