@@ -288,10 +288,11 @@ export function plan(input: PlanInput): Plan {
   }
 
   const list = orderActions([...actions.values()], desired.hosts.map((h) => h.key), removed.map((h) => h.key));
+  const touched = new Set(list.map((a) => a.host));
   const hosts: PlannedHost[] = [
     ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, isExisting(h) ? 'change' : 'add')),
     ...removed.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
-  ].map((p) => (p.impact === 'change' && !list.some((a) => a.host === p.key) ? { ...p, impact: 'none' as Impact } : p));
+  ].map((p) => (p.impact === 'change' && !touched.has(p.key) ? { ...p, impact: 'none' as Impact } : p));
   // CMDs of a brand-new cluster are part of adding it; on an existing one they change the cluster.
   const clusterChanged = state?.image !== undefined && list.some((a) => a.kind === 'run-cmd');
   return {

@@ -71,8 +71,16 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   );
   lines.push(`  ${c.green('+')} add   ${c.yellow('~')} change   ${c.red('-')} destroy`);
   lines.push('');
+  // Grouped once: filtering every action per host is quadratic and takes seconds on thousands of hosts.
+  const byHost = new Map<string, Action[]>();
+  for (const a of plan.actions) {
+    if (a.host === undefined || a.kind === 'run-cmd') continue;
+    const list = byHost.get(a.host);
+    if (list) list.push(a);
+    else byHost.set(a.host, [a]);
+  }
   for (const h of plan.hosts) {
-    const acts = plan.actions.filter((a) => a.host === h.key && a.kind !== 'run-cmd');
+    const acts = byHost.get(h.key) ?? [];
     if (acts.length === 0) continue;
     block(h.impact, hostTitle(h), acts);
   }
