@@ -35,6 +35,8 @@ export interface ApplyCase {
 export interface ApplyFigures {
   image: { bigLayerBytes: number; layers: number; buildMs: number };
   cases: ApplyCase[];
+  /** Set when a size failed; the run stops there (its cluster is destroyed). */
+  error?: { hosts: number; message: string };
 }
 
 /** Keeps the last lines of hook output so a failing step can say why. */
@@ -72,12 +74,18 @@ export async function benchApply(opts: { hostCounts: number[]; bigLayerBytes: nu
     const build = await timeOnce(() => run(process.execPath, [CI_BIN, 'build', '-q', '-t', 'bench-app:v1', ctx], { env }));
     await run(process.execPath, [CI_BIN, 'build', '-q', '-t', 'bench-app:v2', '--build-arg', 'CONFIG=v2', ctx], { env });
 
+    const image = { bigLayerBytes: opts.bigLayerBytes, layers: 3, buildMs: build.ms };
     const cases: ApplyCase[] = [];
     for (const n of opts.hostCounts) {
       if (opts.signal.aborted) break;
-      cases.push(await benchCluster(n, { work, home, env, log: opts.log, signal: opts.signal }));
+      try {
+        cases.push(await benchCluster(n, { work, home, env, log: opts.log, signal: opts.signal }));
+      } catch (err) {
+        // Figures of the sizes already measured stay useful; the failing size says what went wrong.
+        return { image, cases, error: { hosts: n, message: (err as Error).message } };
+      }
     }
-    return { image: { bigLayerBytes: opts.bigLayerBytes, layers: 3, buildMs: build.ms }, cases };
+    return { image, cases };
   } finally {
     await fs.rm(work, { recursive: true, force: true });
   }

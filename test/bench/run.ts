@@ -54,7 +54,9 @@ async function main(): Promise<void> {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      apply = await benchApply({ hostCounts, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
+      const figures = await benchApply({ hostCounts, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
+      if (figures.error) process.exitCode = 1;
+      apply = figures;
     } catch (err) {
       apply = { error: (err as Error).message };
       process.exitCode = 1;
