@@ -3,14 +3,13 @@
  * When an action fails, only what depends on it is skipped; independent hosts go on. The state is written after
  * every action (one writer, in completion order), so an apply killed at any moment resumes where it stopped.
  */
-import pLimit from 'p-limit';
 import { TransientError } from '../errors.js';
 import { retry } from '../retry.js';
 import type { Action } from '../../plans/actions.js';
 import type { StateBackend } from '../../state/backend.js';
 import type { ClusterState } from '../../state/model.js';
 import { HostUnreachableError } from '../errors.js';
-import { recordStart, recordSuccess } from './record.js';
+import { recordStart, recordSuccess, type ActionResult } from './record.js';
 import { runAction, type RunContext } from './run-action.js';
 
 export interface ExecuteOptions {
@@ -21,6 +20,8 @@ export interface ExecuteOptions {
   /** Attempts per action for transient failures (connection lost, timeouts). */
   attempts?: number;
   retryBaseMs?: number;
+  /** What performs one action; the SSH-backed runner unless a test drives the scheduling alone. */
+  run?: (ctx: RunContext, action: Action) => Promise<ActionResult>;
 }
 
 export interface Failure {
@@ -43,47 +44,68 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
   const actions = ctx.plan.actions;
   const byId = new Map(actions.map((a) => [a.id, a]));
   const status = new Map<string, 'pending' | 'running' | 'done' | 'failed' | 'skipped'>(actions.map((a) => [a.id, 'pending']));
+  // Counts of unfinished deps and reverse edges: each completion touches only its dependents, so large plans
+  // (thousands of hosts) schedule in linear time.
+  const waitingOn = new Map<string, number>();
+  const dependents = new Map<string, Action[]>();
+  for (const a of actions) {
+    const deps = a.deps.filter((d) => byId.has(d));
+    waitingOn.set(a.id, deps.length);
+    for (const d of deps) {
+      const list = dependents.get(d);
+      if (list) list.push(a);
+      else dependents.set(d, [a]);
+    }
+  }
+  const ready: Action[] = actions.filter((a) => waitingOn.get(a.id) === 0);
   const completed: Action[] = [];
   const failed: Failure[] = [];
   const skipped: Action[] = [];
-  const limit = pLimit(Math.max(1, opts.parallelism));
-  let writes: Promise<void> = Promise.resolve();
+  const parallelism = Math.max(1, opts.parallelism);
+  let writing: Promise<void> = Promise.resolve();
+  let nextWrite: Promise<void> | undefined;
   let writeError: unknown;
 
-  const save = () => {
-    const snapshot = structuredClone(ctx.state);
-    writes = writes.then(async () => {
+  // Resolves once the state on disk includes every change recorded before the call. Calls made while a write is
+  // waiting to start share it, so a burst of completions costs one write, not one each.
+  const save = (): Promise<void> => {
+    if (nextWrite) return nextWrite;
+    const previous = writing;
+    const p = (async () => {
+      await previous;
+      nextWrite = undefined;
       try {
-        const written = await opts.backend.write(snapshot);
+        const written = await opts.backend.write(structuredClone(ctx.state));
         ctx.state.serial = written.serial;
       } catch (err) {
         writeError ??= err;
       }
-    });
-    return writes;
+    })();
+    nextWrite = p;
+    writing = p;
+    return p;
   };
 
   const skipDependents = (id: string, because: string) => {
-    for (const a of actions) {
-      if (status.get(a.id) === 'pending' && a.deps.includes(id)) {
-        status.set(a.id, 'skipped');
-        skipped.push(a);
-        ctx.reporter.event({ type: 'action-skipped', action: a, because });
-        skipDependents(a.id, because);
-      }
+    for (const a of dependents.get(id) ?? []) {
+      if (status.get(a.id) !== 'pending') continue;
+      status.set(a.id, 'skipped');
+      skipped.push(a);
+      ctx.reporter.event({ type: 'action-skipped', action: a, because });
+      skipDependents(a.id, because);
     }
   };
 
   await new Promise<void>((finish) => {
     let running = 0;
     const pump = () => {
-      for (const a of actions) {
+      // Started only when a slot is free, so an interrupt never leaves queued work to start later.
+      while (running < parallelism && ready.length > 0 && !opts.signal?.aborted && !writeError) {
+        const a = ready.shift()!;
         if (status.get(a.id) !== 'pending') continue;
-        if (opts.signal?.aborted || writeError) continue;
-        if (!a.deps.every((d) => status.get(d) === 'done' || !byId.has(d))) continue;
         status.set(a.id, 'running');
         running++;
-        void limit(() => runOne(a)).then(() => {
+        void runOne(a).then(() => {
           running--;
           pump();
         });
@@ -96,7 +118,8 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
       recordStart(ctx.state, a);
       ctx.reporter.event({ type: 'action-start', action: a });
       try {
-        const result = await retry(() => runAction(ctx, a), {
+        const run = opts.run ?? runAction;
+        const result = await retry(() => run(ctx, a), {
           attempts: opts.attempts ?? 3,
           baseMs: opts.retryBaseMs ?? 500,
           retryable: isTransient,
@@ -110,6 +133,11 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
         status.set(a.id, 'done');
         completed.push(a);
         ctx.reporter.event({ type: 'action-done', action: a, ms: Date.now() - started });
+        for (const next of dependents.get(a.id) ?? []) {
+          const left = waitingOn.get(next.id)! - 1;
+          waitingOn.set(next.id, left);
+          if (left === 0) ready.push(next);
+        }
       } catch (err) {
         status.set(a.id, 'failed');
         failed.push({ action: a, error: err as Error });
@@ -121,7 +149,7 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
     };
     pump();
   });
-  await writes;
+  await writing;
   if (writeError) throw writeError;
   const interrupted = !!opts.signal?.aborted && actions.some((a) => status.get(a.id) === 'pending');
   if (interrupted) ctx.reporter.event({ type: 'interrupted' });

@@ -1,0 +1,135 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { execute } from '../engine/executor/executor.js';
+import type { RunContext } from '../engine/executor/run-action.js';
+import type { ExecEvent } from '../engine/executor/events.js';
+import { TransientError } from '../engine/errors.js';
+import { plan as makePlan } from '../plans/planner.js';
+import type { Action } from '../plans/actions.js';
+import { LocalStateBackend, createState } from '../state/local.js';
+import { ImageStore } from '../engine/image/store.js';
+import { removeDir, tempDir } from './helpers/tmp.js';
+import { desired as desiredOf, makeImage } from './planner.helpers.js';
+
+const imageInfo = (tag: string) => makeImage(tag, ['base', 'conf'], ['echo hi']);
+
+const dirs: string[] = [];
+afterEach(() => {
+  while (dirs.length) removeDir(dirs.pop()!);
+});
+
+function setup() {
+  const dir = tempDir('ci-exec-');
+  dirs.push(dir);
+  const desired = desiredOf([
+    { ips: ['10.0.0.2', '10.0.0.3', '10.0.0.4'], roles: ['master'] },
+    { ips: ['10.0.0.5', '10.0.0.6'], roles: ['node'] },
+  ]);
+  const image = imageInfo('v1');
+  const p = makePlan({ desired, image });
+  const state = createState(desired.name, desired.provider);
+  const backend = new LocalStateBackend(join(dir, 'state.json'));
+  const events: ExecEvent[] = [];
+  const ctx: RunContext = {
+    plan: p,
+    desired,
+    state,
+    store: new ImageStore(dir),
+    provider: {} as never,
+    connections: { drop: async () => {} } as never,
+    reporter: { event: (e) => events.push(e) },
+    bytesSent: new Map(),
+  };
+  return { desired, image, p, state, backend, events, ctx };
+}
+
+describe('executor scheduling', () => {
+  it('runs every action after its deps, each dep already durable in the state on disk', async () => {
+    const { p, backend, ctx } = setup();
+    const order: string[] = [];
+    const r = await execute(ctx, {
+      parallelism: 4,
+      backend,
+      run: async (_c, a) => {
+        const onDisk = await backend.read();
+        for (const id of a.deps) {
+          expect(order).toContain(id);
+          const dep = p.actions.find((x) => x.id === id)!;
+          if (dep.kind === 'hook') expect(onDisk?.hosts[dep.host]?.hooks[dep.hook]).toBe(dep.image);
+          if (dep.kind === 'send-layers') expect(onDisk?.hosts[dep.host]?.layers).toEqual(expect.arrayContaining(dep.layers));
+          if (dep.kind === 'unpack') expect(onDisk?.hosts[dep.host]?.rootfsImage).toBe(dep.image);
+        }
+        order.push(a.id);
+        return {};
+      },
+    });
+    expect(r.failed).toEqual([]);
+    expect(order).toHaveLength(p.actions.length);
+    // Everything recorded: planning again against the final state gives nothing to do.
+    const again = makePlan({ desired: ctx.desired!, image: imageInfo('v1'), state: (await backend.read())! });
+    expect(again.actions).toEqual([]);
+  });
+
+  it('a failed host skips only what depends on it; the next plan holds just the missing steps', async () => {
+    const { desired, backend, ctx, events } = setup();
+    const node = desired.hosts.find((h) => !h.roles.includes('master'))!.key;
+    const r = await execute(ctx, {
+      parallelism: 3,
+      backend,
+      run: async (_c, a: Action) => {
+        if (a.id === `hook:init-host:${node}`) throw new Error('disk full');
+        return {};
+      },
+    });
+    expect(r.failed.map((f) => f.action.id)).toEqual([`hook:init-host:${node}`]);
+    expect(r.skipped.map((a) => a.id)).toContain(`hook:join-node:${node}`);
+    expect(r.skipped.map((a) => a.id)).toContain('set-image');
+    // Independent hosts finished.
+    expect(r.completed.map((a) => a.id)).toContain(`hook:join-node:${desired.hosts[4].key === node ? desired.hosts[3].key : desired.hosts[4].key}`);
+    expect(events.some((e) => e.type === 'action-failed')).toBe(true);
+    const next = makePlan({ desired, image: imageInfo('v1'), state: (await backend.read())! });
+    const ids = next.actions.map((a) => a.id);
+    expect(ids).toContain(`hook:init-host:${node}`);
+    expect(ids).toContain(`hook:join-node:${node}`);
+    expect(ids.filter((i) => i.startsWith('send-layers:'))).toEqual([]);
+    expect(ids.some((i) => i.includes(desired.hosts[0].key))).toBe(false);
+  });
+
+  it('retries transient failures with backoff and reports each retry', async () => {
+    const { backend, ctx, events } = setup();
+    let failures = 0;
+    const r = await execute(ctx, {
+      parallelism: 2,
+      backend,
+      retryBaseMs: 1,
+      run: async (_c, a) => {
+        if (a.kind === 'send-layers' && failures < 2) {
+          failures++;
+          throw new TransientError('SSH_CONNECTION_LOST', 'connection reset');
+        }
+        return {};
+      },
+    });
+    expect(r.failed).toEqual([]);
+    expect(events.filter((e) => e.type === 'action-retry')).toHaveLength(2);
+  });
+
+  it('an interrupt stops new steps, keeps what finished, and leaves the rest for the next apply', async () => {
+    const { desired, backend, ctx } = setup();
+    const ctl = new AbortController();
+    let n = 0;
+    const r = await execute(ctx, {
+      parallelism: 1,
+      backend,
+      signal: ctl.signal,
+      run: async () => {
+        if (++n === 3) ctl.abort();
+        return {};
+      },
+    });
+    expect(r.interrupted).toBe(true);
+    expect(r.completed).toHaveLength(3);
+    const next = makePlan({ desired, image: imageInfo('v1'), state: (await backend.read())! });
+    expect(next.actions.length).toBe(ctx.plan.actions.length - 3);
+  });
+});
