@@ -64,8 +64,12 @@ stop_etcd() {
   if has_systemd; then
     systemctl stop etcd-example.service 2>/dev/null || true
   elif [ -f /run/etcd-example.pid ]; then
-    kill "$(cat /run/etcd-example.pid)" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$(cat /run/etcd-example.pid)" 2>/dev/null || break; sleep 0.1; done
+    pid=$(cat /run/etcd-example.pid)
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # A leader whose peers stop at the same moment can hang handing over leadership: never leave it running.
+    kill -9 "$pid" 2>/dev/null || true
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f /run/etcd-example.pid
   fi
 }
