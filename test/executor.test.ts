@@ -39,6 +39,7 @@ function setup() {
     connections: { drop: async () => {} } as never,
     reporter: { event: (e) => events.push(e) },
     bytesSent: new Map(),
+    uplink: { bytes: 0 },
   };
   return { desired, image, p, state, backend, events, ctx };
 }

@@ -3,11 +3,11 @@ import { ensureImage } from '../registry/pull.js';
 import { ProgressView } from '../registry/progress.js';
 import type { ImageStore } from '../image/store.js';
 
-export function ensureImageHook(): (store: ImageStore, ref: string) => Promise<unknown> {
+export function ensureImageHook(tls: { insecure?: boolean; caFile?: string } = {}): (store: ImageStore, ref: string) => Promise<unknown> {
   return async (store, ref) => {
     const view = process.stderr.isTTY ? new ProgressView(process.stderr) : undefined;
     try {
-      return await ensureImage(store, ref, view ? { onProgress: view.update } : {});
+      return await ensureImage(store, ref, { ...tls, ...(view ? { onProgress: view.update } : {}) });
     } finally {
       view?.finish();
     }

@@ -79,8 +79,10 @@ function prefix(host: string | undefined): string {
 /** The closing summary; failures are repeated here so they are not lost above a wall of output. */
 export function renderSummary(r: ExecuteResult, verb: string): string {
   const lines: string[] = [];
-  const sent = [...r.bytesSent.values()].reduce((a, b) => a + b, 0);
-  const base = `${verb}: ${r.completed.length} done, ${r.failed.length} failed, ${r.skipped.length} skipped; layer bytes sent: ${humanSize(sent)}.`;
+  const received = [...r.bytesSent.values()].reduce((a, b) => a + b, 0);
+  const relayed = received - r.uplinkBytes;
+  const bytes = `layer bytes sent: ${humanSize(r.uplinkBytes)}` + (relayed > 0 ? ` (+${humanSize(relayed)} passed between hosts)` : '');
+  const base = `${verb}: ${r.completed.length} done, ${r.failed.length} failed, ${r.skipped.length} skipped; ${bytes}.`;
   if (r.failed.length === 0 && !r.interrupted) return `${verb} complete! ${base.slice(verb.length + 2)}\n`;
   lines.push(base);
   for (const f of r.failed) {

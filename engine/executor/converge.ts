@@ -15,7 +15,8 @@ import { planDestroy } from '../../plans/planner.js';
 import type { Plan } from '../../plans/actions.js';
 import { LocalStateBackend, createState } from '../../state/local.js';
 import { statePathFor } from '../../state/paths.js';
-import type { Provider } from '../../state/model.js';
+import type { ClusterState, Provider } from '../../state/model.js';
+import { Relay, revokeScript } from './relay.js';
 import { BaremetalProvider } from '../../providers/baremetal/provider.js';
 import { LocalProvider, labDirFor } from '../../providers/local/provider.js';
 import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connections.js';
@@ -39,6 +40,8 @@ export interface ConvergeOptions {
   reporter: (cluster: string) => Reporter;
   signal?: AbortSignal;
   tuning?: Partial<ConnectionTuning>;
+  /** Let hosts pass layers on to each other (default on). */
+  relay?: boolean;
   /** Fetches the Clusterfile's image when the store lacks it. */
   ensureImage?: (store: ImageStore, ref: string) => Promise<unknown>;
 }
@@ -78,13 +81,15 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     const state = prepared.state ?? createState(prepared.desired.name, prepared.desired.provider);
     const provider = providerFor(prepared.desired.provider, home, prepared.desired.name, prepared.desired);
     const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning });
+    const relay = opts.relay === false ? undefined : relayFor(state, prepared.desired);
     try {
       const result = await execute(
-        { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map() },
+        { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay },
         { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
       );
       return { plan, result };
     } finally {
+      if (relay) await revokeRelay(relay, state, connections);
       await connections.closeAll();
     }
   } finally {
@@ -107,7 +112,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     let result: ExecuteResult | undefined;
     try {
       result = await execute(
-        { plan, desired, state, store: new ImageStore(home), provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map() },
+        { plan, desired, state, store: new ImageStore(home), provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 } },
         { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
       );
     } finally {
@@ -122,4 +127,31 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
   } finally {
     await lock.release();
   }
+}
+
+/** Layers the cluster's current members hold can be served to others; only root logins can grant the relay. */
+function relayFor(state: ClusterState, desired: DesiredCluster): Relay {
+  const relay = new Relay(
+    () => Object.values(state.hosts).map((h) => h.ip).filter(Boolean),
+    { canServe: (key) => { const h = state.hosts[key]; return !!h?.ip && h.ssh.user === 'root' && h.status !== 'leaving'; } },
+  );
+  const wanted = new Set(desired.hosts.map((h) => h.key));
+  for (const h of Object.values(state.hosts)) {
+    if (wanted.has(h.key)) for (const l of h.layers) relay.distributor.markHeld(l, h.key);
+  }
+  return relay;
+}
+
+async function revokeRelay(relay: Relay, state: ClusterState, connections: Connections): Promise<void> {
+  await Promise.all(
+    relay.hostsToRevoke().map(async (key) => {
+      const h = state.hosts[key];
+      if (!h) return;
+      try {
+        await (await connections.get(h)).exec(revokeScript(), { timeoutMs: 15_000 });
+      } catch {
+        // An unreachable host keeps a grant that can only read layers, from cluster addresses; the next grant there replaces it.
+      }
+    }),
+  );
 }

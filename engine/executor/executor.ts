@@ -36,6 +36,8 @@ export interface ExecuteResult {
   interrupted: boolean;
   state: ClusterState;
   bytesSent: Map<string, number>;
+  /** Layer bytes that left this machine (the rest were passed between hosts). */
+  uplinkBytes: number;
 }
 
 const isTransient = (err: unknown) => err instanceof TransientError || err instanceof HostUnreachableError;
@@ -153,5 +155,5 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
   if (writeError) throw writeError;
   const interrupted = !!opts.signal?.aborted && actions.some((a) => status.get(a.id) === 'pending');
   if (interrupted) ctx.reporter.event({ type: 'interrupted' });
-  return { completed, failed, skipped, interrupted, state: ctx.state, bytesSent: ctx.bytesSent };
+  return { completed, failed, skipped, interrupted, state: ctx.state, bytesSent: ctx.bytesSent, uplinkBytes: ctx.uplink.bytes };
 }

@@ -1,6 +1,7 @@
 /** What each kind of action does on a host. Every step is safe to repeat: an interrupted apply simply runs it again. */
 import { createReadStream } from 'node:fs';
-import { digestHex } from '../digest.js';
+import { digestHex, type Digest } from '../digest.js';
+import { fetchScript, type Relay } from './relay.js';
 import { InternalError, RemoteCommandError } from '../errors.js';
 import { registerSecret } from '../redact.js';
 import type { Action } from '../../plans/actions.js';
@@ -34,8 +35,54 @@ export interface RunContext {
   provider: HostProvider;
   connections: Connections;
   reporter: Reporter;
-  /** Bytes of layer data sent per host, for the summary and for tests. */
+  /** Bytes of layer data each host received (from this machine or from another host). */
   bytesSent: Map<string, number>;
+  /** Bytes of layer data that left this machine. */
+  uplink: { bytes: number };
+  /** Hosts passing layers on to each other; absent when disabled. */
+  relay?: Relay;
+}
+
+const RELAY_MIN_BYTES = 1 << 20;
+
+async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, d: Digest): Promise<void> {
+  const count = (bytes: number) => ctx.bytesSent.set(hostKey, (ctx.bytesSent.get(hostKey) ?? 0) + bytes);
+  const fromHere = async () => {
+    const { bytes } = await session.upload(createReadStream(ctx.store.blobPath(d)), remoteLayerPath(d), { expectedDigest: d, mode: 0o644 });
+    ctx.uplink.bytes += bytes;
+    count(bytes);
+  };
+  const relay = ctx.relay;
+  // Small layers cost less to send than a relay's extra SSH handshake.
+  if (!relay || (await ctx.store.blobSize(d)) < RELAY_MIN_BYTES) return fromHere();
+  const source = await relay.distributor.acquire(d, hostKey);
+  try {
+    if (source.kind === 'operator') {
+      await fromHere();
+      relay.distributor.markHeld(d, hostKey);
+      return;
+    }
+    const src = ctx.state.hosts[source.key];
+    try {
+      const srcSession = await ctx.connections.get(src);
+      const me = ctx.state.hosts[hostKey];
+      const known = await relay.grant({ key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey }, srcSession, me.ip);
+      if (!known) throw new Error(`host key of ${src.key} could not be verified`);
+      await relay.prepare(hostKey, session, { key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey }, known);
+      await session.execChecked(fetchScript(d, src.ip, src.ssh.port), { what: `fetching layer ${digestHex(d).slice(0, 12)} from ${src.ip}` });
+      count(await ctx.store.blobSize(d));
+      relay.distributor.markHeld(d, hostKey);
+    } catch (err) {
+      // A host that cannot serve is dropped as a source for this apply; this layer comes from here instead.
+      relay.distributor.markBroken(source.key);
+      ctx.reporter.event({ type: 'output', host: hostKey, stream: 'stderr', line: `layer relay from ${source.key} failed, sending from here: ${(err as Error).message.split('\n')[0]}` });
+      await fromHere();
+      relay.distributor.markHeld(d, hostKey);
+    }
+  } finally {
+    // Marked held before the source is released, so waiting hosts see the new holder first.
+    relay.distributor.release(source);
+  }
 }
 
 const NO_HOOK = '__ci_no_hook__';
@@ -88,9 +135,9 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
     case 'send-layers': {
       const held = new Set((await session.execChecked(listHeldLayersScript(action.layers), { what: 'listing layers' })).stdout.split(/\s+/).filter(Boolean));
       for (const d of action.layers) {
-        if (held.has(digestHex(d))) continue; // sent by an earlier, interrupted apply
-        const { bytes } = await session.upload(createReadStream(ctx.store.blobPath(d)), remoteLayerPath(d), { expectedDigest: d, mode: 0o644 });
-        ctx.bytesSent.set(action.host, (ctx.bytesSent.get(action.host) ?? 0) + bytes);
+        // Held already: sent by an earlier, interrupted apply.
+        if (!held.has(digestHex(d))) await sendLayer(ctx, action.host, session, d);
+        else ctx.relay?.distributor.markHeld(d, action.host);
       }
       return { facts };
     }

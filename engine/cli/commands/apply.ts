@@ -38,7 +38,10 @@ export function register(program: Command): void {
     .option('--parallelism <n>', 'hosts worked on at once', '10')
     .option('--max-unavailable <n>', 'nodes upgraded at once', '1')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
-    .action(async (planfile: string | undefined, o: ConvergeFlags & { maxUnavailable: string }) => {
+    .option('--no-relay', 'send every layer from this machine instead of letting hosts pass layers on to each other')
+    .option('--insecure', 'pull the image over plain HTTP when the store lacks it')
+    .option('--ca-file <file>', 'extra CA certificate for pulling the image')
+    .action(async (planfile: string | undefined, o: ConvergeFlags & { maxUnavailable: string; relay: boolean; insecure?: boolean; caFile?: string }) => {
       const savedPlan = planfile ? await loadPlanFile(planfile) : undefined;
       const color = !!process.stdout.isTTY;
       let reporter: LineReporter | undefined;
@@ -55,7 +58,8 @@ export function register(program: Command): void {
           confirm: confirmer({ autoApprove: o.autoApprove || !!savedPlan, color, verb: 'apply these actions' }),
           reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'apply') })),
           signal: interrupt.signal,
-          ensureImage: ensureImageHook(),
+          relay: o.relay,
+          ensureImage: ensureImageHook({ insecure: o.insecure, caFile: o.caFile }),
         });
         if (!result) {
           process.stdout.write(`No changes. Cluster ${plan.cluster} matches the Clusterfile.\n`);
