@@ -204,7 +204,7 @@ export class Relay {
     private readonly clusterIps: () => string[],
     opts: { operatorStreams?: number; hostStreams?: number; canServe: (host: string) => boolean },
   ) {
-    this.distributor = new LayerDistributor({ operatorStreams: opts.operatorStreams ?? 2, hostStreams: opts.hostStreams ?? 2, canServe: opts.canServe });
+    this.distributor = new LayerDistributor({ operatorStreams: opts.operatorStreams ?? 1, hostStreams: opts.hostStreams ?? 2, canServe: opts.canServe });
   }
 
   private relayKey(): Promise<RelayKey> {

@@ -3,11 +3,13 @@
  *   --hosts 1,5,10          local host counts for the apply figures
  *   --plan-hosts 5000       --plan-layers 50     --runs 5
  *   --big-layer-mb 20       --no-apply           (plan figures only)
+ *   --fanout-hosts 8        --uplink-mbit 200    (relay on/off under a shaped operator uplink; 0 hosts skips)
  */
 import { parseArgs } from 'node:util';
 import { machineFacts } from './machine.js';
 import { benchPlan } from './plan-bench.js';
 import { benchApply } from './apply-bench.js';
+import { benchFanout } from './fanout-bench.js';
 
 function positiveInts(flag: string, text: string): number[] {
   const out = text.split(',').map((s) => Number(s.trim()));
@@ -25,6 +27,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     'big-layer-mb': { type: 'string', default: '20' },
     'no-apply': { type: 'boolean', default: false },
+    'fanout-hosts': { type: 'string', default: '8' },
+    'uplink-mbit': { type: 'string', default: '200' },
   },
 });
 
@@ -42,6 +46,7 @@ async function main(): Promise<void> {
   const plan = benchPlan({ hosts: planHosts, layers: planLayers, runs });
 
   let apply: unknown;
+  let fanout: unknown = { skipped: 'needs root or --fanout-hosts 0' };
   if (values['no-apply']) apply = { skipped: '--no-apply' };
   else if (!machine.root) apply = { skipped: 'needs root' };
   else {
@@ -57,8 +62,13 @@ async function main(): Promise<void> {
       const figures = await benchApply({ hostCounts, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
       if (figures.error) process.exitCode = 1;
       apply = figures;
+      const fanoutHosts = Number(values['fanout-hosts']);
+      if (fanoutHosts > 0 && !interrupt.signal.aborted) {
+        const [uplinkMbit] = positiveInts('--uplink-mbit', values['uplink-mbit']!);
+        fanout = await benchFanout({ hosts: fanoutHosts, uplinkMbit, bigLayerBytes: bigMb * 1_000_000 * 2, log });
+      }
     } catch (err) {
-      apply = { error: (err as Error).message };
+      apply = { ...(apply as object), error: (err as Error).message };
       process.exitCode = 1;
     } finally {
       process.off('SIGINT', onSignal);
@@ -66,7 +76,7 @@ async function main(): Promise<void> {
     }
     if (interrupt.signal.aborted) process.exitCode = 130;
   }
-  process.stdout.write(JSON.stringify({ machine, plan, apply }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ machine, plan, apply, fanout }, null, 2) + '\n');
 }
 
 main().catch((err) => {
