@@ -1,21 +1,8 @@
 import { describe, it, expect, afterAll } from 'vitest';
-import { promises as fs } from 'node:fs';
-import { ImageStore } from '../engine/image/store.js';
 import { mergeImages, MergeError, MERGED_FROM } from '../engine/image/merge.js';
-import { makeImage, skopeo, tempDir } from './helpers/registry.js';
+import { makeImage, skopeo, storeScope } from './helpers/registry.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {});
-});
-
-async function freshStore(): Promise<ImageStore> {
-  const home = await tempDir('ci-home');
-  cleanups.push(() => fs.rm(home, { recursive: true, force: true }));
-  const store = new ImageStore(home);
-  await store.init();
-  return store;
-}
+const { freshStore } = storeScope();
 
 describe('ci merge', () => {
   it("puts A's layers then B's (shared ones once) and A's CMDs then B's", async () => {

@@ -1,25 +1,13 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { promises as fs } from 'node:fs';
 import { ImageStore } from '../engine/image/store.js';
 import { pushImage } from '../engine/registry/push.js';
 import { pullImage } from '../engine/registry/pull.js';
 import { login } from '../engine/registry/login.js';
 import { RegistryError } from '../engine/errors.js';
-import { makeImage, requireTools, startRegistry, startTokenServer, tempDir, type RunningRegistry, type TokenServer } from './helpers/registry.js';
+import { makeImage, requireTools, startRegistry, startTokenServer, type RunningRegistry, type TokenServer, storeScope } from './helpers/registry.js';
 
 const noWait = { attempts: 2, baseMs: 1, capMs: 5 };
-const cleanups: (() => Promise<unknown>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {});
-});
-
-async function freshStore(): Promise<ImageStore> {
-  const home = await tempDir('ci-home');
-  cleanups.push(() => fs.rm(home, { recursive: true, force: true }));
-  const store = new ImageStore(home);
-  await store.init();
-  return store;
-}
+const { defer, freshStore } = storeScope();
 
 describe('registry with bearer-token auth', () => {
   let tokens: TokenServer;
@@ -30,9 +18,9 @@ describe('registry with bearer-token auth', () => {
   beforeAll(async () => {
     requireTools();
     tokens = await startTokenServer({ alice: alice.password });
-    cleanups.push(() => tokens.stop());
+    defer(() => tokens.stop());
     reg = await startRegistry({ token: tokens });
-    cleanups.push(() => reg.stop());
+    defer(() => reg.stop());
     store = await freshStore();
   });
 

@@ -21,21 +21,11 @@ import {
   tempDir,
   type CountingProxy,
   type RunningRegistry,
+  storeScope,
 } from './helpers/registry.js';
 
 const noWait = { attempts: 2, baseMs: 1, capMs: 5 };
-const cleanups: (() => Promise<unknown>)[] = [];
-afterAll(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => {});
-});
-
-async function freshStore(): Promise<ImageStore> {
-  const home = await tempDir('ci-home');
-  cleanups.push(() => fs.rm(home, { recursive: true, force: true }));
-  const store = new ImageStore(home);
-  await store.init();
-  return store;
-}
+const { defer, freshStore } = storeScope();
 
 describe('plain HTTP registry', () => {
   let reg: RunningRegistry;
@@ -45,9 +35,9 @@ describe('plain HTTP registry', () => {
   beforeAll(async () => {
     requireTools();
     reg = await startRegistry();
-    cleanups.push(() => reg.stop());
+    defer(() => reg.stop());
     proxy = await startCountingProxy(reg.port);
-    cleanups.push(() => proxy.stop());
+    defer(() => proxy.stop());
     store = await freshStore();
   });
 
@@ -109,7 +99,7 @@ describe('plain HTTP registry', () => {
     const raw = JSON.parse(skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]));
     expect(raw.mediaType).toBe('application/vnd.oci.image.manifest.v1+json');
     const layout = await tempDir('ci-skopeo');
-    cleanups.push(() => fs.rm(layout, { recursive: true, force: true }));
+    defer(() => fs.rm(layout, { recursive: true, force: true }));
     skopeo(['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${layout}:copied`]);
     const index = JSON.parse(await fs.readFile(join(layout, 'index.json'), 'utf8'));
     expect(index.manifests[0].digest).toBe(made.digest);
@@ -144,7 +134,7 @@ describe('plain HTTP registry', () => {
 
   it('retries transient registry failures with backoff', async () => {
     const flaky = await startCountingProxy(reg.port, { match: (m, p) => m === 'PUT' && p.includes('/blobs/uploads/'), times: 2 });
-    cleanups.push(() => flaky.stop());
+    defer(() => flaky.stop());
     const ref = `${flaky.host}/team/flaky:v1`;
     const made = await makeImage(store, ref, { layers: [{ 'f.txt': 'flaky' }] });
     const retries: string[] = [];
@@ -193,7 +183,7 @@ describe('TLS registry with htpasswd', () => {
   beforeAll(async () => {
     requireTools();
     reg = await startRegistry({ tls: true, htpasswd: { alice: password } });
-    cleanups.push(() => reg.stop());
+    defer(() => reg.stop());
     store = await freshStore();
   });
 
@@ -257,7 +247,7 @@ describe('TLS registry with htpasswd', () => {
     expect(pulled.digest).toBe(made.digest);
 
     const certDir = await tempDir('ci-certs');
-    cleanups.push(() => fs.rm(certDir, { recursive: true, force: true }));
+    defer(() => fs.rm(certDir, { recursive: true, force: true }));
     await fs.copyFile(reg.caFile!, join(certDir, 'ca.crt'));
     const info = JSON.parse(skopeo(['inspect', '--cert-dir', certDir, '--creds', `alice:${password}`, `docker://${ref}`]));
     expect(info.Digest).toBe(made.digest);
@@ -265,7 +255,7 @@ describe('TLS registry with htpasswd', () => {
 
   it("falls back to docker's config.json for credentials", async () => {
     const dockerDir = await tempDir('ci-docker');
-    cleanups.push(() => fs.rm(dockerDir, { recursive: true, force: true }));
+    defer(() => fs.rm(dockerDir, { recursive: true, force: true }));
     const auth = Buffer.from(`alice:${password}`).toString('base64');
     await fs.writeFile(join(dockerDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth } } }));
     const prev = process.env.DOCKER_CONFIG;

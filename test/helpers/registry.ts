@@ -14,7 +14,8 @@ import { gunzipSync } from 'node:zlib';
 import * as tar from 'tar';
 import { sha256, type Digest } from '../../engine/digest.js';
 import { MEDIA, type ImageConfig, type Manifest } from '../../engine/image/oci.js';
-import type { ImageStore } from '../../engine/image/store.js';
+import { ImageStore } from '../../engine/image/store.js';
+import { afterAll } from 'vitest';
 
 /** The real tools these tests drive; missing ones fail the test loudly instead of skipping it. */
 export function requireTools(): void {
@@ -336,4 +337,23 @@ export async function makeImage(store: ImageStore, ref: string, spec: TestImageS
   } finally {
     await fs.rm(work, { recursive: true, force: true });
   }
+}
+
+/** Cleanups run when the test file ends (latest first), and fresh stores that go with them. */
+export function storeScope(): { defer: (fn: () => Promise<unknown>) => void; freshStore: () => Promise<ImageStore> } {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterAll(async () => {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+  });
+  const defer = (fn: () => Promise<unknown>) => void cleanups.push(fn);
+  return {
+    defer,
+    async freshStore() {
+      const home = await tempDir('ci-home');
+      defer(() => fs.rm(home, { recursive: true, force: true }));
+      const store = new ImageStore(home);
+      await store.init();
+      return store;
+    },
+  };
 }
