@@ -54,7 +54,8 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
     const limit = pLimit(opts.concurrency ?? 3);
     const blobs: [Descriptor, 'config' | 'layer'][] = [[manifest.config, 'config'], ...manifest.layers.map((l): [Descriptor, 'layer'] => [l, 'layer'])];
     const seen = new Set<string>();
-    await Promise.all(
+    // Every transfer settles before a failure is reported, so none is left writing a temp file into the store.
+    const settled = await Promise.allSettled(
       blobs
         .filter(([d]) => !seen.has(d.digest) && seen.add(d.digest))
         .map(([d, kind]) =>
@@ -78,6 +79,8 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
           }),
         ),
     );
+    const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
 
     const put = await store.putBlob(fetched.bytes);
     if (put.digest !== digest) throw new DigestMismatchError(`manifest ${where}`, digest, put.digest);
