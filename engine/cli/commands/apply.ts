@@ -4,7 +4,7 @@ import { ciHome } from '../../home.js';
 import { applyCluster } from '../../executor/converge.js';
 import { loadPlanFile } from '../../../plans/planfile.js';
 import { parseDuration } from '../../../state/local.js';
-import { UsageError } from '../../errors.js';
+import { positiveInt } from '../options.js';
 import { LineReporter, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
 import { ensureImageHook } from '../ensure-image.js';
@@ -15,12 +15,6 @@ export interface ConvergeFlags {
   autoApprove?: boolean;
   parallelism: string;
   lockTimeout: string;
-}
-
-export function positiveInt(flag: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a whole number of at least 1, got "${v}"`);
-  return n;
 }
 
 export function logFileFor(cluster: string, verb: string): string {

@@ -3,7 +3,8 @@ import { destroyCluster } from '../../executor/converge.js';
 import { parseDuration } from '../../../state/local.js';
 import { LineReporter, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
-import { logFileFor, positiveInt, type ConvergeFlags } from './apply.js';
+import { logFileFor, type ConvergeFlags } from './apply.js';
+import { positiveInt } from '../options.js';
 
 export function register(program: Command): void {
   program

@@ -1,6 +1,6 @@
 /** `ci plan`: show (and optionally save) what apply would do. */
 import type { Command } from 'commander';
-import { UsageError } from '../../errors.js';
+import { positiveInt } from '../options.js';
 import { preparePlan } from '../../../plans/prepare.js';
 import { savePlanFile } from '../../../plans/planfile.js';
 import { renderPlanJson, renderPlanText } from '../../../plans/render/index.js';
@@ -12,12 +12,6 @@ interface PlanFlags {
   out?: string;
   detailedExitcode?: boolean;
   maxUnavailable: string;
-}
-
-export function parseMaxUnavailable(text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new UsageError(`--max-unavailable must be a whole number of at least 1, not "${text}"`);
-  return n;
 }
 
 export function register(program: Command): void {
@@ -34,13 +28,13 @@ export function register(program: Command): void {
       const prepared = await preparePlan({
         clusterfile: flags.file,
         statePath: flags.state,
-        maxUnavailable: parseMaxUnavailable(flags.maxUnavailable),
+        maxUnavailable: positiveInt('--max-unavailable', flags.maxUnavailable),
       });
       const { plan } = prepared;
       process.stdout.write(flags.json ? renderPlanJson(plan) : renderPlanText(plan, { color: Boolean(process.stdout.isTTY) }));
       if (flags.out) {
         await savePlanFile(flags.out, plan);
-        if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply ${flags.out}\` to perform exactly these actions.\n`);
+        if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply -f ${flags.file} ${flags.out}\` to perform exactly these actions.\n`);
       }
       if (flags.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
     });
