@@ -21,6 +21,8 @@ export interface PrepareOptions {
   home?: string;
   maxUnavailable?: number;
   env?: NodeJS.ProcessEnv;
+  /** The Clusterfile already loaded by the caller (it is then not read again). */
+  desired?: DesiredCluster;
   /** A backend the caller already holds (and maybe locked); default: the local file at statePath. */
   backend?: StateBackend;
 }
@@ -37,7 +39,7 @@ export interface PreparedPlan {
 
 export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const home = opts.home ?? ciHome(opts.env);
-  const desired = await loadClusterfile(opts.clusterfile, opts.env ?? process.env);
+  const desired = opts.desired ?? (await loadClusterfile(opts.clusterfile, opts.env ?? process.env));
   const resolved = await resolveImage(new ImageStore(home), desired.image);
   const image = imageInfoFromResolved(resolved);
   const statePath = opts.statePath ?? statePathFor(desired.name, home);

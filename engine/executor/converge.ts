@@ -68,6 +68,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
       clusterfile: opts.clusterfile,
       home,
       env: opts.env,
+      desired: desiredForName,
       backend,
       maxUnavailable: opts.maxUnavailable,
     });

@@ -3,12 +3,11 @@
  * When an action fails, only what depends on it is skipped; independent hosts go on. The state is written after
  * every action (one writer, in completion order), so an apply killed at any moment resumes where it stopped.
  */
-import { TransientError } from '../errors.js';
+import { HostUnreachableError, TransientError } from '../errors.js';
 import { retry } from '../retry.js';
 import type { Action } from '../../plans/actions.js';
 import type { StateBackend } from '../../state/backend.js';
 import type { ClusterState } from '../../state/model.js';
-import { HostUnreachableError } from '../errors.js';
 import { recordStart, recordSuccess, type ActionResult } from './record.js';
 import { runAction, type RunContext } from './run-action.js';
 

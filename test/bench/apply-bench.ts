@@ -2,21 +2,16 @@
  * `ci apply` wall time on light local hosts: first apply, no-op re-apply, one-layer upgrade, and destroy, for
  * several cluster sizes. Every cluster is destroyed afterwards, also when a step fails or the run is interrupted.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { applyCluster, destroyCluster, type ConvergeResult } from '../../engine/executor/converge.js';
 import type { Reporter } from '../../engine/executor/events.js';
 import { labDirFor } from '../../providers/local/provider.js';
 import { LocalLab } from '../../providers/local/lab.js';
-import { localClusterfile, writeImageContext } from './fixture.js';
+import { CI_BIN, localClusterfile, run, writeImageContext } from './fixture.js';
 import { timeOnce } from './stats.js';
 
-const run = promisify(execFile);
-const CI_BIN = fileURLToPath(new URL('../../engine/cli/bin.js', import.meta.url));
 
 export interface ApplyStep {
   ms: number;

@@ -2,21 +2,16 @@
  * Fan-out under a narrow operator uplink: the lab bridge's egress (traffic from this machine to the hosts, not
  * between hosts) is shaped with tbf, then the same image goes to N hosts with the layer relay on and off.
  */
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { applyCluster, destroyCluster } from '../../engine/executor/converge.js';
 import { labDirFor } from '../../providers/local/provider.js';
 import { LocalLab } from '../../providers/local/lab.js';
 import { bridgeName } from '../../providers/local/names.js';
-import { localClusterfile, writeImageContext } from './fixture.js';
+import { CI_BIN, localClusterfile, run, writeImageContext } from './fixture.js';
 import { timeOnce } from './stats.js';
 
-const run = promisify(execFile);
-const CI_BIN = fileURLToPath(new URL('../../engine/cli/bin.js', import.meta.url));
 
 export interface FanoutCase {
   relay: boolean;

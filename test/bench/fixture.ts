@@ -2,6 +2,12 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+export const run = promisify(execFile);
+export const CI_BIN = fileURLToPath(new URL('../../engine/cli/bin.js', import.meta.url));
 
 const HOOKS = ['init-host', 'init-master0', 'join-master', 'join-node', 'upgrade', 'reconfigure'];
 
