@@ -4,6 +4,7 @@
  */
 import { ciHome } from '../engine/home.js';
 import { ImageStore, type ResolvedImage } from '../engine/image/store.js';
+import { checkStoredLayers, type CheckedImage } from '../engine/image/layer-check.js';
 import { ImageNotFoundError } from '../engine/errors.js';
 import { loadClusterfile } from '../engine/clusterfile/parse.js';
 import type { DesiredCluster } from '../engine/clusterfile/types.js';
@@ -31,6 +32,8 @@ export interface PreparedPlan {
   desired: DesiredCluster;
   resolved: ResolvedImage;
   image: ImageInfo;
+  /** The image's layers as checked against the layer rules: what every host's unpack follows. */
+  checked: CheckedImage;
   state?: ClusterState;
   statePath: string;
   backend: StateBackend;
@@ -40,13 +43,20 @@ export interface PreparedPlan {
 export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const home = opts.home ?? ciHome(opts.env);
   const desired = opts.desired ?? (await loadClusterfile(opts.clusterfile, opts.env ?? process.env));
-  const resolved = await resolveImage(new ImageStore(home), desired.image);
+  const store = new ImageStore(home);
+  const resolved = await resolveImage(store, desired.image);
+  // An image that breaks the layer rules is refused before any plan is shown, whoever put it in the store.
+  const checked = await checkStoredLayers(store, {
+    ref: resolved.ref,
+    layers: resolved.manifest.layers.map((l) => l.digest),
+    allowSetid: resolved.config.cloudimage?.allowSetid,
+  });
   const image = imageInfoFromResolved(resolved);
   const statePath = opts.statePath ?? statePathFor(desired.name, home);
   const backend = opts.backend ?? new LocalStateBackend(statePath);
   const state = await backend.read();
   const p = plan({ desired, image, state, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
-  return { desired, resolved, image, state, statePath, backend, plan: p };
+  return { desired, resolved, image, checked, state, statePath, backend, plan: p };
 }
 
 async function resolveImage(store: ImageStore, ref: string): Promise<ResolvedImage> {

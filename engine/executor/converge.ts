@@ -85,7 +85,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     const relay = opts.relay === false ? undefined : relayFor(state, prepared.desired);
     try {
       const result = await execute(
-        { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay },
+        { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay, checked: prepared.checked },
         { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
       );
       return { plan, result };

@@ -4,6 +4,7 @@
  */
 import { digestHex, type Digest } from '../digest.js';
 import { shellQuote } from '../../providers/ssh/shell.js';
+import type { CheckedImage } from '../image/layer-check.js';
 
 export const REMOTE_BASE = '/var/lib/cloudimage';
 
@@ -29,33 +30,87 @@ export function listHeldLayersScript(layers: Digest[]): string {
   return `for f in ${paths}; do [ -f "$f" ] && basename "$f" .tar.gz; done; true`;
 }
 
+/** Where the unpack plan of the image being installed is uploaded before the unpack runs. */
+export function remoteUnpackPlan(cluster: string): string {
+  return `${remoteClusterDir(cluster)}/unpack.sh`;
+}
+
 /**
- * Builds the rootfs for an image from the host's layer store into a fresh directory, applying OCI whiteouts,
- * then swaps it in with renames so a half-built rootfs is never the current one.
+ * The host's side of the unpack is confined by the kernel, not by trusting tar: it runs in a private mount
+ * namespace, chrooted into an empty read-only tmpfs that holds only the host's own programs (read-only), the
+ * layer store (read-only) and the new rootfs (the only writable place). Whatever an entry names or links to, it
+ * resolves inside that tree, so nothing outside the new rootfs can be written, linked or removed.
+ */
+const SANDBOX = `set -eu
+new=$1 layers=$2 plan=$3 sb=$4
+trap 'echo "cloudimage: cannot confine the unpack on this host: it needs root, mount namespaces (unshare), tmpfs, bind mounts and chroot" >&2' EXIT
+mount --make-rprivate /
+mount -t tmpfs -o mode=0755,size=64m,nosuid,nodev cloudimage-unpack "$sb"
+for d in bin sbin lib lib32 lib64 libx32 usr; do
+  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$sb/$d"
+  elif [ -d "/$d" ]; then mkdir "$sb/$d"; mount --bind "/$d" "$sb/$d"; mount -o remount,bind,ro,nosuid,nodev "$sb/$d"; fi
+done
+mkdir "$sb/etc" "$sb/target" "$sb/layers"
+if [ -f /etc/ld.so.cache ]; then
+  : > "$sb/etc/ld.so.cache"; mount --bind /etc/ld.so.cache "$sb/etc/ld.so.cache"; mount -o remount,bind,ro,nosuid,nodev "$sb/etc/ld.so.cache"
+fi
+mount --bind "$new" "$sb/target"
+mount --bind "$layers" "$sb/layers"; mount -o remount,bind,ro,nosuid,nodev,noexec "$sb/layers"
+cp "$plan" "$sb/plan.sh"
+mount -o remount,ro,nosuid,nodev "$sb"
+trap - EXIT
+exec chroot "$sb" /bin/sh /plan.sh`;
+
+/**
+ * Builds the rootfs for an image from the host's layer store into a fresh directory, following the uploaded unpack
+ * plan inside the sandbox above, then swaps it in with renames so a half-built rootfs is never the current one.
  */
 export function unpackScript(cluster: string, layers: Digest[]): string {
-  const root = remoteRootfs(cluster);
+  const dir = remoteClusterDir(cluster);
   const files = layers.map((d) => shellQuote(remoteLayerPath(d))).join(' ');
   return [
     'set -eu',
-    `root=${shellQuote(root)}`,
+    `root=${shellQuote(remoteRootfs(cluster))}`,
     'new="$root.new"; old="$root.old"',
-    'rm -rf "$new" "$old"; mkdir -p "$new"',
+    `sb=${shellQuote(`${dir}/.unpack-root`)}`,
     `for f in ${files}; do`,
     '  [ -f "$f" ] || { echo "layer $f is missing on this host" >&2; exit 3; }',
-    "  tar -tzf \"$f\" | grep -E '(^|/)\\.wh\\.' | while IFS= read -r p; do",
-    '    d=$(dirname "$p"); b=$(basename "$p"); t=${b#.wh.}',
-    '    case "$t" in',
-    '      .wh..opq) [ -d "$new/$d" ] && find "$new/$d" -mindepth 1 -maxdepth 1 -exec rm -rf {} + ;;',
-    '      *) rm -rf "$new/$d/$t" ;;',
-    '    esac',
-    '  done',
-    "  tar -xzf \"$f\" -C \"$new\" --no-same-owner --exclude='.wh.*'",
     'done',
+    'command -v unshare >/dev/null 2>&1 || { echo "cloudimage: this host has no unshare (util-linux), so the rootfs cannot be unpacked confined" >&2; exit 5; }',
+    'rm -rf "$new" "$old"',
+    'mkdir -p "$new" "$sb"',
+    `unshare --mount sh -c ${shellQuote(SANDBOX)} cloudimage-unpack "$new" ${shellQuote(`${REMOTE_BASE}/layers`)} ${shellQuote(remoteUnpackPlan(cluster))} "$sb"`,
+    'rmdir "$sb" 2>/dev/null || true',
     '[ -d "$root" ] && mv "$root" "$old"',
     'mv "$new" "$root"',
     'rm -rf "$old"',
   ].join('\n');
+}
+
+const REMOVE_BATCH = 200;
+
+/**
+ * The unpack plan: runs chrooted in the sandbox, where the layers are under /layers and the new rootfs is /target.
+ * Each layer's removals were computed by the layer check (whiteouts, replaced entries); the host never reads a
+ * whiteout itself. Device nodes never survive, and set-ID bits only when the image was built to keep them.
+ */
+export function unpackPlanScript(checked: CheckedImage): string {
+  const lines = [
+    'set -eu',
+    // No /dev in the sandbox: nothing here may redirect to /dev/null.
+    "tar --version | head -n 1 | grep -q 'GNU tar' || { echo 'cloudimage: unpacking needs GNU tar on the host' >&2; exit 6; }",
+  ];
+  checked.steps.forEach((step, i) => {
+    lines.push(`# layer ${i + 1} of ${checked.steps.length}: ${step.digest}`);
+    for (let k = 0; k < step.remove.length; k += REMOVE_BATCH) {
+      lines.push(`rm -rf -- ${step.remove.slice(k, k + REMOVE_BATCH).map((p) => shellQuote(`/target/${p}`)).join(' ')}`);
+    }
+    const z = step.compression === 'gzip' ? ' -z' : '';
+    lines.push(`tar -x${z} -f ${shellQuote(`/layers/${digestHex(step.digest)}.tar.gz`)} -C /target --no-same-owner --numeric-owner --exclude='.wh.*'`);
+  });
+  lines.push("find /target -xdev \\( -type b -o -type c -o -type p -o -type s \\) -exec rm -f -- {} +");
+  if (!checked.allowSetid) lines.push('find /target -xdev -perm /6000 ! -type l -exec chmod ug-s -- {} +');
+  return lines.join('\n') + '\n';
 }
 
 /** Runs a hook if the image has it; exit 0 with a marker line when it does not. */

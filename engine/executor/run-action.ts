@@ -24,8 +24,11 @@ import {
   remoteLayerPath,
   remoteOutputFile,
   removeFilesScript,
+  remoteUnpackPlan,
+  unpackPlanScript,
   unpackScript,
 } from './remote-layout.js';
+import type { CheckedImage } from '../image/layer-check.js';
 
 export interface RunContext {
   plan: Plan;
@@ -41,6 +44,8 @@ export interface RunContext {
   uplink: { bytes: number };
   /** Hosts passing layers on to each other; absent when disabled. */
   relay?: Relay;
+  /** The plan image's layers as checked against the layer rules (absent for destroy, which unpacks nothing). */
+  checked?: CheckedImage;
 }
 
 const RELAY_MIN_BYTES = 1 << 20;
@@ -141,9 +146,15 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
       }
       return { facts };
     }
-    case 'unpack':
+    case 'unpack': {
+      const checked = ctx.checked;
+      if (!checked || checked.steps.length !== action.layers.length || checked.steps.some((s, i) => s.digest !== action.layers[i])) {
+        throw new InternalError(`no layer check for the image ${action.image} this unpack installs`);
+      }
+      await session.upload(Buffer.from(unpackPlanScript(checked)), remoteUnpackPlan(cluster), { mode: 0o600 });
       await session.execChecked(unpackScript(cluster, action.layers), { what: 'unpacking the rootfs' });
       return { facts };
+    }
     case 'hook': {
       const env = hookEnv(ctx, action);
       await runStreamed(ctx, session, action.host, hookScript(cluster, action.hook), `hook ${action.hook}`, env);

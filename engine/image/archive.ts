@@ -8,9 +8,11 @@ import { promises as fs } from 'node:fs';
 import { join, dirname } from 'node:path';
 import * as tar from 'tar';
 import { CiError, DigestMismatchError } from '../errors.js';
-import { isDigest, digestHex, sha256, type Digest } from '../digest.js';
+import { isDigest, digestHex, sha256, sha256File, type Digest } from '../digest.js';
 import { tempSibling } from '../fsutil.js';
-import { MEDIA, REF_NAME, type Descriptor, type ImageIndex, type Manifest } from './oci.js';
+import { MEDIA, REF_NAME, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
+import { checkLayers, LayerCheckCache } from './layer-check.js';
+import { UnsafeLayerError } from './layer-tree.js';
 import { normalizeReference } from './reference.js';
 import type { ImageStore } from './store.js';
 
@@ -110,10 +112,12 @@ export async function loadImages(store: ImageStore, file: string, opts: { tag?: 
     if (entries.length === 0) throw new ArchiveError(file, 'holds no images');
     if (opts.tag && entries.length !== 1) throw new ArchiveError(file, `holds ${entries.length} images; a tag can only name one`);
 
-    // Verify and commit every blob first; only then name anything.
-    const committed = new Set<string>();
-    const commit = async (d: Descriptor) => {
-      if (committed.has(d.digest)) return;
+    // Every blob is verified and every image's layers checked before anything enters the store; only then is
+    // anything committed, and names come last.
+    const verified = new Map<string, string>();
+    const verify = async (d: Descriptor): Promise<string> => {
+      const known = verified.get(d.digest);
+      if (known) return known;
       if (!isDigest(d.digest)) throw new ArchiveError(file, `"${d.digest}" is not a sha256 digest`);
       const src = join(dir, 'blobs', 'sha256', digestHex(d.digest));
       let size: number;
@@ -123,13 +127,15 @@ export async function loadImages(store: ImageStore, file: string, opts: { tag?: 
         throw new ArchiveError(file, `blob ${d.digest} is missing`);
       }
       if (size !== d.size) throw new DigestMismatchError(`${file}: blob ${d.digest}`, `${d.size} bytes`, `${size} bytes`);
-      await store.commitFile(src, d.digest);
-      committed.add(d.digest);
+      const actual = await sha256File(src);
+      if (actual !== d.digest) throw new DigestMismatchError(`${file}: blob ${d.digest}`, d.digest, actual);
+      verified.set(d.digest, src);
+      return src;
     };
-    const named: { name: string; desc: Descriptor }[] = [];
+    const named: { name: string; desc: Descriptor; blobs: Descriptor[] }[] = [];
     for (const { desc, manifest } of entries) {
-      await commit(desc);
-      for (const d of [manifest.config, ...manifest.layers]) await commit(d);
+      await verify(desc);
+      for (const d of [manifest.config, ...manifest.layers]) await verify(d);
       const raw = opts.tag ?? desc.annotations?.[REF_NAME];
       if (!raw) throw new ArchiveError(file, `image ${desc.digest} has no name`, 'give one with --tag');
       let name: string;
@@ -138,7 +144,30 @@ export async function loadImages(store: ImageStore, file: string, opts: { tag?: 
       } catch {
         throw new ArchiveError(file, `image ${desc.digest} is named "${raw}", which is not an image reference`, 'give a name with --tag');
       }
-      named.push({ name, desc: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size } });
+      let config: ImageConfig;
+      try {
+        config = JSON.parse(await fs.readFile(verified.get(manifest.config.digest)!, 'utf8')) as ImageConfig;
+      } catch {
+        throw new ArchiveError(file, `the config of image ${name} is not JSON`);
+      }
+      const layers = manifest.layers.map((l) => l.digest);
+      const allowSetid = config?.cloudimage?.allowSetid === true;
+      try {
+        const checked = await checkLayers((d) => verified.get(d)!, layers, { allowSetid });
+        await new LayerCheckCache(store.home).put(layers, checked);
+      } catch (err) {
+        if (err instanceof UnsafeLayerError) throw err.inImage(`${name} in ${file}`);
+        throw err;
+      }
+      named.push({ name, desc: { mediaType: desc.mediaType, digest: desc.digest, size: desc.size }, blobs: [desc, manifest.config, ...manifest.layers] });
+    }
+    const committed = new Set<string>();
+    for (const { blobs } of named) {
+      for (const d of blobs) {
+        if (committed.has(d.digest)) continue;
+        await store.commitFile(verified.get(d.digest)!, undefined, d.digest);
+        committed.add(d.digest);
+      }
     }
     const images: LoadResult['images'] = [];
     for (const { name, desc } of named) images.push({ ref: await store.tag(name, desc), digest: desc.digest });

@@ -16,7 +16,8 @@ import { MEDIA, type CmdRecord, type HistoryEntry, type ImageConfig, type Manife
 import { normalizeReference } from './reference.js';
 import { diffSnapshots, snapshot } from './snapshot.js';
 import type { ImageStore, ResolvedImage } from './store.js';
-import { applyLayer, applyLayers } from './unpack.js';
+import { checkStoredLayers } from './layer-check.js';
+import { WorkingRootfs } from './unpack.js';
 
 export interface BuildOptions {
   kubefile: string;
@@ -24,6 +25,8 @@ export interface BuildOptions {
   tag: string;
   buildArgs?: Record<string, string>;
   noCache?: boolean;
+  /** Keep set-user-ID and set-group-ID bits of the image's files when it is unpacked (stripped otherwise). */
+  allowSetid?: boolean;
   /** Progress lines (`Step 2/5 : COPY …`) and RUN output. */
   onProgress?: (line: string) => void;
   onRunOutput?: (chunk: string) => void;
@@ -94,12 +97,13 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
     history: [],
     chain: sha256('cloudimage build v1'),
   };
-  let rootfs: string | undefined;
-  const ensureRootfs = async (): Promise<string> => {
+  let rootfs: WorkingRootfs | undefined;
+  const ensureRootfs = async (): Promise<WorkingRootfs> => {
     if (!rootfs) {
-      rootfs = await store.tempPath('rootfs');
-      await fs.mkdir(rootfs, { recursive: true });
-      await applyLayers(store, s.layers.map((l) => l.digest), rootfs);
+      const dir = await store.tempPath('rootfs');
+      await fs.mkdir(dir, { recursive: true });
+      rootfs = new WorkingRootfs(store, dir, !!opts.allowSetid);
+      for (const l of s.layers) await rootfs.apply(l.digest);
     }
     return rootfs;
   };
@@ -114,7 +118,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies);
       if (layer) {
         s.layers.push(layer);
-        if (layer.cached && rootfs) await applyLayer(store, layer.digest, rootfs);
+        if (layer.cached && rootfs) await rootfs.apply(layer.digest);
         opts.onProgress?.(` ---> ${layer.cached ? 'cached ' : ''}${layer.digest.slice(7, 19)} (${layer.size} bytes)`);
       }
     }
@@ -129,8 +133,15 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       },
       rootfs: { type: 'layers', diff_ids: s.layers.map((l) => l.diffId) },
       history: s.history,
-      cloudimage: { version: 1, layers: s.layers.map((l) => ({ createdBy: l.createdBy })), cmds: s.cmds },
+      cloudimage: {
+        version: 1,
+        layers: s.layers.map((l) => ({ createdBy: l.createdBy })),
+        cmds: s.cmds,
+        ...(opts.allowSetid ? { allowSetid: true } : {}),
+      },
     };
+    // The whole image, base layers included, obeys the layer rules before it gets a name.
+    await checkStoredLayers(store, { ref, layers: s.layers.map((l) => l.digest), allowSetid: !!opts.allowSetid });
     const configBlob = await store.putBlob(JSON.stringify(config));
     const manifest: Manifest = {
       schemaVersion: 2,
@@ -142,7 +153,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
     await store.tag(ref, desc);
     return { ref, digest: desc.digest, layers: s.layers, cmds: s.cmds };
   } finally {
-    if (rootfs) await fs.rm(rootfs, { recursive: true, force: true });
+    if (rootfs) await fs.rm(rootfs.dir, { recursive: true, force: true });
   }
 }
 
@@ -155,8 +166,8 @@ async function step(
   opts: BuildOptions,
   buildArgs: Record<string, string>,
   vars: () => Record<string, string>,
-  ensureRootfs: () => Promise<string>,
-  currentRootfs: () => string | undefined,
+  ensureRootfs: () => Promise<WorkingRootfs>,
+  currentRootfs: () => WorkingRootfs | undefined,
   copies: Map<Instruction, CopyPlan>,
 ): Promise<BuiltLayer | undefined> {
   const chainWith = (...parts: unknown[]) => sha256(canonicalJson([s.chain, ...parts]));
@@ -175,6 +186,7 @@ async function step(
         return undefined;
       }
       const base = await resolveBase(store, image, loc);
+      await checkStoredLayers(store, { ref: base.ref, layers: base.manifest.layers.map((l) => l.digest), allowSetid: base.config.cloudimage?.allowSetid });
       const meta = base.config.cloudimage;
       base.manifest.layers.forEach((l, i) =>
         s.layers.push({
@@ -215,8 +227,7 @@ async function step(
       const key = chainWith('COPY', plan.sources, plan.dest, plan.contentDigest);
       return layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
         const written = await writeLayer(store, plan.entries);
-        const fs0 = currentRootfs();
-        if (fs0) await applyLayer(store, written.digest, fs0);
+        await currentRootfs()?.apply(written.digest);
         return written;
       });
     }
@@ -224,12 +235,15 @@ async function step(
       const env = vars();
       const key = chainWith('RUN', ins.shell ?? ins.exec, env);
       return layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
-        const root = await ensureRootfs();
+        const working = await ensureRootfs();
+        const root = working.dir;
         const before = await snapshot(root);
         await runCommand(ins, root, env, loc, opts.onRunOutput);
         const entries: LayerEntry[] = diffSnapshots(before, await snapshot(root), root);
         if (entries.length === 0) return undefined;
-        return writeLayer(store, entries);
+        const written = await writeLayer(store, entries);
+        await working.record(written.digest);
+        return written;
       });
     }
   }

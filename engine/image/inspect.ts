@@ -10,6 +10,8 @@ export interface ImageSummary {
   cmds: CmdRecord[];
   env: Record<string, string>;
   labels: Record<string, string>;
+  /** Present (true) only when the image keeps set-user-ID and set-group-ID bits on hosts. */
+  allowSetuid?: true;
 }
 
 export function summarizeImage(img: ResolvedImage): ImageSummary {
@@ -31,5 +33,6 @@ export function summarizeImage(img: ResolvedImage): ImageSummary {
       }),
     ),
     labels: img.config.config.Labels ?? {},
+    ...(meta?.allowSetid === true ? { allowSetuid: true as const } : {}),
   };
 }

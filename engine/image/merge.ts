@@ -8,6 +8,7 @@ import { CiError } from '../errors.js';
 import type { Digest } from '../digest.js';
 import { MEDIA, type CmdRecord, type Descriptor, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
 import type { ImageStore, ResolvedImage } from './store.js';
+import { checkStoredLayers } from './layer-check.js';
 
 export const MERGED_FROM = 'io.cloudimage.merged-from';
 
@@ -96,6 +97,10 @@ export async function mergeImages(store: ImageStore, refs: string[], tag: string
     history: layers.map((l) => l.history),
     cloudimage: { version: 1, layers: layers.map((l) => ({ createdBy: l.createdBy })), cmds },
   };
+  // Each input passed the layer rules alone; together they may not (a symlink in A, a file through it in B).
+  const allowSetid = images.every((i) => i.config.cloudimage?.allowSetid === true);
+  if (allowSetid) config.cloudimage!.allowSetid = true;
+  await checkStoredLayers(store, { ref: tag, layers: layers.map((l) => l.desc.digest), allowSetid });
   const cfg = await store.putBlob(JSON.stringify(config));
   const manifest: Manifest = {
     schemaVersion: 2,

@@ -59,6 +59,11 @@ export interface CloudImageMeta {
   /** One entry per layer, in order: the instruction that made it. */
   layers: { createdBy: string }[];
   cmds: CmdRecord[];
+  /**
+   * Set only by `ci build --allow-setuid`: set-user-ID and set-group-ID bits of the image's files are kept when
+   * it is unpacked (they are stripped otherwise).
+   */
+  allowSetid?: boolean;
 }
 
 export interface ImageConfig {

@@ -291,6 +291,29 @@ export class ImageStore {
     return freed;
   }
 
+  /**
+   * Removes blobs just fetched for an image that was then refused, unless a named image uses them. When any named
+   * image cannot be read, nothing is removed: a blob kept by mistake costs disk, one removed by mistake breaks an image.
+   */
+  async discardUnreferenced(digests: Digest[]): Promise<void> {
+    if (digests.length === 0) return;
+    await this.withIndexLock(async () => {
+      const live = new Set<string>();
+      for (const m of (await this.readIndex()).manifests) {
+        live.add(m.digest);
+        let manifest: Manifest;
+        try {
+          manifest = await this.readJson<Manifest>(m.digest);
+        } catch {
+          return;
+        }
+        live.add(manifest.config.digest);
+        for (const l of manifest.layers) live.add(l.digest);
+      }
+      for (const d of digests) if (!live.has(d)) await fs.rm(this.blobPath(d), { force: true });
+    });
+  }
+
   /** Total bytes of an image: manifest, config and layers. */
   static imageSize(img: ResolvedImage): number {
     return img.manifestSize + img.manifest.config.size + img.manifest.layers.reduce((a, l) => a + l.size, 0);

@@ -1,35 +1,63 @@
-/** Applies layers to a directory in order, honouring OCI whiteouts, the way a host's rootfs is assembled. */
-import { rmSync } from 'node:fs';
-import { join, posix } from 'node:path';
+/**
+ * Applies checked layers to a directory on this machine, the way a host assembles its rootfs: each layer's
+ * removals first (whiteouts and replaced entries, as the layer check computed them), then its entries. Used by the
+ * builder for the working copy that RUN steps see.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
 import { extract } from 'tar';
 import type { Digest } from '../digest.js';
+import { scanLayer } from './layer-check.js';
+import { canonicalName, classifyName, LayerTree, type LayerStep } from './layer-tree.js';
 import type { ImageStore } from './store.js';
-import { WHITEOUT_PREFIX } from './layer-writer.js';
 
-const OPAQUE = '.wh..wh..opq';
+/** Only rootfs entries are extracted: whiteouts and aufs bookkeeping were turned into removals by the check. */
+function isRootfsEntry(path: string, type: string | undefined): boolean {
+  try {
+    return classifyName(canonicalName(path), type === 'File' || type === 'OldFile' || type === 'ContiguousFile').kind === 'member';
+  } catch {
+    return false;
+  }
+}
 
-export async function applyLayer(store: ImageStore, layer: Digest, dir: string): Promise<void> {
+export async function applyStep(store: ImageStore, step: LayerStep, dir: string): Promise<void> {
+  // Checked names: canonical, relative, and every parent a real directory, so join() cannot leave `dir`.
+  for (const p of step.remove) await fs.rm(join(dir, p), { recursive: true, force: true });
   await extract({
-    file: store.blobPath(layer),
+    file: store.blobPath(step.digest),
     cwd: dir,
     preserveOwner: false,
     strict: true,
-    filter: (path) => {
-      const clean = path.replace(/\/+$/, '');
-      const base = posix.basename(clean);
-      if (!base.startsWith(WHITEOUT_PREFIX)) return true;
-      const parent = posix.dirname(clean);
-      const parentAbs = parent === '.' ? dir : join(dir, parent);
-      if (base === OPAQUE) {
-        rmSync(parentAbs, { recursive: true, force: true });
-      } else {
-        rmSync(join(parentAbs, base.slice(WHITEOUT_PREFIX.length)), { recursive: true, force: true });
-      }
-      return false;
-    },
+    maxDecompressionRatio: Number.MAX_SAFE_INTEGER,
+    filter: (path, entry) => isRootfsEntry(path, (entry as { type?: string }).type),
   });
+  for (const p of step.setid) {
+    const st = await fs.lstat(join(dir, p)).catch(() => undefined);
+    if (st?.isFile()) await fs.chmod(join(dir, p), st.mode & 0o1777);
+  }
 }
 
-export async function applyLayers(store: ImageStore, layers: Digest[], dir: string): Promise<void> {
-  for (const l of layers) await applyLayer(store, l, dir);
+/** A directory built up layer by layer, each layer checked against the ones below before it is applied. */
+export class WorkingRootfs {
+  private readonly tree = new LayerTree();
+
+  constructor(
+    private readonly store: ImageStore,
+    readonly dir: string,
+    private readonly allowSetid = false,
+  ) {}
+
+  async apply(layer: Digest): Promise<void> {
+    await applyStep(this.store, await this.check(layer), this.dir);
+  }
+
+  /** A layer made from this directory's own changes (a RUN step): the model learns it, nothing is extracted. */
+  async record(layer: Digest): Promise<void> {
+    await this.check(layer);
+  }
+
+  private async check(layer: Digest): Promise<LayerStep> {
+    const scanned = await scanLayer(this.store.blobPath(layer), layer, this.tree.layers + 1);
+    return this.tree.apply(scanned, { allowSetid: this.allowSetid });
+  }
 }

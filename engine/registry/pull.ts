@@ -9,7 +9,9 @@ import pLimit from 'p-limit';
 import { retry } from '../retry.js';
 import { sha256, type Digest } from '../digest.js';
 import { DigestMismatchError, ImageNotFoundError, RegistryError } from '../errors.js';
-import { MEDIA, type Descriptor, type ImageIndex, type Manifest } from '../image/oci.js';
+import { MEDIA, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from '../image/oci.js';
+import { checkStoredLayers } from '../image/layer-check.js';
+import { UnsafeLayerError } from '../image/layer-tree.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore, ResolvedImage } from '../image/store.js';
 import { RegistryClient } from './client.js';
@@ -82,6 +84,14 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
     const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failure) throw failure.reason;
 
+    // Layers are checked before the image gets a name; what this pull fetched for a refused image goes again.
+    const config = parseJson<ImageConfig>(await store.readBlob(manifest.config.digest));
+    try {
+      await checkStoredLayers(store, { ref: text, layers: manifest.layers.map((l) => l.digest), allowSetid: config?.cloudimage?.allowSetid });
+    } catch (err) {
+      if (err instanceof UnsafeLayerError) await store.discardUnreferenced(downloaded);
+      throw err;
+    }
     const put = await store.putBlob(fetched.bytes);
     if (put.digest !== digest) throw new DigestMismatchError(`manifest ${where}`, digest, put.digest);
     const name = await store.tag(formatReference(target.tag ? { ...target, digest: undefined } : target), {

@@ -19,8 +19,9 @@ export function register(program: Command): void {
     .requiredOption('-t, --tag <name:tag>', 'name of the image to build')
     .option('--build-arg <name=value>', 'set a build argument (repeatable)', collectArg, {})
     .option('--no-cache', 'rebuild every layer')
+    .option('--allow-setuid', "keep set-user-ID and set-group-ID bits of the image's files on hosts (stripped otherwise)")
     .option('-q, --quiet', 'print only the image digest')
-    .action(async (context: string, o: { file?: string; tag: string; buildArg: Record<string, string>; cache: boolean; quiet?: boolean }) => {
+    .action(async (context: string, o: { file?: string; tag: string; buildArg: Record<string, string>; cache: boolean; allowSetuid?: boolean; quiet?: boolean }) => {
       const store = new ImageStore();
       const log = (line: string) => {
         if (!o.quiet) process.stderr.write(line + '\n');
@@ -31,6 +32,7 @@ export function register(program: Command): void {
         tag: o.tag,
         buildArgs: o.buildArg,
         noCache: !o.cache,
+        allowSetid: !!o.allowSetuid,
         onProgress: log,
         onRunOutput: (chunk) => {
           if (!o.quiet) process.stderr.write(chunk);
