@@ -27,6 +27,14 @@ export async function applyStep(store: ImageStore, step: LayerStep, dir: string)
     file: store.blobPath(step.digest),
     cwd: dir,
     preserveOwner: false,
+    // The check already refused every name and link that leaves `dir`; left to itself the tar package would also
+    // rewrite absolute symlink targets (`/run/x` -> `run/x`), which a rootfs must keep as they are.
+    preservePaths: true,
+    // Modes exactly as the layer says, as a host's tar -p gives them, whatever this process's umask is.
+    chmod: true,
+    umask: 0,
+    // Directories the layer does not list itself, as tar makes them under the usual umask.
+    dmode: 0o755,
     strict: true,
     maxDecompressionRatio: Number.MAX_SAFE_INTEGER,
     filter: (path, entry) => isRootfsEntry(path, (entry as { type?: string }).type),
