@@ -7,6 +7,7 @@ import { buildImage, type BuildOptions } from '../engine/image/build.js';
 import { ImageStore } from '../engine/image/store.js';
 import { BuildStepError, KubefileError, UsageError } from '../engine/errors.js';
 import { removeDir, tempDir, writeTree, type Tree } from './helpers/tmp.js';
+import { injectImage, rawLayer } from './helpers/raw-layers.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -214,5 +215,32 @@ describe('ci build', () => {
     expect(freed).not.toContain(a.layers[0].digest);
     expect(readdirSync(join(store.root, 'blobs/sha256')).length).toBe(before - freed.length);
     expect(JSON.parse(readFileSync(join(store.root, 'index.json'), 'utf8')).manifests).toHaveLength(1);
+  });
+});
+
+describe('ci build and the layer rules', () => {
+  it('records an explicit set-ID allowance in the image, and none by default', async () => {
+    const tree: Tree = { Kubefile: 'FROM scratch\nCOPY su /bin/su\n', su: { content: 'su\n', mode: 0o4755 } };
+    const plain = fresh(tree);
+    await build(plain.store, plain.ctx);
+    expect((await plain.store.resolve('app:v1')).config.cloudimage?.allowSetid).toBeUndefined();
+    const allowed = fresh(tree);
+    await build(allowed.store, allowed.ctx, { allowSetid: true });
+    expect((await allowed.store.resolve('app:v1')).config.cloudimage?.allowSetid).toBe(true);
+    // The bit itself stays in the layer either way; hosts strip it unless the image allows it.
+    const [digest] = (await plain.store.resolve('app:v1')).manifest.layers.map((l) => l.digest);
+    expect((await layerEntries(plain.store, digest)).find((e) => e.path === 'bin/su')?.mode).toBe(0o4755);
+  });
+
+  it('gives RUN a working copy where absolute symlinks keep their targets', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM base:v1\nRUN readlink etc/resolv.conf > seen\n' });
+    await injectImage(store, 'base:v1', [rawLayer([{ path: 'etc/resolv.conf', type: 'SymbolicLink', linkpath: '/run/resolv.conf' }])]);
+    const r = await build(store, ctx);
+    const entries = await layerEntries(store, r.layers[1].digest);
+    expect(entries.map((e) => e.path)).toContain('seen');
+    const root = tempDir('ci-x-');
+    dirs.push(root);
+    execFileSync('tar', ['-xzf', store.blobPath(r.layers[1].digest), '-C', root]);
+    expect(readFileSync(join(root, 'seen'), 'utf8')).toBe('/run/resolv.conf\n');
   });
 });
