@@ -57,12 +57,21 @@ export function membershipDigest(hosts: { key: string; roles: string[] }[], mast
   return sha256(canonicalJson({ master0, members: hosts.map((h) => ({ key: h.key, roles: [...h.roles].sort() })) }));
 }
 
+/** The image a member runs; states written before members recorded it are read from their hooks. */
+function runningImage(hs: HostState, state: ClusterState | undefined): { ref: string; digest: Digest } | undefined {
+  if (hs.image) return hs.image;
+  const digest = hs.hooks.upgrade ?? JOIN_HOOKS.map((k) => hs.hooks[k]).find((d) => d !== undefined);
+  if (!digest) return undefined;
+  return { ref: state?.image?.digest === digest ? state.image.ref : digest, digest };
+}
+
 /** `v1 -> v2` within one repository, full names across repositories, short digests when the name is the same. */
 function versionChange(fromRef: string, fromDigest: Digest, to: ImageInfo): string {
   const split = (r: string) => {
     const i = r.lastIndexOf(':');
     return i > r.lastIndexOf('/') ? [r.slice(0, i), r.slice(i + 1)] : [r, ''];
   };
+  if (fromRef.startsWith('sha256:')) return `${shortDigest(fromDigest)} -> ${to.ref}`;
   const [repoA, tagA] = split(fromRef);
   const [repoB, tagB] = split(to.ref);
   if (fromRef === to.ref) return `${fromRef}@${shortDigest(fromDigest)} -> ${shortDigest(to.digest)}`;
@@ -117,21 +126,24 @@ export function plan(input: PlanInput): Plan {
   const layerSize = new Map(image.layers.map((l) => [l.digest, l.size]));
   const imageLayers = image.layers.map((l) => l.digest);
 
+  // A member runs the image of its last join or upgrade. Any other image rolls `upgrade` over it: a newer one, an
+  // earlier one (rollback), or the one the state names after an interrupted roll was reverted.
+  const changeFor = (hs: HostState): string | undefined => {
+    const current = runningImage(hs, state);
+    return current && current.digest !== D ? `image changed ${versionChange(current.ref, current.digest, image)}` : undefined;
+  };
+
   const reasonFor = (h: DesiredHost, what: 'layers' | 'rootfs' | 'hook'): string => {
     const hs = hostsState[h.key];
     if (!hs) return 'new host';
     if (hs.status === 'leaving') return 'resume: was leaving, joining again';
-    if (upgrading && isExisting(h)) return what === 'layers' ? 'layer digest changed' : change!;
+    const changed = isExisting(h) ? changeFor(hs) : undefined;
+    if (changed) return what === 'layers' ? 'layer digest changed' : changed;
     return 'resume: not completed';
   };
 
   // Upgrade roll over current members: master0, other masters one at a time, then nodes in batches.
-  const rollOrder = desired.hosts.filter((h) => {
-    if (!upgrading || !isExisting(h)) return false;
-    const hs = hostsState[h.key];
-    const joinedWith = JOIN_HOOKS.map((k) => hs.hooks[k]).find((d) => d !== undefined);
-    return hs.hooks.upgrade !== D && joinedWith !== D;
-  });
+  const rollOrder = desired.hosts.filter((h) => isExisting(h) && changeFor(hostsState[h.key]) !== undefined);
   rollOrder.sort((a, b) => rank(a) - rank(b));
   function rank(h: DesiredHost): number {
     return h.key === master0 ? 0 : isMaster(h) ? 1 : 2;
@@ -188,10 +200,11 @@ export function plan(input: PlanInput): Plan {
     const done: string[] = [];
     for (const h of batch) {
       const hs = hostsState[h.key];
+      const changed = changeFor(hs)!;
       if (hs.rootfsImage !== D) {
-        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: change!, deps: [id.send(h.key), ...previous] });
+        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: changed, deps: [...present(id.send(h.key)), ...previous] });
       }
-      const a = hook(h, 'upgrade', change!, present(id.send(h.key), id.unpack(h.key), ...previous));
+      const a = hook(h, 'upgrade', changed, present(id.send(h.key), id.unpack(h.key), ...previous));
       done.push(a.id);
       if (isMaster(h)) masterUpgrades.push(a.id);
     }

@@ -56,6 +56,11 @@ export interface HostState {
   layers: Digest[];
   /** Image whose rootfs is currently unpacked on the host. */
   rootfsImage?: Digest;
+  /**
+   * The image this member runs: the one its last join or upgrade ran with. Any other image in the Clusterfile,
+   * earlier ones included, rolls `upgrade` over it.
+   */
+  image?: { ref: string; digest: Digest };
   /** Hooks that completed on this host, with the image digest they ran for. */
   hooks: Partial<Record<HookName, Digest>>;
   /**

@@ -37,6 +37,15 @@ describe.skipIf(!labsAvailable())('etcd example lifecycle on LOCAL systemd hosts
     const state = home.readState(CLUSTER)!;
     return Object.values(state.hosts).map((h) => h.ip).sort();
   };
+  /** The settings each member's etcd really runs with that differ between v1 and v2. */
+  const configOnHosts = async () => {
+    const out: string[] = [];
+    for (let i = 1; i <= 3; i++) {
+      const res = await labExec(home.labDir(CLUSTER), `${CLUSTER}-master-${i}`, "grep -E '^ETCD_(CONFIG_REVISION|SNAPSHOT_COUNT)=' /etc/etcd-example/etcd.env | sort | tr '\\n' ' '");
+      out.push(res.stdout.trim());
+    }
+    return out;
+  };
   const endpoint = () => `http://${home.readState(CLUSTER)!.hosts[`${CLUSTER}-master-1`].ip}:2379`;
 
   /** Runs a step; after one fails the rest are reported as not run rather than failing confusingly. */
@@ -129,6 +138,24 @@ describe.skipIf(!labsAvailable())('etcd example lifecycle on LOCAL systemd hosts
       const res = await labExec(home.labDir(CLUSTER), host, 'systemctl is-active etcd-example; grep -c . /etc/etcd-example/etcd.env');
       expect(res.stdout.split('\n')[0], `${host}: ${res.stdout}${res.stderr}`).toBe('active');
     }
+    const again = await home.ci(['plan', '-f', clusterfile, '--detailed-exitcode']);
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(await configOnHosts()).toEqual(['ETCD_CONFIG_REVISION=v2 ETCD_SNAPSHOT_COUNT=5000', 'ETCD_CONFIG_REVISION=v2 ETCD_SNAPSHOT_COUNT=5000', 'ETCD_CONFIG_REVISION=v2 ETCD_SNAPSHOT_COUNT=5000']);
+  });
+
+  step('rolls back to v1: upgrade runs on every member again, nothing is sent, the members run v1\'s configuration', async () => {
+    write('etcd-example:v1', 3);
+    const plan = JSON.parse((await home.ciOk(['plan', '-f', clusterfile, '--json'])).stdout) as { actions: { kind: string; hook?: string; host?: string; reason: string }[] };
+    expect(plan.actions.filter((a) => a.kind === 'send-layers')).toEqual([]);
+    const upgrades = plan.actions.filter((a) => a.kind === 'hook' && a.hook === 'upgrade');
+    expect(upgrades.map((a) => a.host)).toEqual([1, 2, 3].map((i) => `${CLUSTER}-master-${i}`));
+    expect(upgrades[0].reason).toBe('image changed v2 -> v1');
+    const r = await home.ciOk(['apply', '-f', clusterfile, '--auto-approve']);
+    expect(r.stdout).toContain('layer bytes sent: 0 B.');
+    expect(home.readState(CLUSTER)!.image?.ref).toBe('etcd-example:v1');
+    expect(await configOnHosts()).toEqual(['ETCD_SNAPSHOT_COUNT=10000', 'ETCD_SNAPSHOT_COUNT=10000', 'ETCD_SNAPSHOT_COUNT=10000']);
+    expect(etcdctl(endpoint(), ['get', '--print-value-only', '/e2e/answer']).trim()).toBe('42');
+    expect(etcdctl(endpoint(), ['endpoint', 'health', '--cluster']).match(/is healthy/g)).toHaveLength(3);
     const again = await home.ci(['plan', '-f', clusterfile, '--detailed-exitcode']);
     expect(again.code, again.stdout + again.stderr).toBe(0);
   });

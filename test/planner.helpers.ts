@@ -44,7 +44,7 @@ export function simulate(plan: Plan, d: DesiredCluster | undefined, state: Clust
   plan.actions.slice(0, limit).forEach((a: Action, i) => {
     recordStart(s, a);
     const facts = a.kind === 'create-host' ? { ip: `192.168.77.${10 + Object.keys(s.hosts).length + i}` } : undefined;
-    recordSuccess(s, d, a, { facts });
+    recordSuccess(s, d, a, { facts }, plan.image?.ref);
   });
   s.serial++;
   return s;

@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { plan, planDestroy, PlanRefusedError } from '../plans/planner.js';
 import type { Action, HookAction, Plan } from '../plans/actions.js';
 import { assertDag, desired, makeImage, simulate } from './planner.helpers.js';
+import { hookEnv } from '../engine/executor/hook-env.js';
 
 const M = ['10.0.0.2', '10.0.0.3', '10.0.0.4'];
 const N = ['10.0.0.5'];
@@ -223,5 +224,56 @@ describe('planner', () => {
     for (const shape of shapes)
       for (const img of [v1, v3])
         for (const maxUnavailable of [1, 3]) assertDag(plan({ desired: desired(shape), image: img, state, options: { maxUnavailable } }));
+  });
+});
+
+describe('rolling back to an earlier image', () => {
+  const v2 = makeImage('v2', ['base', 'etcd', 'conf2'], ['etcdctl endpoint health', 'echo ready']);
+  const d1 = desired([{ ips: M, roles: ['master'] }, { ips: N, roles: ['node'] }]);
+  const d2 = desired([{ ips: M, roles: ['master'] }, { ips: N, roles: ['node'] }], { image: 'etcd-example:v2' });
+  const hooksOf = (p: Plan, hook: string) => (p.actions.filter((a) => a.kind === 'hook' && a.hook === hook) as HookAction[]).map((a) => a.host);
+
+  test('v1 -> v2 -> v1 rolls upgrade over every member on the way back, sending nothing', () => {
+    const s1 = simulate(plan({ desired: d1, image: v1 }), d1, undefined);
+    const s2 = simulate(plan({ desired: d2, image: v2, state: s1 }), d2, s1);
+    expect(Object.values(s2.hosts).map((h) => h.image?.ref)).toEqual(Array(4).fill('etcd-example:v2'));
+    const back = plan({ desired: d1, image: v1, state: s2 });
+    assertDag(back);
+    expect(back.actions.filter((a) => a.kind === 'send-layers')).toEqual([]);
+    expect(hooksOf(back, 'upgrade')).toEqual([...M, ...N]);
+    expect(find(back, 'hook:upgrade:10.0.0.2').reason).toBe('image changed v2 -> v1');
+    expect(find(back, 'unpack:10.0.0.3').deps).toContain('hook:upgrade:10.0.0.2');
+    expect(find(back, 'set-image').reason).toBe('image changed v2 -> v1');
+    const s3 = simulate(back, d1, s2);
+    expect(Object.values(s3.hosts).map((h) => h.image?.digest)).toEqual(Array(4).fill(v1.digest));
+    expect(plan({ desired: d1, image: v1, state: s3 }).actions).toEqual([]);
+    // And forward again.
+    expect(hooksOf(plan({ desired: d2, image: v2, state: s3 }), 'upgrade')).toEqual([...M, ...N]);
+  });
+
+  test('reverting an interrupted upgrade rolls back only the members that were upgraded', () => {
+    const s1 = simulate(plan({ desired: d1, image: v1 }), d1, undefined);
+    const up = plan({ desired: d2, image: v2, state: s1 });
+    // Stop right after master0 upgraded: the state still names v1 as the cluster's image.
+    const upto = up.actions.findIndex((a) => a.id === 'hook:upgrade:10.0.0.2') + 1;
+    const partial = simulate({ ...up, actions: up.actions.slice(0, upto) }, d2, s1);
+    expect(partial.image?.digest).toBe(v1.digest);
+    expect(partial.hosts['10.0.0.2'].image?.digest).toBe(v2.digest);
+    const revert = plan({ desired: d1, image: v1, state: partial });
+    assertDag(revert);
+    expect(hooksOf(revert, 'upgrade')).toEqual(['10.0.0.2']);
+    expect(find(revert, 'hook:upgrade:10.0.0.2').reason).toBe('image changed v2 -> v1');
+    expect(revert.actions.find((a) => a.kind === 'set-image')).toBeUndefined();
+    expect(plan({ desired: d1, image: v1, state: simulate(revert, d1, partial) }).actions).toEqual([]);
+  });
+
+  test('the upgrade hook is told the image the host ran before, not the state\'s', () => {
+    const s1 = simulate(plan({ desired: d1, image: v1 }), d1, undefined);
+    const up = plan({ desired: d2, image: v2, state: s1 });
+    const partial = simulate({ ...up, actions: up.actions.slice(0, up.actions.findIndex((a) => a.id === 'hook:upgrade:10.0.0.2') + 1) }, d2, s1);
+    const revert = plan({ desired: d1, image: v1, state: partial });
+    const env = hookEnv({ plan: revert, desired: d1, state: partial }, find(revert, 'hook:upgrade:10.0.0.2') as HookAction);
+    expect(env.CI_PREVIOUS_IMAGE).toBe('etcd-example:v2');
+    expect(env.CI_IMAGE).toBe('etcd-example:v1');
   });
 });

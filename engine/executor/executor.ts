@@ -129,7 +129,7 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
             ctx.reporter.event({ type: 'action-retry', action: a, attempt, delayMs, error: error as Error });
           },
         });
-        recordSuccess(ctx.state, ctx.desired, a, result);
+        recordSuccess(ctx.state, ctx.desired, a, result, ctx.plan.image?.ref);
         await save();
         status.set(a.id, 'done');
         completed.push(a);

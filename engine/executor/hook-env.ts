@@ -41,7 +41,11 @@ export function hookEnv(ctx: EnvContext, action: Action & { host: string }): Rec
     CI_IMAGE: image?.ref ?? '',
     CI_IMAGE_DIGEST: image?.digest ?? '',
   };
-  if (action.kind === 'hook' && action.hook === 'upgrade' && state.image) env.CI_PREVIOUS_IMAGE = state.image.ref;
+  if (action.kind === 'hook' && action.hook === 'upgrade') {
+    // What this host ran until now, which after an interrupted roll or a rollback may differ from the state's image.
+    const previous = host?.image?.ref ?? state.image?.ref;
+    if (previous) env.CI_PREVIOUS_IMAGE = previous;
+  }
   env.PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
   return env;
 }

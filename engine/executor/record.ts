@@ -47,7 +47,14 @@ export function recordStart(state: ClusterState, action: Action): void {
   if (action.kind === 'hook' && action.hook === 'leave' && state.hosts[action.host]) state.hosts[action.host].status = 'leaving';
 }
 
-export function recordSuccess(state: ClusterState, desired: DesiredCluster | undefined, action: Action, result: ActionResult = {}): void {
+/** `imageRef` names the plan's image, which join and upgrade hooks install. */
+export function recordSuccess(
+  state: ClusterState,
+  desired: DesiredCluster | undefined,
+  action: Action,
+  result: ActionResult = {},
+  imageRef?: string,
+): void {
   switch (action.kind) {
     case 'create-host':
       ensureHost(state, desired, action.host, result.facts);
@@ -71,6 +78,7 @@ export function recordSuccess(state: ClusterState, desired: DesiredCluster | und
       }
       if (JOINS.has(action.hook) || action.hook === 'upgrade') {
         hs.status = 'active';
+        hs.image = { ref: imageRef ?? state.image?.ref ?? action.image, digest: action.image };
         // The desired roles are the host's roles from the moment it is a member.
         const d = desired?.hosts.find((h) => h.key === action.host);
         if (d) hs.roles = [...d.roles];
