@@ -28,8 +28,8 @@ export interface StateBackend {
    */
   read(): Promise<ClusterState | undefined>;
   /**
-   * Stores `state` with serial incremented past what is on disk; refuses another lineage than the stored state's
-   * or its backup's. Returns what was written.
+   * Stores `state` with serial incremented past what is on disk (and a backup copy, where the backend keeps one);
+   * refuses another lineage than the stored state's or its backup's. Returns what was written.
    */
   write(state: ClusterState): Promise<ClusterState>;
   /** Takes the lock; fails at once when held (timeoutMs 0), or polls until timeoutMs. */

@@ -1,11 +1,13 @@
 /**
- * The local-file state backend: `state.json` (0600) replaced atomically with the previous version kept as
+ * The local-file state backend: `state.json` (0600) replaced atomically, a second copy of every write kept as
  * `state.json.backup`, and a lock file next to it. The lock is created with link(2) from a complete temp file, so
  * it appears atomically and is never seen half-written: a second `ci` reads who holds it and since when.
  *
- * The backup is also a witness of the cluster's identity: a backup without a state, or of another lineage than the
- * state, means the state was lost or replaced, and the cluster may still be running. Reads refuse then (rather than
- * report "never applied"), and writes never put a state of another lineage next to the backup or over it.
+ * The backup is what a deleted, damaged or overwritten state.json is restored from (`ci state restore`), so it is
+ * complete: the latest state, not the one before. It is also a witness of the cluster's identity: a backup without
+ * a state, or of another lineage than the state, means the state was lost or replaced, and the cluster may still be
+ * running. Reads refuse then (rather than report "never applied"), and writes never put a state of another lineage
+ * next to the backup or over it.
  */
 import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -149,12 +151,12 @@ export class LocalStateBackend implements StateBackend {
       serial = Math.max(serial, onDisk.serial);
     }
     await this.checkBackupLineage(state, previous !== undefined);
-    if (previous !== undefined) {
-      await writeFileAtomic(this.backupPath, previous, 0o600);
-      this.backupLineage = state.lineage;
-    }
     const written: ClusterState = { ...state, serial: serial + 1 };
-    await writeFileAtomic(this.path, JSON.stringify(written, null, 2) + '\n', 0o600);
+    const text = JSON.stringify(written, null, 2) + '\n';
+    // Backup first: a crash between the two leaves the backup one write ahead of the state, never a state without it.
+    await writeFileAtomic(this.backupPath, text, 0o600);
+    this.backupLineage = state.lineage;
+    await writeFileAtomic(this.path, text, 0o600);
     return written;
   }
 
@@ -190,7 +192,7 @@ export class LocalStateBackend implements StateBackend {
   async restoreBackup(opts: { cluster?: string } = {}): Promise<RestoreResult> {
     const text = await this.readText(this.backupPath);
     if (text === undefined) {
-      throw new StateError(`there is no backup at ${this.backupPath} to restore`, `check -f or --state: the backup sits next to the state it was made from, as ${this.backupPath.split('/').pop()}`);
+      throw new StateError(`there is no backup at ${this.backupPath} to restore`, `check -f or --state: the backup sits next to its state, as ${this.backupPath.split('/').pop()}`);
     }
     const backup = parseState(text, this.backupPath);
     if (opts.cluster !== undefined && backup.cluster !== opts.cluster) {

@@ -19,7 +19,7 @@ describe('state writer', () => {
     expect(statePathFor('demo', '/h')).toBe('/h/clusters/demo/state.json');
   });
 
-  test('read of a missing state is undefined; writes increment serial, keep a backup, mode 0600', async () => {
+  test('read of a missing state is undefined; writes increment serial, keep a complete backup, mode 0600', async () => {
     const b = new LocalStateBackend(path);
     expect(await b.read()).toBeUndefined();
     const s = createState('demo', 'BAREMETAL');
@@ -27,12 +27,13 @@ describe('state writer', () => {
     const w1 = await b.write(s);
     expect(w1.serial).toBe(1);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    await expect(fs.stat(`${path}.backup`)).rejects.toThrow();
+    // The backup is a copy of the latest write, from the first one on.
+    expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(await fs.readFile(path, 'utf8'));
     const w2 = await b.write({ ...w1, master0: '10.0.0.2' });
     expect(w2.serial).toBe(2);
     expect((await b.read())!.master0).toBe('10.0.0.2');
     const backup = JSON.parse(await fs.readFile(`${path}.backup`, 'utf8'));
-    expect(backup.serial).toBe(1);
+    expect(backup).toMatchObject({ serial: 2, master0: '10.0.0.2' });
     expect(statSync(`${path}.backup`).mode & 0o777).toBe(0o600);
     // A stale in-memory copy still moves the serial forward.
     expect((await b.write(w1)).serial).toBe(3);
@@ -241,7 +242,7 @@ describe('restoring the backup', () => {
     writeFileSync(path, foreign);
     const r = await b.restoreBackup({ cluster: 'demo' });
     expect(r.unchanged).toBe(false);
-    expect(r.state).toMatchObject({ cluster: 'demo', lineage, serial: 1 });
+    expect(r.state).toMatchObject({ cluster: 'demo', lineage, serial: 2, master0: 'demo-master-1' });
     expect(await fs.readFile(path, 'utf8')).toBe(backupText);
     expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(backupText);
     expect(r.movedAside).toMatch(/state\.json\.aside-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$/);
@@ -249,7 +250,7 @@ describe('restoring the backup', () => {
     expect(statSync(path).mode & 0o777).toBe(0o600);
     // The restored state reads and writes as the cluster's own again.
     expect((await b.read())!.lineage).toBe(lineage);
-    expect((await b.write((await b.read())!)).serial).toBe(2);
+    expect((await b.write((await b.read())!)).serial).toBe(3);
   });
 
   test('a lost state.json is restored with nothing moved; restoring twice changes nothing', async () => {
