@@ -106,9 +106,14 @@ describe.skipIf(!labsAvailable())('a lost or foreign state on LOCAL hosts', () =
     expect(JSON.parse(readFileSync(join(home.labDir(CLUSTER), 'lab.json'), 'utf8')).lineage).toBe(lineage);
   });
 
-  it('state.json deleted, backup kept: refused, then restored', async () => {
+  it('state.json deleted, backup kept: refused (a saved plan too), then restored', async () => {
+    const saved = join(home.dir, 'saved.plan');
+    await home.ciOk(['plan', '-f', clusterfile, '--out', saved]);
     rmSync(statePath);
-    await expectAllRefused(/there is no state at .*state\.json, but its backup exists \(cluster ident-local[\s\S]*hint: put the backup back with `ci state restore --state /, { destroy: true });
+    const message = /there is no state at .*state\.json, but its backup exists \(cluster ident-local[\s\S]*hint: put the backup back with `ci state restore --state /;
+    const args = ['apply', '-f', clusterfile, saved];
+    expectRefused(await home.ci(args), args, message);
+    await expectAllRefused(message, { destroy: true });
     expect(existsSync(statePath)).toBe(false);
     const restored = await home.ciOk(['state', 'restore', '-f', clusterfile]);
     expect(restored.stdout).not.toContain('Moved');
@@ -167,7 +172,8 @@ describe.skipIf(!labsAvailable())('a lost or foreign state on LOCAL hosts', () =
     expect(existsSync(home.labDir(CLUSTER))).toBe(false);
     const list = await home.ciOk(['state', 'list', '-f', clusterfile]);
     expect(list.stdout).toContain(`cluster ${CLUSTER} (LOCAL), image (none applied)`);
-    expect(list.stdout).toContain('(no hosts)');
+    expect(list.stdout).toContain('no hosts: the state holds none');
+    expect(list.stdout).not.toContain('HOST');
     const again = await home.ciOk(['destroy', '-f', clusterfile, '--auto-approve']);
     expect(again.stdout).toContain(`Nothing to destroy: the state of cluster ${CLUSTER} holds no hosts.`);
 

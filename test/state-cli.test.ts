@@ -4,11 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { register as registerPlan } from '../engine/cli/commands/plan.js';
-import { register as registerState } from '../engine/cli/commands/state.js';
+import { formatStateList, register as registerState } from '../engine/cli/commands/state.js';
 import { ImageStore } from '../engine/image/store.js';
 import { MEDIA, type ImageConfig } from '../engine/image/oci.js';
 import { LocalStateBackend, createState, statePathFor } from '../state/index.js';
 import { preparePlan } from '../plans/prepare.js';
+import { planCluster } from '../engine/executor/converge.js';
 import { loadPlanFile } from '../plans/planfile.js';
 import { HostKeyMismatchError, ImageNotFoundError, StateIdentityError, StateLockError } from '../engine/errors.js';
 
@@ -202,6 +203,32 @@ describe('ci state restore, ci state rm-host-key, and plan refusing a foreign st
     } finally {
       await lock.release();
     }
+  });
+
+  test('a new host that cannot be reached is a warning at plan time, not a refusal', async () => {
+    rmSync(join(path, '..'), { recursive: true, force: true });
+    const cf = join(home, 'Clusterfile.unreachable');
+    // Nothing listens on port 1 here: the probe's one connection attempt is refused at once.
+    writeFileSync(cf, `apiVersion: cloudimage.io/v1
+kind: Cluster
+metadata: {name: demo}
+spec:
+  image: etcd-example:v1
+  ssh: {passwd: not-used, port: 1}
+  hosts:
+  - {ips: [127.0.0.1], roles: [master]}
+`);
+    const prepared = await planCluster({ clusterfile: cf, home });
+    expect(prepared.plan.actions.map((a) => a.id)).toContain('hook:init-master0:127.0.0.1');
+    expect(prepared.warnings).toHaveLength(1);
+    expect(prepared.warnings[0].host).toBe('127.0.0.1');
+    expect(prepared.warnings[0].message).toMatch(/^could not check 127\.0\.0\.1 for files of another state of cluster demo \(.*ECONNREFUSED.*\); apply checks it again/);
+    expect(prepared.warnings[0].message).not.toContain('not-used');
+  });
+
+  test('state list of an emptied state says there are no hosts', async () => {
+    const s = { ...createState('demo', 'LOCAL'), serial: 9 };
+    expect(formatStateList(s)).toBe('cluster demo (LOCAL), image (none applied), serial 9\nno hosts: the state holds none (the cluster was destroyed, or no host was made yet)\n');
   });
 
   test('the host-key-changed hint names a command that exists and does what it says', async () => {

@@ -46,7 +46,8 @@ export function formatStateList(state: ClusterState): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
   const head = `cluster ${state.cluster} (${state.provider}), image ${state.image ? `${state.image.ref} (${shortDigest(state.image.digest)})` : '(none applied)'}, serial ${state.serial}`;
-  return [head, ...lines, Object.keys(state.hosts).length ? '* master0' : '(no hosts)'].join('\n') + '\n';
+  if (Object.keys(state.hosts).length === 0) return `${head}\nno hosts: the state holds none (the cluster was destroyed, or no host was made yet)\n`;
+  return [head, ...lines, '* master0'].join('\n') + '\n';
 }
 
 export function register(program: Command): void {
