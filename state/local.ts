@@ -25,15 +25,22 @@ export function createState(cluster: string, provider: Provider): ClusterState {
   return emptyState(cluster, provider, randomUUID());
 }
 
+/** What to do about a damaged file: a state is put back from its backup; a damaged backup needs a look. */
+function damagedHint(where: string): string {
+  return where.endsWith('.backup')
+    ? `look at ${where}; it cannot be used to restore the state`
+    : `put its backup back with \`ci state restore --state ${where}\` (the damaged file is moved aside, not deleted)`;
+}
+
 export function parseState(text: string, where: string): ClusterState {
   let v: any;
   try {
     v = JSON.parse(text);
   } catch (err: any) {
-    throw new StateError(`state ${where} is not valid JSON: ${err?.message ?? err}`, `restore it from ${backupPathFor(where)}`);
+    throw new StateError(`state ${where} is not valid JSON: ${err?.message ?? err}`, damagedHint(where));
   }
   if (!v || typeof v !== 'object' || typeof v.lineage !== 'string' || typeof v.serial !== 'number' || typeof v.hosts !== 'object') {
-    throw new StateError(`state ${where} is not a cloudimage state file`, `restore it from ${backupPathFor(where)}`);
+    throw new StateError(`state ${where} is not a cloudimage state file`, damagedHint(where));
   }
   if (v.version !== STATE_VERSION) {
     throw new StateError(`state ${where} has format version ${v.version}; this ci reads version ${STATE_VERSION}`, 'use the ci release that wrote it');

@@ -52,7 +52,9 @@ describe('state writer', () => {
   test('a damaged state file is reported, pointing at the backup', async () => {
     await fs.mkdir(join(path, '..'), { recursive: true });
     writeFileSync(path, '{"half":');
-    await expect(new LocalStateBackend(path).read()).rejects.toThrow(/is not valid JSON/);
+    const err = await new LocalStateBackend(path).read().catch((e) => e);
+    expect(err.message).toMatch(/is not valid JSON/);
+    expect(err.hint).toContain(`ci state restore --state ${path}`);
   });
 });
 
