@@ -75,7 +75,7 @@ export function judgeMark(host: string, cluster: string, mark: HostMark, lineage
   return new HostClaimedError(
     host,
     `${what}; refusing to touch it`,
-    `the state of the cluster on that host was lost or replaced: put it back with \`ci state restore\` (or pass it with --state). ` +
-      `If that cluster is really gone, remove ${dir} on the host yourself, then run the command again`,
+    `if this cluster's state was lost or replaced, put it back with \`ci state restore\` (or pass the right one with --state); ` +
+      `if the cluster that owns the host is really gone, remove ${dir} on the host yourself, then run the command again`,
   );
 }
