@@ -103,6 +103,25 @@ export class StateError extends CiError {
   }
 }
 
+/**
+ * The state does not match the cluster it is used for (another cluster's, another lineage, or missing while the
+ * cluster exists). Raised before any plan is made, so nothing on a host is touched.
+ */
+export class StateIdentityError extends CiError {
+  constructor(message: string, hint: string) {
+    super('STATE_IDENTITY', message, { hint });
+  }
+}
+
+/** A host holds files of this cluster that belong to another state (lineage); nothing is done on it. */
+export class HostClaimedError extends CiError {
+  readonly host: string;
+  constructor(host: string, message: string, hint: string) {
+    super('HOST_CLAIMED', `${host}: ${message}`, { hint });
+    this.host = host;
+  }
+}
+
 export class StalePlanError extends CiError {
   constructor(message: string) {
     super('PLAN_STALE', message, { hint: 'run `ci plan` again and review the new plan' });
@@ -119,11 +138,16 @@ export class HostUnreachableError extends CiError {
 
 export class HostKeyMismatchError extends CiError {
   readonly host: string;
-  constructor(host: string, expected: string, actual: string) {
+  /** `host` names the login (`user@addr:port`); `address` is the host's address as the state knows it. */
+  constructor(host: string, expected: string, actual: string, address = host) {
     super(
       'HOST_KEY_CHANGED',
       `${host}: SSH host key changed (pinned ${expected}, host offered ${actual}); refusing to connect`,
-      { hint: 'if the host was rebuilt on purpose, remove its entry with `ci state rm-host-key` or destroy and re-create it' },
+      {
+        hint:
+          `if ${address} was really rebuilt, remove its pinned key with \`ci state rm-host-key ${address} -f Clusterfile\` ` +
+          '(or --state PATH) and run the command again; otherwise someone may be intercepting the connection',
+      },
     );
     this.host = host;
   }

@@ -26,6 +26,11 @@ export interface PrepareOptions {
   desired?: DesiredCluster;
   /** A backend the caller already holds (and maybe locked); default: the local file at statePath. */
   backend?: StateBackend;
+  /**
+   * Runs once the state is read and before the planner: checks that need I/O beyond this module (that the state
+   * is this cluster's, that no host belongs to another state) live in the executor layer and refuse by throwing.
+   */
+  beforePlan?: (desired: DesiredCluster, state: ClusterState | undefined, statePath: string) => Promise<void>;
 }
 
 export interface PreparedPlan {
@@ -55,6 +60,7 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const statePath = opts.statePath ?? statePathFor(desired.name, home);
   const backend = opts.backend ?? new LocalStateBackend(statePath);
   const state = await backend.read();
+  await opts.beforePlan?.(desired, state, statePath);
   const p = plan({ desired, image, state, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
   return { desired, resolved, image, checked, state, statePath, backend, plan: p };
 }

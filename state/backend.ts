@@ -21,9 +21,16 @@ export interface Lock {
 export interface StateBackend {
   /** Human-readable location, used in messages. */
   readonly location: string;
-  /** The stored state, or undefined when the cluster was never applied. */
+  /**
+   * The stored state, or undefined when the cluster was never applied. A backend that sees signs the cluster was
+   * applied (a backup without a state, a backup of another lineage) throws StateIdentityError instead: a state
+   * that might belong to a live cluster is never reported as absent.
+   */
   read(): Promise<ClusterState | undefined>;
-  /** Stores `state` with serial incremented past what is on disk; refuses another lineage. Returns what was written. */
+  /**
+   * Stores `state` with serial incremented past what is on disk (and a backup copy, where the backend keeps one);
+   * refuses another lineage than the stored state's or its backup's. Returns what was written.
+   */
   write(state: ClusterState): Promise<ClusterState>;
   /** Takes the lock; fails at once when held (timeoutMs 0), or polls until timeoutMs. */
   lock(info: { operation: string }, timeoutMs?: number): Promise<Lock>;

@@ -1,4 +1,4 @@
 export * from './model.js';
 export * from './backend.js';
 export * from './paths.js';
-export { LocalStateBackend, createState, parseState, withStateLock, parseDuration } from './local.js';
+export { LocalStateBackend, createState, parseState, describeState, withStateLock, parseDuration, type RestoreResult } from './local.js';

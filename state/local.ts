@@ -1,14 +1,20 @@
 /**
- * The local-file state backend: `state.json` (0600) replaced atomically with the previous version kept as
+ * The local-file state backend: `state.json` (0600) replaced atomically, a second copy of every write kept as
  * `state.json.backup`, and a lock file next to it. The lock is created with link(2) from a complete temp file, so
  * it appears atomically and is never seen half-written: a second `ci` reads who holds it and since when.
+ *
+ * The backup is what a deleted, damaged or overwritten state.json is restored from (`ci state restore`), so it is
+ * complete: the latest state, not the one before. It is also a witness of the cluster's identity: a backup without
+ * a state, or of another lineage than the state, means the state was lost or replaced, and the cluster may still be
+ * running. Reads refuse then (rather than report "never applied"), and writes never put a state of another lineage
+ * next to the backup or over it.
  */
 import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname, userInfo } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { StateError, StateLockError, UsageError } from '../engine/errors.js';
-import { tempSibling, writeFileAtomic } from '../engine/fsutil.js';
+import { StateError, StateIdentityError, StateLockError, UsageError } from '../engine/errors.js';
+import { exists, tempSibling, writeFileAtomic } from '../engine/fsutil.js';
 import { retry } from '../engine/retry.js';
 import type { Lock, LockInfo, StateBackend } from './backend.js';
 import { emptyState, STATE_VERSION, type ClusterState, type Provider } from './model.js';
@@ -19,15 +25,22 @@ export function createState(cluster: string, provider: Provider): ClusterState {
   return emptyState(cluster, provider, randomUUID());
 }
 
+/** What to do about a damaged file: a state is put back from its backup; a damaged backup needs a look. */
+function damagedHint(where: string): string {
+  return where.endsWith('.backup')
+    ? `look at ${where}; it cannot be used to restore the state`
+    : `put its backup back with \`ci state restore --state ${where}\` (the damaged file is moved aside, not deleted)`;
+}
+
 export function parseState(text: string, where: string): ClusterState {
   let v: any;
   try {
     v = JSON.parse(text);
   } catch (err: any) {
-    throw new StateError(`state ${where} is not valid JSON: ${err?.message ?? err}`, `restore it from ${backupPathFor(where)}`);
+    throw new StateError(`state ${where} is not valid JSON: ${err?.message ?? err}`, damagedHint(where));
   }
   if (!v || typeof v !== 'object' || typeof v.lineage !== 'string' || typeof v.serial !== 'number' || typeof v.hosts !== 'object') {
-    throw new StateError(`state ${where} is not a cloudimage state file`, `restore it from ${backupPathFor(where)}`);
+    throw new StateError(`state ${where} is not a cloudimage state file`, damagedHint(where));
   }
   if (v.version !== STATE_VERSION) {
     throw new StateError(`state ${where} has format version ${v.version}; this ci reads version ${STATE_VERSION}`, 'use the ci release that wrote it');
@@ -35,6 +48,32 @@ export function parseState(text: string, where: string): ClusterState {
   v.cmdsRun ??= [];
   v.outputs ??= {};
   return v as ClusterState;
+}
+
+function tryParseState(text: string, where: string): ClusterState | undefined {
+  try {
+    return parseState(text, where);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `cluster demo, lineage 1f2e..., serial 7, 3 hosts` */
+export function describeState(s: ClusterState): string {
+  const n = Object.keys(s.hosts).length;
+  return `cluster ${s.cluster}, lineage ${s.lineage}, serial ${s.serial}, ${n} host${n === 1 ? '' : 's'}`;
+}
+
+function describeBackup(text: string, where: string): string {
+  const b = tryParseState(text, where);
+  return b ? describeState(b) : 'damaged, so its cluster cannot be told';
+}
+
+/** `base`, or `base-2`, `base-3`... whichever does not exist yet. */
+async function freeName(base: string): Promise<string> {
+  let name = base;
+  for (let i = 2; await exists(name); i++) name = `${base}-${i}`;
+  return name;
 }
 
 function isAlive(pid: number): boolean {
@@ -52,10 +91,21 @@ export interface LocalBackendOptions {
   pollMaxMs?: number;
 }
 
+export interface RestoreResult {
+  /** The state now in place (the backup's content). */
+  state: ClusterState;
+  /** Where the state.json that was there went. */
+  movedAside?: string;
+  /** state.json already held exactly the backup. */
+  unchanged: boolean;
+}
+
 export class LocalStateBackend implements StateBackend {
   readonly path: string;
   readonly lockPath: string;
   readonly backupPath: string;
+  /** Lineage of the backup as last read or written by this backend; saves re-reading it on every write. */
+  private backupLineage: string | undefined;
 
   constructor(path: string, private readonly opts: LocalBackendOptions = {}) {
     this.path = path;
@@ -68,24 +118,34 @@ export class LocalStateBackend implements StateBackend {
   }
 
   async read(): Promise<ClusterState | undefined> {
-    let text: string;
-    try {
-      text = await fs.readFile(this.path, 'utf8');
-    } catch (err: any) {
-      if (err?.code === 'ENOENT') return undefined;
-      throw new StateError(`cannot read state ${this.path}: ${err?.message ?? err}`);
+    const text = await this.readText(this.path);
+    const backupText = await this.readText(this.backupPath);
+    if (text === undefined) {
+      if (backupText === undefined) return undefined;
+      throw new StateIdentityError(
+        `there is no state at ${this.path}, but its backup exists (${describeBackup(backupText, this.backupPath)}): ` +
+          'the state was lost or moved, and the cluster may still be running',
+        `put the backup back with \`ci state restore --state ${this.path}\`; if that cluster is really gone, move ${this.backupPath} out of the way first`,
+      );
     }
-    return parseState(text, this.path);
+    const state = parseState(text, this.path);
+    // A damaged backup says nothing about identity; the state is the truth then, and its next write replaces it.
+    const backup = backupText === undefined ? undefined : tryParseState(backupText, this.backupPath);
+    if (backup && backup.lineage !== state.lineage) {
+      throw new StateIdentityError(
+        `state ${this.path} (${describeState(state)}) and its backup (${describeState(backup)}) have different lineages: ` +
+          'one of them is another cluster\'s state',
+        `if state.json was replaced by mistake, put the backup back with \`ci state restore --state ${this.path}\` ` +
+          `(state.json is moved aside, not deleted); if the backup is the stranger, move ${this.backupPath} out of the way`,
+      );
+    }
+    if (backup) this.backupLineage = backup.lineage;
+    return state;
   }
 
   async write(state: ClusterState): Promise<ClusterState> {
     await fs.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    let previous: string | undefined;
-    try {
-      previous = await fs.readFile(this.path, 'utf8');
-    } catch (err: any) {
-      if (err?.code !== 'ENOENT') throw new StateError(`cannot read state ${this.path}: ${err?.message ?? err}`);
-    }
+    const previous = await this.readText(this.path);
     let serial = state.serial;
     if (previous !== undefined) {
       const onDisk = parseState(previous, this.path);
@@ -96,11 +156,77 @@ export class LocalStateBackend implements StateBackend {
         );
       }
       serial = Math.max(serial, onDisk.serial);
-      await writeFileAtomic(this.backupPath, previous, 0o600);
     }
+    await this.checkBackupLineage(state, previous !== undefined);
     const written: ClusterState = { ...state, serial: serial + 1 };
-    await writeFileAtomic(this.path, JSON.stringify(written, null, 2) + '\n', 0o600);
+    const text = JSON.stringify(written, null, 2) + '\n';
+    // Backup first: a crash between the two leaves the backup one write ahead of the state, never a state without it.
+    await writeFileAtomic(this.backupPath, text, 0o600);
+    this.backupLineage = state.lineage;
+    await writeFileAtomic(this.path, text, 0o600);
     return written;
+  }
+
+  /**
+   * A backup of another lineage is never overwritten, and no state is created next to one. A damaged backup is
+   * only replaced by a good state of this lineage, never answered with a new state.json.
+   */
+  private async checkBackupLineage(state: ClusterState, replacing: boolean): Promise<void> {
+    if (this.backupLineage === state.lineage) return;
+    const text = await this.readText(this.backupPath);
+    if (text === undefined) return;
+    const backup = tryParseState(text, this.backupPath);
+    if (!backup) {
+      if (replacing) return;
+      throw new StateError(
+        `refusing to create ${this.path}: its backup ${this.backupPath} is damaged, so it cannot be told whether it belongs to a running cluster`,
+        `look at ${this.backupPath}; move it out of the way if that cluster is gone`,
+      );
+    }
+    if (backup.lineage !== state.lineage) {
+      throw new StateIdentityError(
+        `refusing to write state with lineage ${state.lineage} next to ${this.backupPath}, which holds lineage ${backup.lineage} (${describeState(backup)})`,
+        `the backup is another state of this cluster: put it back with \`ci state restore --state ${this.path}\`, or move it out of the way if that cluster is gone`,
+      );
+    }
+    this.backupLineage = backup.lineage;
+  }
+
+  /**
+   * Puts the backup back as the state. Nothing is deleted: a current state.json is first renamed to a timestamped
+   * name next to it. The backup stays as it is. Refused when the backup is of another cluster than `cluster`.
+   */
+  async restoreBackup(opts: { cluster?: string } = {}): Promise<RestoreResult> {
+    const text = await this.readText(this.backupPath);
+    if (text === undefined) {
+      throw new StateError(`there is no backup at ${this.backupPath} to restore`, `check -f or --state: the backup sits next to its state, as ${this.backupPath.split('/').pop()}`);
+    }
+    const backup = parseState(text, this.backupPath);
+    if (opts.cluster !== undefined && backup.cluster !== opts.cluster) {
+      throw new StateIdentityError(
+        `the backup ${this.backupPath} is the state of cluster ${backup.cluster}, not of ${opts.cluster}`,
+        `restore it with the Clusterfile of ${backup.cluster} (-f), or name the right state with --state`,
+      );
+    }
+    const current = await this.readText(this.path);
+    if (current === text) return { state: backup, unchanged: true };
+    let movedAside: string | undefined;
+    if (current !== undefined) {
+      movedAside = await freeName(`${this.path}.aside-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+      await fs.rename(this.path, movedAside);
+    }
+    await writeFileAtomic(this.path, text, 0o600);
+    this.backupLineage = backup.lineage;
+    return { state: backup, movedAside, unchanged: false };
+  }
+
+  private async readText(p: string): Promise<string | undefined> {
+    try {
+      return await fs.readFile(p, 'utf8');
+    } catch (err: any) {
+      if (err?.code === 'ENOENT') return undefined;
+      throw new StateError(`cannot read state ${p}: ${err?.message ?? err}`);
+    }
   }
 
   async readLock(): Promise<LockInfo | undefined> {

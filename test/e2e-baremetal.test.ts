@@ -108,7 +108,7 @@ describe.skipIf(!labsAvailable())('etcd example on BAREMETAL hosts with password
 
     const destroyed = await ci(['destroy', '-f', clusterfile, '--auto-approve']);
     expect(destroyed.stdout).toContain('Destroy complete!');
-    expect(existsSync(home.statePath(CLUSTER))).toBe(false);
+    expect(home.readState(CLUSTER)).toMatchObject({ lineage: state.lineage, hosts: {} });
     const remaining: Record<string, string> = {};
     for (const name of ['pw', 'key', 'pp']) {
       // The machines stay (bare metal), but cloudimage's files and the example's etcd are gone.

@@ -160,14 +160,16 @@ describe.skipIf(!labsAvailable())('etcd example lifecycle on LOCAL systemd hosts
     expect(again.code, again.stdout + again.stderr).toBe(0);
   });
 
-  step('destroys everything: hosts, processes, network, lab directory and state (backup kept)', async () => {
+  step('destroys everything: hosts, processes, network and lab directory, leaving an empty state of the same lineage', async () => {
+    const lineage = home.readState(CLUSTER)!.lineage;
     const before = await labFootprint(home.labDir(CLUSTER));
     expect(before.netns).toHaveLength(3);
     expect(before.procs.length).toBeGreaterThan(3);
     const r = await home.ciOk(['destroy', '-f', clusterfile, '--auto-approve']);
     expect(r.stdout).toContain('Destroy complete!');
     expect(await leftovers(before)).toEqual({ netns: [], links: [], procs: [], dir: false });
-    expect(existsSync(home.statePath(CLUSTER))).toBe(false);
+    expect(home.readState(CLUSTER)).toMatchObject({ lineage, hosts: {}, cmdsRun: [], outputs: {} });
+    expect(home.readState(CLUSTER)!.image).toBeUndefined();
     expect(existsSync(`${home.statePath(CLUSTER)}.backup`)).toBe(true);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { labsAvailable } from './helpers/lab.js';
@@ -116,6 +116,9 @@ spec:
     ok(await onSite(['destroy', '-f', clusterfile, '--auto-approve']), 'destroy');
     expect(netnsList()).not.toContain(`ci-${labId}-`);
     expect(existsSync(labDirFor(siteHome, cluster))).toBe(false);
-    expect(readdirSync(join(siteHome, 'clusters', cluster))).not.toContain('state.json');
+    // What stays is an empty state of the same lineage.
+    const state = JSON.parse(readFileSync(join(siteHome, 'clusters', cluster, 'state.json'), 'utf8')) as { hosts: object; image?: unknown };
+    expect(state.hosts).toEqual({});
+    expect(state.image).toBeUndefined();
   });
 });

@@ -113,6 +113,7 @@ describe.skipIf(!labsAvailable())('ssh transport against real sshd', () => {
     expect(err).toBeInstanceOf(HostKeyMismatchError);
     expect((err as Error).message).toContain(otherKey);
     expect((err as Error).message).toContain(root.hostKey);
+    expect((err as HostKeyMismatchError).hint).toContain(`\`ci state rm-host-key ${t.lab.host('light1')!.ip} -f Clusterfile\``);
   });
 
   it('reports exit codes, signals, stderr and exported env', async () => {

@@ -1,16 +1,17 @@
 import { afterAll, afterEach, describe, expect, test, vi } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { register as registerPlan } from '../engine/cli/commands/plan.js';
-import { register as registerState } from '../engine/cli/commands/state.js';
+import { formatStateList, register as registerState } from '../engine/cli/commands/state.js';
 import { ImageStore } from '../engine/image/store.js';
 import { MEDIA, type ImageConfig } from '../engine/image/oci.js';
 import { LocalStateBackend, createState, statePathFor } from '../state/index.js';
 import { preparePlan } from '../plans/prepare.js';
+import { planCluster } from '../engine/executor/converge.js';
 import { loadPlanFile } from '../plans/planfile.js';
-import { ImageNotFoundError } from '../engine/errors.js';
+import { HostKeyMismatchError, ImageNotFoundError, StateIdentityError, StateLockError } from '../engine/errors.js';
 
 const home = mkdtempSync(join(tmpdir(), 'ci-cli-'));
 const oldHome = process.env.CI_HOME;
@@ -117,5 +118,131 @@ describe('ci plan and ci state', () => {
     const again = await b.lock({ operation: 'apply' });
     await again.release();
     await lock.release();
+  });
+});
+
+describe('ci state restore, ci state rm-host-key, and plan refusing a foreign state', () => {
+  const path = statePathFor('demo', home);
+  const hostEntry = (ip: string) => ({ key: ip, ip, roles: ['master'], ssh: { user: 'root', port: 22 }, layers: [], hooks: {}, status: 'active' as const });
+
+  /** A fresh demo state written twice (so it has a backup); returns the backup's bytes. */
+  async function demoWithBackup(): Promise<string> {
+    rmSync(join(path, '..'), { recursive: true, force: true });
+    const b = new LocalStateBackend(path);
+    const s = createState('demo', 'BAREMETAL');
+    s.hosts['10.0.0.2'] = { ...hostEntry('10.0.0.2'), hostKey: 'SHA256:pinned-old-key', hooks: { 'init-host': 'sha256:aa' as never } };
+    s.master0 = '10.0.0.2';
+    await b.write(await b.write(s));
+    return readFileSync(`${path}.backup`, 'utf8');
+  }
+
+  test('plan refuses a state of another cluster, naming both and a way out', async () => {
+    await storeImage();
+    await demoWithBackup();
+    const other = createState('other', 'BAREMETAL');
+    other.hosts['10.9.9.9'] = hostEntry('10.9.9.9');
+    writeFileSync(path, JSON.stringify({ ...other, serial: 3 }));
+    const err = await run('plan', '-f', clusterfile).catch((e) => e);
+    expect(err).toBeInstanceOf(StateIdentityError);
+    // The backup tells first: its lineage is not the state's.
+    expect(err.message).toContain('have different lineages');
+    // Without a backup the cluster name tells.
+    rmSync(`${path}.backup`);
+    const err2 = await run('plan', '-f', clusterfile).catch((e) => e);
+    expect(err2).toBeInstanceOf(StateIdentityError);
+    expect(err2.message).toBe(`the state ${path} is the state of cluster other, but the Clusterfile is for cluster demo`);
+    expect(err2.hint).toContain(`ci state restore --state ${path}`);
+  });
+
+  test('restore puts the backup back, moving the foreign state aside, and prints what it restored', async () => {
+    const backupText = await demoWithBackup();
+    const foreign = JSON.stringify({ ...createState('other', 'BAREMETAL'), serial: 3 });
+    writeFileSync(path, foreign);
+    const out = await run('state', 'restore', '-f', clusterfile);
+    const aside = /Moved the state file that was there to (\S+)\.\n/.exec(out)?.[1];
+    expect(aside, out).toBeDefined();
+    expect(readFileSync(aside!, 'utf8')).toBe(foreign);
+    const backup = JSON.parse(backupText);
+    expect(out).toContain(`Restored ${path} from ${path}.backup: cluster demo, lineage ${backup.lineage}, serial ${backup.serial}, 1 host, no image applied.`);
+    expect(readFileSync(path, 'utf8')).toBe(backupText);
+    expect(readFileSync(`${path}.backup`, 'utf8')).toBe(backupText);
+    // Plans again: the one host is known, nothing is refused.
+    expect(await run('plan', '-f', clusterfile)).toContain('10.0.0.2');
+  });
+
+  test('restore refuses a backup of another cluster than the Clusterfile names, and works by --state alone', async () => {
+    const otherPath = statePathFor('other', home);
+    const b = new LocalStateBackend(otherPath);
+    const s = await b.write(createState('other', 'BAREMETAL'));
+    await b.write(s);
+    rmSync(otherPath);
+    const err = await run('state', 'restore', '-f', clusterfile, '--state', otherPath).catch((e) => e);
+    expect(err).toBeInstanceOf(StateIdentityError);
+    expect(err.message).toContain('is the state of cluster other, not of demo');
+    expect(existsSync(otherPath)).toBe(false);
+    const out = await run('state', 'restore', '--state', otherPath);
+    expect(out).toContain(`Restored ${otherPath}`);
+    expect(out).not.toContain('Moved');
+  });
+
+  test('rm-host-key removes the pinned key of a host by key, IP or name, under the lock', async () => {
+    await demoWithBackup();
+    const b = new LocalStateBackend(path);
+    const serial = (await b.read())!.serial;
+    const out = await run('state', 'rm-host-key', '10.0.0.2', '-f', clusterfile);
+    expect(out).toBe(`Removed the pinned SSH host key SHA256:pinned-old-key of 10.0.0.2 from ${path}; the next apply trusts the key the host offers then and pins it.\n`);
+    const after = (await b.read())!;
+    expect(after.hosts['10.0.0.2'].hostKey).toBeUndefined();
+    expect(after.hosts['10.0.0.2'].hooks).toEqual({ 'init-host': 'sha256:aa' });
+    expect(after.serial).toBe(serial + 1);
+    expect(await run('state', 'rm-host-key', '10.0.0.2', '--state', path)).toContain('No SSH host key is pinned for 10.0.0.2');
+    await expect(run('state', 'rm-host-key', '10.0.0.99', '-f', clusterfile)).rejects.toThrow(/host 10\.0\.0\.99 is not in the state/);
+    const lock = await b.lock({ operation: 'apply' });
+    try {
+      await expect(run('state', 'rm-host-key', '10.0.0.2', '-f', clusterfile)).rejects.toThrow(StateLockError);
+    } finally {
+      await lock.release();
+    }
+  });
+
+  test('a new host that cannot be reached is a warning at plan time, not a refusal', async () => {
+    rmSync(join(path, '..'), { recursive: true, force: true });
+    const cf = join(home, 'Clusterfile.unreachable');
+    // Nothing listens on port 1 here: the probe's one connection attempt is refused at once.
+    writeFileSync(cf, `apiVersion: cloudimage.io/v1
+kind: Cluster
+metadata: {name: demo}
+spec:
+  image: etcd-example:v1
+  ssh: {passwd: not-used, port: 1}
+  hosts:
+  - {ips: [127.0.0.1], roles: [master]}
+`);
+    const prepared = await planCluster({ clusterfile: cf, home });
+    expect(prepared.plan.actions.map((a) => a.id)).toContain('hook:init-master0:127.0.0.1');
+    expect(prepared.warnings).toHaveLength(1);
+    expect(prepared.warnings[0].host).toBe('127.0.0.1');
+    expect(prepared.warnings[0].message).toMatch(/^could not check 127\.0\.0\.1 for files of another state of cluster demo \(.*ECONNREFUSED.*\); apply checks it again/);
+    expect(prepared.warnings[0].message).not.toContain('not-used');
+  });
+
+  test('state list of an emptied state says there are no hosts', async () => {
+    const s = { ...createState('demo', 'LOCAL'), serial: 9 };
+    expect(formatStateList(s)).toBe('cluster demo (LOCAL), image (none applied), serial 9\nno hosts: the state holds none (the cluster was destroyed, or no host was made yet)\n');
+  });
+
+  test('the host-key-changed hint names a command that exists and does what it says', async () => {
+    await demoWithBackup();
+    const err = new HostKeyMismatchError('root@10.0.0.2:22', 'SHA256:pinned-old-key', 'SHA256:new-key', '10.0.0.2');
+    const cmd = /`ci (state rm-host-key [^`]+)`/.exec(err.hint!)?.[1];
+    expect(cmd).toBe('state rm-host-key 10.0.0.2 -f Clusterfile');
+    // Run exactly the hinted command from the Clusterfile's directory.
+    const cwd = process.cwd();
+    process.chdir(home);
+    try {
+      expect(await run(...cmd!.split(' '))).toContain('Removed the pinned SSH host key SHA256:pinned-old-key of 10.0.0.2');
+    } finally {
+      process.chdir(cwd);
+    }
   });
 });

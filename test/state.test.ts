@@ -1,10 +1,10 @@
 import { afterAll, beforeEach, describe, expect, test } from 'vitest';
-import { mkdtempSync, promises as fs, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, promises as fs, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStateBackend, createState, parseDuration, statePathFor, withStateLock } from '../state/index.js';
-import { StateError, StateLockError } from '../engine/errors.js';
+import { StateError, StateIdentityError, StateLockError } from '../engine/errors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ci-state-test-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -19,7 +19,7 @@ describe('state writer', () => {
     expect(statePathFor('demo', '/h')).toBe('/h/clusters/demo/state.json');
   });
 
-  test('read of a missing state is undefined; writes increment serial, keep a backup, mode 0600', async () => {
+  test('read of a missing state is undefined; writes increment serial, keep a complete backup, mode 0600', async () => {
     const b = new LocalStateBackend(path);
     expect(await b.read()).toBeUndefined();
     const s = createState('demo', 'BAREMETAL');
@@ -27,12 +27,13 @@ describe('state writer', () => {
     const w1 = await b.write(s);
     expect(w1.serial).toBe(1);
     expect(statSync(path).mode & 0o777).toBe(0o600);
-    await expect(fs.stat(`${path}.backup`)).rejects.toThrow();
+    // The backup is a copy of the latest write, from the first one on.
+    expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(await fs.readFile(path, 'utf8'));
     const w2 = await b.write({ ...w1, master0: '10.0.0.2' });
     expect(w2.serial).toBe(2);
     expect((await b.read())!.master0).toBe('10.0.0.2');
     const backup = JSON.parse(await fs.readFile(`${path}.backup`, 'utf8'));
-    expect(backup.serial).toBe(1);
+    expect(backup).toMatchObject({ serial: 2, master0: '10.0.0.2' });
     expect(statSync(`${path}.backup`).mode & 0o777).toBe(0o600);
     // A stale in-memory copy still moves the serial forward.
     expect((await b.write(w1)).serial).toBe(3);
@@ -51,7 +52,9 @@ describe('state writer', () => {
   test('a damaged state file is reported, pointing at the backup', async () => {
     await fs.mkdir(join(path, '..'), { recursive: true });
     writeFileSync(path, '{"half":');
-    await expect(new LocalStateBackend(path).read()).rejects.toThrow(/is not valid JSON/);
+    const err = await new LocalStateBackend(path).read().catch((e) => e);
+    expect(err.message).toMatch(/is not valid JSON/);
+    expect(err.hint).toContain(`ci state restore --state ${path}`);
   });
 });
 
@@ -142,5 +145,136 @@ describe('state lock', () => {
     expect(parseDuration('500ms')).toBe(500);
     expect(parseDuration('0')).toBe(0);
     expect(() => parseDuration('soon')).toThrow(/invalid duration "soon"/);
+  });
+});
+
+describe('state identity: the backup witnesses whose state this is', () => {
+  const withHost = (s: ReturnType<typeof createState>) => {
+    s.hosts['10.0.0.2'] = { key: '10.0.0.2', ip: '10.0.0.2', roles: ['master'], ssh: { user: 'root', port: 22 }, layers: [], hooks: {}, status: 'active' };
+    return s;
+  };
+  /** A state.json with a backup: two writes of one lineage. */
+  async function twoWrites(): Promise<{ b: LocalStateBackend; lineage: string; backupText: string }> {
+    const b = new LocalStateBackend(path);
+    const w1 = await b.write(withHost(createState('demo', 'BAREMETAL')));
+    await b.write(w1);
+    return { b, lineage: w1.lineage, backupText: await fs.readFile(`${path}.backup`, 'utf8') };
+  }
+
+  test('no state but a backup: read refuses instead of reporting a cluster never applied', async () => {
+    const { backupText } = await twoWrites();
+    await fs.rm(path);
+    const err = await new LocalStateBackend(path).read().catch((e) => e);
+    expect(err).toBeInstanceOf(StateIdentityError);
+    expect(err.code).toBe('STATE_IDENTITY');
+    expect(err.message).toContain(`there is no state at ${path}, but its backup exists (cluster demo, lineage `);
+    expect(err.message).toContain('1 host)');
+    expect(err.hint).toContain(`ci state restore --state ${path}`);
+    expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(backupText);
+  });
+
+  test('a state of another lineage than its backup is refused on read', async () => {
+    await twoWrites();
+    writeFileSync(path, JSON.stringify({ ...createState('demo', 'BAREMETAL'), serial: 1 }));
+    const err = await new LocalStateBackend(path).read().catch((e) => e);
+    expect(err).toBeInstanceOf(StateIdentityError);
+    expect(err.message).toMatch(/and its backup \(cluster demo, lineage .*\) have different lineages/);
+    expect(err.hint).toContain('ci state restore');
+  });
+
+  test('a damaged backup does not hide a good state', async () => {
+    const { b } = await twoWrites();
+    writeFileSync(`${path}.backup`, '{"half":');
+    expect((await b.read())!.cluster).toBe('demo');
+    // Replaced by the next write of this lineage.
+    const s = (await b.read())!;
+    await b.write(s);
+    expect(JSON.parse(await fs.readFile(`${path}.backup`, 'utf8')).lineage).toBe(s.lineage);
+  });
+
+  test('write never creates a state next to a backup of another lineage', async () => {
+    const { backupText } = await twoWrites();
+    await fs.rm(path);
+    const err = await new LocalStateBackend(path).write(createState('demo', 'BAREMETAL')).catch((e) => e);
+    expect(err).toBeInstanceOf(StateIdentityError);
+    expect(err.message).toMatch(/refusing to write state with lineage .* next to .*state\.json\.backup, which holds lineage/);
+    expect(existsSync(path)).toBe(false);
+    expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(backupText);
+  });
+
+  test('write never overwrites a backup of another lineage, even behind a state of its own lineage', async () => {
+    const { backupText } = await twoWrites();
+    // A foreign state.json whose own lineage matches what is written, next to the original backup.
+    const foreign = { ...createState('demo', 'BAREMETAL'), serial: 4 };
+    writeFileSync(path, JSON.stringify(foreign));
+    const err = await new LocalStateBackend(path).write(foreign).catch((e) => e);
+    expect(err).toBeInstanceOf(StateIdentityError);
+    expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(backupText);
+    expect(JSON.parse(await fs.readFile(path, 'utf8')).serial).toBe(4);
+  });
+
+  test('a state of the backup\'s lineage may be written where state.json is missing', async () => {
+    const { lineage } = await twoWrites();
+    const before = JSON.parse(await fs.readFile(`${path}.backup`, 'utf8'));
+    await fs.rm(path);
+    const w = await new LocalStateBackend(path).write({ ...before });
+    expect(w.lineage).toBe(lineage);
+    expect(w.serial).toBe(before.serial + 1);
+  });
+
+  test('a damaged backup with no state blocks creating one', async () => {
+    await fs.mkdir(join(path, '..'), { recursive: true });
+    writeFileSync(`${path}.backup`, 'not json');
+    await expect(new LocalStateBackend(path).write(createState('demo', 'BAREMETAL'))).rejects.toThrow(/its backup .* is damaged/);
+    expect(existsSync(path)).toBe(false);
+  });
+});
+
+describe('restoring the backup', () => {
+  async function withBackup(): Promise<{ b: LocalStateBackend; backupText: string; lineage: string }> {
+    const b = new LocalStateBackend(path);
+    const w1 = await b.write(createState('demo', 'LOCAL'));
+    await b.write({ ...w1, master0: 'demo-master-1' });
+    return { b, backupText: await fs.readFile(`${path}.backup`, 'utf8'), lineage: w1.lineage };
+  }
+
+  test('puts the backup back byte for byte, moving the state that was there aside', async () => {
+    const { b, backupText, lineage } = await withBackup();
+    const foreign = JSON.stringify({ ...createState('other', 'LOCAL'), serial: 9 });
+    writeFileSync(path, foreign);
+    const r = await b.restoreBackup({ cluster: 'demo' });
+    expect(r.unchanged).toBe(false);
+    expect(r.state).toMatchObject({ cluster: 'demo', lineage, serial: 2, master0: 'demo-master-1' });
+    expect(await fs.readFile(path, 'utf8')).toBe(backupText);
+    expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(backupText);
+    expect(r.movedAside).toMatch(/state\.json\.aside-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$/);
+    expect(await fs.readFile(r.movedAside!, 'utf8')).toBe(foreign);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    // The restored state reads and writes as the cluster's own again.
+    expect((await b.read())!.lineage).toBe(lineage);
+    expect((await b.write((await b.read())!)).serial).toBe(3);
+  });
+
+  test('a lost state.json is restored with nothing moved; restoring twice changes nothing', async () => {
+    const { b, backupText } = await withBackup();
+    await fs.rm(path);
+    const r = await b.restoreBackup();
+    expect(r.movedAside).toBeUndefined();
+    expect(await fs.readFile(path, 'utf8')).toBe(backupText);
+    const again = await b.restoreBackup();
+    expect(again.unchanged).toBe(true);
+    expect((await fs.readdir(join(path, '..'))).sort()).toEqual(['state.json', 'state.json.backup']);
+  });
+
+  test('refuses a backup of another cluster, and a missing backup, changing nothing', async () => {
+    const { b, backupText } = await withBackup();
+    const current = await fs.readFile(path, 'utf8');
+    const err = await b.restoreBackup({ cluster: 'prod' }).catch((e) => e);
+    expect(err).toBeInstanceOf(StateIdentityError);
+    expect(err.message).toContain('is the state of cluster demo, not of prod');
+    expect(await fs.readFile(path, 'utf8')).toBe(current);
+    expect(await fs.readFile(`${path}.backup`, 'utf8')).toBe(backupText);
+    const none = new LocalStateBackend(join(root, 'nothing-here', 'state.json'));
+    await expect(none.restoreBackup()).rejects.toThrow(/there is no backup at .*state\.json\.backup to restore/);
   });
 });

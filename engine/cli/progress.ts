@@ -7,6 +7,7 @@ import { dirname } from 'node:path';
 import { Chalk, type ChalkInstance } from 'chalk';
 import { describeAction, type ExecEvent, type Reporter } from '../executor/events.js';
 import type { ExecuteResult } from '../executor/executor.js';
+import { CiError } from '../errors.js';
 import { redact } from '../redact.js';
 import { humanSize } from './format.js';
 
@@ -61,6 +62,11 @@ export class LineReporter implements Reporter {
       case 'output':
         this.emit(`${prefix(e.host)}${e.line}`, `${c.cyan(prefix(e.host))}${e.line}`);
         break;
+      case 'warning': {
+        const t = `${prefix(e.host)}warning: ${e.message}`;
+        this.emit(t, c.yellow(t));
+        break;
+      }
       case 'interrupted':
         this.emit('interrupted: no new steps started; the state records what finished. Run the same command again to resume.');
         break;
@@ -87,6 +93,8 @@ export function renderSummary(r: ExecuteResult, verb: string): string {
   lines.push(base);
   for (const f of r.failed) {
     lines.push(`  failed: ${f.action.host ?? 'cluster'}: ${describeAction(f.action)}: ${f.error.message.split('\n').join('\n    ')}`);
+    const hint = f.error instanceof CiError ? f.error.hint : undefined;
+    if (hint) lines.push(`    hint: ${hint.split('\n').join('\n    ')}`);
   }
   lines.push('The state records every finished step: fix the cause and run the same command again to resume.');
   return redact(lines.join('\n')) + '\n';

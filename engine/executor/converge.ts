@@ -3,19 +3,18 @@
  * check a saved one is still fresh), confirm, execute, and report. Nothing here prints; events go to a reporter
  * and the plan text goes back to the caller through `confirm`.
  */
-import { rename } from 'node:fs/promises';
 import { ciHome } from '../home.js';
 import { AbortError } from '../errors.js';
 import { ImageStore } from '../image/store.js';
 import { loadClusterfile } from '../clusterfile/parse.js';
 import type { DesiredCluster } from '../clusterfile/types.js';
-import { preparePlan } from '../../plans/prepare.js';
+import { preparePlan, type PrepareOptions, type PreparedPlan } from '../../plans/prepare.js';
 import { checkPlanFresh } from '../../plans/planfile.js';
 import { planDestroy } from '../../plans/planner.js';
 import type { Plan } from '../../plans/actions.js';
 import { LocalStateBackend, createState } from '../../state/local.js';
 import { statePathFor } from '../../state/paths.js';
-import type { ClusterState, Provider } from '../../state/model.js';
+import { emptyState, type ClusterState, type Provider } from '../../state/model.js';
 import { Relay, revokeScript } from './relay.js';
 import { BaremetalProvider } from '../../providers/baremetal/provider.js';
 import { LocalProvider, labDirFor } from '../../providers/local/provider.js';
@@ -23,6 +22,7 @@ import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connection
 import type { Reporter } from './events.js';
 import { execute, type ExecuteResult } from './executor.js';
 import type { HostProvider } from './host-provider.js';
+import { checkIdentity, DEFAULT_PROBE, type IdentityWarning } from './identity.js';
 
 export interface ConvergeOptions {
   clusterfile: string;
@@ -52,8 +52,32 @@ export interface ConvergeResult {
   result?: ExecuteResult;
 }
 
-function providerFor(provider: Provider, home: string, cluster: string, desired: DesiredCluster | undefined): HostProvider {
-  return provider === 'LOCAL' ? new LocalProvider(labDirFor(home, cluster)) : new BaremetalProvider(desired);
+/** With `lineage`, a LOCAL lab is claimed for that state when first used. */
+function providerFor(provider: Provider, home: string, cluster: string, desired: DesiredCluster | undefined, lineage?: string): HostProvider {
+  return provider === 'LOCAL' ? new LocalProvider(labDirFor(home, cluster), lineage) : new BaremetalProvider(desired);
+}
+
+export interface ClusterPlan extends PreparedPlan {
+  /** Checks that could not be made (a host that did not answer); apply checks those hosts again on contact. */
+  warnings: IdentityWarning[];
+}
+
+/**
+ * The one way `ci plan` and `ci apply` make a plan: the state is read, checked to be this cluster's own (see
+ * identity.ts; hosts the state does not know are probed), and only then planned.
+ */
+export async function planCluster(opts: PrepareOptions & { probe?: { timeoutMs: number } }): Promise<ClusterPlan> {
+  const home = opts.home ?? ciHome(opts.env);
+  let warnings: IdentityWarning[] = [];
+  const prepared = await preparePlan({
+    ...opts,
+    home,
+    beforePlan: async (desired, state, statePath) => {
+      const provider = providerFor(desired.provider, home, desired.name, desired);
+      warnings = await checkIdentity({ desired, state, statePath, provider, probe: opts.probe ?? DEFAULT_PROBE });
+    },
+  });
+  return { ...prepared, warnings };
 }
 
 export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResult> {
@@ -64,7 +88,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
   try {
     const store = new ImageStore(home);
     if (opts.ensureImage && !(await store.find(desiredForName.image))) await opts.ensureImage(store, desiredForName.image);
-    const prepared = await preparePlan({
+    const prepared = await planCluster({
       clusterfile: opts.clusterfile,
       home,
       env: opts.env,
@@ -77,11 +101,13 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
       checkPlanFresh(opts.savedPlan, { state: prepared.state, desired: prepared.desired, image: prepared.image });
       plan = opts.savedPlan;
     }
+    for (const w of prepared.warnings) opts.reporter(plan.cluster).event({ type: 'warning', host: w.host, message: w.message });
     if (plan.actions.length === 0) return { plan };
     if (!(await opts.confirm(plan))) throw new AbortError('apply cancelled');
-    const state = prepared.state ?? createState(prepared.desired.name, prepared.desired.provider);
-    const provider = providerFor(prepared.desired.provider, home, prepared.desired.name, prepared.desired);
-    const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning });
+    // A new cluster's state is written before any host is touched: every host it claims has a state that names it.
+    const state = prepared.state ?? (await backend.write(createState(prepared.desired.name, prepared.desired.provider)));
+    const provider = providerFor(prepared.desired.provider, home, prepared.desired.name, prepared.desired, state.lineage);
+    const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning }, { cluster: state.cluster, lineage: state.lineage, claim: true });
     const relay = opts.relay === false ? undefined : relayFor(state, prepared.desired);
     try {
       const result = await execute(
@@ -106,10 +132,13 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
   try {
     const state = await backend.read();
     if (!state) return undefined;
+    const provider = providerFor(state.provider, home, state.cluster, desired, state.lineage);
+    await checkIdentity({ desired, state, statePath: backend.path, provider });
     const plan = planDestroy(state);
-    const provider = providerFor(state.provider, home, state.cluster, desired);
+    if (plan.actions.length === 0 && !state.image) return { plan };
     if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
-    const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning });
+    // Checked, never claimed: destroy touches only hosts this state owns, and removes their files.
+    const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning }, { cluster: state.cluster, lineage: state.lineage, claim: false });
     let result: ExecuteResult | undefined;
     try {
       result = await execute(
@@ -121,8 +150,8 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     }
     if (result.failed.length === 0 && !result.interrupted && Object.keys(result.state.hosts).length === 0) {
       await provider.release?.();
-      // The state goes; its last version stays as the backup, as Terraform keeps one after destroy.
-      await rename(backend.path, backend.backupPath);
+      // An empty state of the same lineage stays, as Terraform's does: making the cluster again continues it.
+      await backend.write({ ...emptyState(state.cluster, state.provider, state.lineage), serial: result.state.serial });
     }
     return { plan, result };
   } finally {

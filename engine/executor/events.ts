@@ -8,7 +8,9 @@ export type ExecEvent =
   | { type: 'action-skipped'; action: Action; because: string }
   | { type: 'action-retry'; action: Action; attempt: number; delayMs: number; error: Error }
   | { type: 'output'; host: string; stream: 'stdout' | 'stderr'; line: string }
-  | { type: 'interrupted' };
+  | { type: 'interrupted' }
+  /** Something could not be checked before the plan; the step that needs it checks again. */
+  | { type: 'warning'; host?: string; message: string };
 
 export interface Reporter {
   event(e: ExecEvent): void;

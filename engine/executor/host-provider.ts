@@ -12,4 +12,9 @@ export interface HostProvider {
   target(host: Pick<HostState, 'key' | 'ip' | 'ssh'>): Promise<SshTarget>;
   /** Called when the cluster is gone (destroy), to release what the provider holds for it. */
   release?(): Promise<void>;
+  /**
+   * Providers that make hosts: the hosts they already hold for this cluster and the state lineage recorded for
+   * them, read without creating or changing anything. Undefined when they hold nothing.
+   */
+  held?(): Promise<{ where: string; hosts: string[]; lineage?: string } | undefined>;
 }

@@ -147,3 +147,8 @@ export function parseOutputs(text: string): Record<string, string> {
   }
   return out;
 }
+
+/** Names the state (by lineage) that owns this cluster's files on the host; inside the cluster's own directory. */
+export function remoteLineageFile(cluster: string): string {
+  return `${remoteClusterDir(cluster)}/lineage`;
+}

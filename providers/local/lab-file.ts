@@ -25,6 +25,8 @@ export const LabFileSchema = z.object({
   id: z.string(),
   subnet: z.object({ k: z.number().int(), cidr: z.string(), gateway: z.string() }),
   bridge: z.string(),
+  /** Lineage of the cluster state whose hosts these are; recorded when a cluster first uses the lab. */
+  lineage: z.string().optional(),
   hosts: z.record(z.string(), HostRecordSchema),
 });
 

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { exists } from '../../engine/fsutil.js';
 import { retry } from '../../engine/retry.js';
-import { HostUnreachableError, TransientError } from '../../engine/errors.js';
+import { HostUnreachableError, StateIdentityError, TransientError } from '../../engine/errors.js';
 import { connectSsh } from '../ssh/session.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalHostError, requireRoot } from './errors.js';
@@ -93,6 +93,30 @@ export class LocalLab {
   host(name: string): LabHost | undefined {
     const r = this.state.hosts[name];
     return r && toLabHost(r);
+  }
+
+  /** Lineage of the cluster state this lab's hosts belong to, if one was recorded. */
+  get lineage(): string | undefined {
+    return this.state.lineage;
+  }
+
+  /**
+   * Records that the lab's hosts belong to the state of `lineage`. Refused while the lab holds hosts of another
+   * lineage: those are another state's cluster.
+   */
+  async claim(lineage: string): Promise<void> {
+    await this.locked(async () => {
+      const held = Object.keys(this.state.hosts);
+      if (this.state.lineage === lineage) return;
+      if (this.state.lineage && held.length > 0) {
+        throw new StateIdentityError(
+          `lab ${this.dir} holds ${held.length} host(s) of the state with lineage ${this.state.lineage}, not ${lineage}`,
+          'the state of that cluster was lost or replaced: put it back with `ci state restore`, or pass it with --state',
+        );
+      }
+      this.state.lineage = lineage;
+      await this.save();
+    });
   }
 
   /** Creates and starts a host, or returns it as is when it already runs. Waits until SSH answers. */

@@ -4,6 +4,7 @@ import type { HostProvider } from '../../engine/executor/host-provider.js';
 import type { HostState, LocalKind } from '../../state/model.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalLab } from './lab.js';
+import { labFilePath, readLabFile } from './lab-file.js';
 
 export function labDirFor(home: string, cluster: string): string {
   return join(home, 'local', cluster);
@@ -12,11 +13,25 @@ export function labDirFor(home: string, cluster: string): string {
 export class LocalProvider implements HostProvider {
   private lab: Promise<LocalLab> | undefined;
 
-  constructor(private readonly dir: string) {}
+  /** With `lineage`, the lab is claimed for that state when first used (and refused when it holds another's hosts). */
+  constructor(
+    private readonly dir: string,
+    private readonly lineage?: string,
+  ) {}
 
   private open(): Promise<LocalLab> {
-    this.lab ??= LocalLab.open(this.dir);
+    this.lab ??= LocalLab.open(this.dir).then(async (lab) => {
+      if (this.lineage) await lab.claim(this.lineage);
+      return lab;
+    });
     return this.lab;
+  }
+
+  /** Read from lab.json only: nothing is created, and no root is needed. */
+  async held(): Promise<{ where: string; hosts: string[]; lineage?: string } | undefined> {
+    const lab = await readLabFile(this.dir);
+    if (!lab) return undefined;
+    return { where: labFilePath(this.dir), hosts: Object.keys(lab.hosts), lineage: lab.lineage };
   }
 
   async create(key: string, kind: LocalKind) {

@@ -87,7 +87,7 @@ function connectOnce(target: SshTarget, opts: ConnectOptions): Promise<OpenConne
       resolve({ client, hostKey: offered ?? '' });
     });
     client.on('error', (err) => {
-      if (mismatch && offered) return fail(new HostKeyMismatchError(name, opts.pinnedHostKey ?? '', offered));
+      if (mismatch && offered) return fail(new HostKeyMismatchError(name, opts.pinnedHostKey ?? '', offered, target.host));
       fail(classifyConnectError(target, err));
     });
     client.on('close', () => fail(new TransientError('SSH_CONNECT_FAILED', `${name}: connection closed during handshake`)));

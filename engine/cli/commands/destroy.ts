@@ -9,7 +9,7 @@ import { positiveInt } from '../options.js';
 export function register(program: Command): void {
   program
     .command('destroy')
-    .description('run `clean` on every host, remove cloudimage files and local hosts, and remove the state')
+    .description('run `clean` on every host, remove cloudimage files and local hosts, and leave an empty state')
     .option('-f, --file <Clusterfile>', 'the Clusterfile', 'Clusterfile')
     .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
     .option('--auto-approve', 'do not ask for confirmation')
@@ -29,8 +29,12 @@ export function register(program: Command): void {
           reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'destroy') })),
           signal: interrupt.signal,
         });
-        if (!done?.result) {
+        if (!done) {
           process.stdout.write('Nothing to destroy: the cluster has no state.\n');
+          return;
+        }
+        if (!done.result) {
+          process.stdout.write(`Nothing to destroy: the state of cluster ${done.plan.cluster} holds no hosts.\n`);
           return;
         }
         process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));

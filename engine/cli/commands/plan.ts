@@ -1,7 +1,8 @@
 /** `ci plan`: show (and optionally save) what apply would do. */
 import type { Command } from 'commander';
 import { positiveInt } from '../options.js';
-import { preparePlan } from '../../../plans/prepare.js';
+import { planCluster } from '../../executor/converge.js';
+import { redact } from '../../redact.js';
 import { savePlanFile } from '../../../plans/planfile.js';
 import { renderPlanJson, renderPlanText } from '../../../plans/render/index.js';
 
@@ -25,12 +26,13 @@ export function register(program: Command): void {
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on errors')
     .option('--max-unavailable <n>', 'nodes upgraded at the same time', '1')
     .action(async (flags: PlanFlags) => {
-      const prepared = await preparePlan({
+      const prepared = await planCluster({
         clusterfile: flags.file,
         statePath: flags.state,
         maxUnavailable: positiveInt('--max-unavailable', flags.maxUnavailable),
       });
       const { plan } = prepared;
+      for (const w of prepared.warnings) process.stderr.write(`warning: ${redact(w.message)}\n`);
       process.stdout.write(flags.json ? renderPlanJson(plan) : renderPlanText(plan, { color: Boolean(process.stdout.isTTY) }));
       if (flags.out) {
         await savePlanFile(flags.out, plan);

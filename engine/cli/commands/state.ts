@@ -1,12 +1,15 @@
-/** `ci state list|show` and `ci force-unlock`: look at the state file, and break a lock whose holder is gone. */
+/**
+ * `ci state list|show|restore|rm-host-key` and `ci force-unlock`: look at the state file, put its backup back, forget
+ * a rebuilt host's key, and break a lock whose holder is gone.
+ */
 import type { Command } from 'commander';
 import { UsageError, StateError } from '../../errors.js';
 import { ciHome } from '../../home.js';
 import { shortDigest } from '../../digest.js';
 import { loadClusterfile } from '../../clusterfile/parse.js';
-import { LocalStateBackend } from '../../../state/local.js';
+import { LocalStateBackend, describeState, withStateLock } from '../../../state/local.js';
 import { statePathFor } from '../../../state/paths.js';
-import type { ClusterState } from '../../../state/model.js';
+import type { ClusterState, HostState } from '../../../state/model.js';
 
 interface Where {
   file?: string;
@@ -27,6 +30,13 @@ async function readState(where: Where): Promise<{ path: string; state: ClusterSt
   return { path, state };
 }
 
+/** A host of the state by key, IP or name. */
+export function findStateHost(state: ClusterState, host: string): HostState | undefined {
+  return state.hosts[host] ?? Object.values(state.hosts).find((x) => x.ip === host || x.name === host || x.hostname === host);
+}
+
+const imageOf = (s: ClusterState) => (s.image ? `image ${s.image.ref} (${shortDigest(s.image.digest)})` : 'no image applied');
+
 export function formatStateList(state: ClusterState): string {
   const rows = [['HOST', 'IP', 'ROLES', 'STATUS', 'LAYERS', 'IMAGE']];
   for (const h of Object.values(state.hosts)) {
@@ -36,11 +46,12 @@ export function formatStateList(state: ClusterState): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   const lines = rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
   const head = `cluster ${state.cluster} (${state.provider}), image ${state.image ? `${state.image.ref} (${shortDigest(state.image.digest)})` : '(none applied)'}, serial ${state.serial}`;
-  return [head, ...lines, Object.keys(state.hosts).length ? '* master0' : '(no hosts)'].join('\n') + '\n';
+  if (Object.keys(state.hosts).length === 0) return `${head}\nno hosts: the state holds none (the cluster was destroyed, or no host was made yet)\n`;
+  return [head, ...lines, '* master0'].join('\n') + '\n';
 }
 
 export function register(program: Command): void {
-  const state = program.command('state').description('inspect the state ci keeps about a cluster');
+  const state = program.command('state').description('inspect and repair the state ci keeps about a cluster');
   const whereOptions = (c: Command) =>
     c.option('-f, --file <Clusterfile>', 'the Clusterfile (names the cluster)', 'Clusterfile').option('--state <path>', 'state file to read instead');
 
@@ -52,9 +63,48 @@ export function register(program: Command): void {
   whereOptions(state.command('show <host>').description('show one host from the state as JSON (hook outputs are never shown)')).action(
     async (host: string, flags: Where) => {
       const { path, state: s } = await readState(flags);
-      const h = s.hosts[host] ?? Object.values(s.hosts).find((x) => x.ip === host || x.name === host);
+      const h = findStateHost(s, host);
       if (!h) throw new UsageError(`host ${host} is not in the state ${path}`, 'run `ci state list` to see the hosts');
       process.stdout.write(JSON.stringify(h, null, 2) + '\n');
+    },
+  );
+
+  state
+    .command('restore')
+    .description('put the state backup back as the state (the current state file is moved aside, never deleted)')
+    .option('-f, --file <Clusterfile>', 'the Clusterfile (names the cluster; the backup must be of that cluster)')
+    .option('--state <path>', 'state file whose backup to restore')
+    .action(async (flags: Where) => {
+      const desired = flags.file || !flags.state ? await loadClusterfile(flags.file ?? 'Clusterfile') : undefined;
+      const path = flags.state ?? statePathFor(desired!.name, ciHome());
+      const backend = new LocalStateBackend(path);
+      const r = await withStateLock(backend, 'restore', 0, () => backend.restoreBackup({ cluster: desired?.name }));
+      const what = `${describeState(r.state)}, ${imageOf(r.state)}`;
+      if (r.unchanged) {
+        process.stdout.write(`${path} already holds its backup (${what}); nothing changed.\n`);
+        return;
+      }
+      if (r.movedAside) process.stdout.write(`Moved the state file that was there to ${r.movedAside}.\n`);
+      process.stdout.write(`Restored ${path} from ${backend.backupPath}: ${what}.\n`);
+    });
+
+  whereOptions(state.command('rm-host-key <host>').description('forget the pinned SSH host key of a host that was rebuilt (by key, IP or name)')).action(
+    async (host: string, flags: Where) => {
+      const path = await resolveStatePath(flags);
+      const backend = new LocalStateBackend(path);
+      const message = await withStateLock(backend, 'rm-host-key', 0, async () => {
+        const s = await backend.read();
+        if (!s) throw new StateError(`no state at ${path}: the cluster was never applied`, 'pass the state with --state, or the Clusterfile with -f');
+        const h = findStateHost(s, host);
+        if (!h) throw new UsageError(`host ${host} is not in the state ${path}`, `run \`ci state list --state ${path}\` to see the hosts`);
+        const name = h.ip && h.ip !== h.key ? `${h.key} (${h.ip})` : h.key;
+        if (!h.hostKey) return `No SSH host key is pinned for ${name} in ${path}; nothing to remove.\n`;
+        const old = h.hostKey;
+        delete h.hostKey;
+        await backend.write(s);
+        return `Removed the pinned SSH host key ${old} of ${name} from ${path}; the next apply trusts the key the host offers then and pins it.\n`;
+      });
+      process.stdout.write(message);
     },
   );
 
