@@ -7,6 +7,7 @@ import { register as registerPlan } from '../engine/cli/commands/plan.js';
 import { formatStateList, register as registerState } from '../engine/cli/commands/state.js';
 import { ImageStore } from '../engine/image/store.js';
 import { MEDIA, type ImageConfig } from '../engine/image/oci.js';
+import { rawLayer } from './helpers/raw-layers.js';
 import { LocalStateBackend, createState, statePathFor } from '../state/index.js';
 import { preparePlan } from '../plans/prepare.js';
 import { planCluster } from '../engine/executor/converge.js';
@@ -42,7 +43,7 @@ spec:
 async function storeImage() {
   const store = new ImageStore(home);
   await store.init();
-  const layer = await store.putBlob('layer-bytes');
+  const layer = await store.putBlob(rawLayer([{ path: 'etc/app.conf', content: 'a=1\n' }]));
   const config: ImageConfig = {
     architecture: 'amd64',
     os: 'linux',
@@ -56,7 +57,7 @@ async function storeImage() {
     schemaVersion: 2,
     mediaType: MEDIA.manifest,
     config: { mediaType: MEDIA.config, digest: cfg.digest, size: cfg.size },
-    layers: [{ mediaType: MEDIA.layerTar, digest: layer.digest, size: layer.size }],
+    layers: [{ mediaType: MEDIA.layerGzip, digest: layer.digest, size: layer.size }],
   });
   await store.tag('etcd-example:v1', desc);
 }
