@@ -78,8 +78,11 @@ export class ImageNotFoundError extends CiError {
 }
 
 export class InvalidReferenceError extends CiError {
+  /** What is wrong with it, without the reference itself (for messages that name it their own way). */
+  readonly why: string;
   constructor(ref: string, why: string) {
     super('REFERENCE_INVALID', `invalid image reference "${ref}": ${why}`);
+    this.why = why;
   }
 }
 
@@ -157,7 +160,9 @@ export class AbortError extends CiError {
   }
 }
 
+/** The command line itself is wrong: a bad flag value, a missing or contradictory argument. */
 export class UsageError extends CiError {
+  override readonly exitCode = 64; // EX_USAGE, like commander's own usage errors
   constructor(message: string, hint?: string) {
     super('USAGE', message, { hint });
   }
