@@ -1,7 +1,8 @@
 /**
- * Clusterfile loading in stages: YAML (with positions) -> `${VAR}` expansion -> strict schema -> semantic rules
- * -> normalised DesiredCluster. Every problem is collected with its file:line:column and field path and thrown
- * together as one ClusterfileInvalidError. Passwords and passphrases are registered as secrets as soon as read.
+ * Clusterfile loading in stages: YAML (with positions) -> YAML subset (no anchors, aliases or merge keys) ->
+ * `${VAR}` expansion -> strict schema -> semantic rules -> normalised DesiredCluster. Every problem is collected
+ * with its file:line:column and field path and thrown together as one ClusterfileInvalidError. No message quotes
+ * the YAML text; passwords and passphrases are registered as secrets as soon as read.
  */
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
@@ -15,8 +16,12 @@ import { ClusterfileInvalidError, type ClusterfileIssue } from './errors.js';
 import { expandVars, parseEnvList, UnsetVariable } from './env.js';
 import { formatPath, locate, type FieldPath } from './locate.js';
 import { RULES } from './rules.js';
+import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
 import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
+
+/** An alias bomb repeats one construct many times: the first few located are enough to fix the file. */
+const MAX_SUBSET_ISSUES = 10;
 
 export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<DesiredCluster> {
   let text: string;
@@ -31,18 +36,31 @@ export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = pro
 
 export function parseClusterfile(text: string, fileName: string, env: NodeJS.ProcessEnv = process.env): DesiredCluster {
   const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // logLevel error: the library would print warnings itself, quoting keys of the file.
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   const issues: ClusterfileIssue[] = [];
   const list = Array.isArray(docs) ? docs : [];
   if (!Array.isArray(docs)) {
     issues.push({ location: { file: fileName, line: 1, column: 1 }, path: '(document)', message: 'empty file', rule: 'yaml' });
   }
 
+  const at = (offset: number) => {
+    const pos = lines.linePos(offset);
+    return { file: fileName, line: pos.line, column: pos.col };
+  };
+  let refused = 0;
   for (const doc of list) {
     for (const e of doc.errors) {
       const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
-      issues.push({ location: { file: fileName, line: pos.line, column: pos.col }, path: '(yaml)', message: yamlMessage(e.message), rule: 'yaml' });
+      issues.push({ location: { file: fileName, line: pos.line, column: pos.col }, path: '(yaml)', message: syntaxMessage(e.code), rule: 'yaml' });
     }
+    // Before any value is built: an alias is never expanded, so an alias bomb costs what its text costs.
+    for (const i of subsetIssues(doc, text)) {
+      if (++refused <= MAX_SUBSET_ISSUES) issues.push({ location: at(i.offset), path: formatPath(i.path), message: i.message, rule: i.rule });
+    }
+  }
+  if (refused > MAX_SUBSET_ISSUES) {
+    issues.push({ location: { file: fileName }, path: '(document)', message: `and ${refused - MAX_SUBSET_ISSUES} more anchors, aliases or merge keys`, rule: 'yaml-alias' });
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
 
@@ -54,7 +72,8 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   const configs: ExtraDocument[] = [];
   for (const doc of list) {
     if (doc.contents === null) continue;
-    const raw = expandAll(doc.toJS(), [], env, (path, variable) =>
+    // maxAliasCount 0: aliases were refused above; should one slip through, it is never expanded.
+    const raw = expandAll(doc.toJS({ maxAliasCount: 0 }), [], env, (path, variable) =>
       add(doc, path, `environment variable ${variable} is not set: export it or remove \${${variable}}`, 'unset-variable'),
     );
     const kind = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).kind : undefined;
@@ -90,11 +109,6 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   return normalise(cluster!.value, plugins, configs, env);
 }
 
-function yamlMessage(msg: string): string {
-  // The yaml library's messages start with a capital and may carry a code excerpt; keep the first line.
-  const first = msg.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-  return 'invalid YAML: ' + first.charAt(0).toLowerCase() + first.slice(1);
-}
 
 function expandAll(
   v: unknown,
