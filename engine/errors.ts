@@ -92,6 +92,17 @@ export class DigestMismatchError extends CiError {
   }
 }
 
+/** The local image store cannot be read, or holds something damaged. Never used for "not in the store". */
+export class StoreError extends CiError {
+  constructor(
+    code: 'STORE_BLOB_MISSING' | 'STORE_UNREADABLE' | 'STORE_DAMAGED' | 'STORE_GC_BLOCKED',
+    message: string,
+    opts: { hint?: string; cause?: unknown } = {},
+  ) {
+    super(code, message, { source: 'external', hint: opts.hint, cause: opts.cause });
+  }
+}
+
 export class StateLockError extends CiError {
   readonly holder: unknown;
   constructor(message: string, holder: unknown, hint?: string) {
