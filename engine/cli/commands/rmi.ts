@@ -14,9 +14,9 @@ export function register(program: Command): void {
         const r = await store.untag(ref);
         for (const name of r.removed) process.stdout.write(`Untagged: ${name}\n`);
         for (const d of r.freed) process.stdout.write(`Deleted: ${d}\n`);
-        gcFailure ??= r.gcFailure;
+        gcFailure = r.gcFailure; // each collection looks at the whole store: the last one is what holds now
       }
-      // Every name asked for is removed first; then the reason no space was freed, once.
+      // Every name asked for is removed first; then why unused blobs were kept, once.
       if (gcFailure) throw gcFailure;
     });
 }
