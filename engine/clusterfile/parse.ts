@@ -50,7 +50,8 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   };
   let refused = 0;
   for (const doc of list) {
-    for (const e of doc.errors) {
+    // An unknown tag is only a warning to the library; here, like an unknown field, it is an error.
+    for (const e of [...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')]) {
       const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
       issues.push({ location: { file: fileName, line: pos.line, column: pos.col }, path: '(yaml)', message: syntaxMessage(e.code), rule: 'yaml' });
     }
