@@ -101,6 +101,15 @@ spec:
     expect(err).toEqual([{ at: '10:3', path: 'spec.imagee', rule: 'schema', message: 'unknown field "imagee": remove it or check its spelling' }]);
   });
 
+  test('a key that is not a plain word is not quoted: it may be a password whose ":" is missing', () => {
+    expect(issuesOf(edit('ssh: {user: root, passwd: "${SSH_PASSWORD}"', 'ssh: {user: root, passwd pa55-w0rd-xyz'))).toEqual([
+      { at: '7:21', path: 'spec.ssh.<key>', rule: 'schema', message: 'unknown field, its name not shown as it is not a plain word (is a ":" missing?): remove it or check its spelling' },
+    ]);
+    expect(issuesOf(edit('labels: {zone: a}', 'labels: {zone: a, "pa55 w0rd": 1}'))).toEqual([
+      { at: '11:69', path: 'spec.hosts[0].labels.<key>', rule: 'schema', message: 'must be a string, not a number' },
+    ]);
+  });
+
   test('wrong types and enums name the field', () => {
     expect(issuesOf(edit('provider: BAREMETAL', 'provider: CLOUD'))).toEqual([
       { at: '6:13', path: 'spec.provider', rule: 'schema', message: 'must be one of "BAREMETAL", "LOCAL"' },

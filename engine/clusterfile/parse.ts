@@ -14,7 +14,7 @@ import { registerSecret } from '../redact.js';
 import type { LocalKind } from '../../state/model.js';
 import { ClusterfileInvalidError, type ClusterfileIssue } from './errors.js';
 import { expandVars, parseEnvList, UnsetVariable } from './env.js';
-import { formatPath, locate, type FieldPath } from './locate.js';
+import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
 import { RULES } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
@@ -145,7 +145,10 @@ function schemaIssues(
   for (const i of zIssues) {
     const path = i.path as (string | number)[];
     if (i.code === 'unrecognized_keys') {
-      for (const k of i.keys) add([...path, k], `unknown field "${k}": remove it or check its spelling`, true);
+      for (const k of i.keys) {
+        const what = isPlainKey(k) ? `unknown field "${k}"` : 'unknown field, its name not shown as it is not a plain word (is a ":" missing?)';
+        add([...path, k], `${what}: remove it or check its spelling`, true);
+      }
       continue;
     }
     if (i.code === 'invalid_type' && valueAt(raw, path) === undefined) {
