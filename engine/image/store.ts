@@ -14,7 +14,7 @@ import { Transform, type Readable } from 'node:stream';
 import lockfile from 'proper-lockfile';
 import { ciHome } from '../home.js';
 import { digestHex, isDigest, sha256, type Digest } from '../digest.js';
-import { writeFileAtomic, exists } from '../fsutil.js';
+import { writeFileAtomic } from '../fsutil.js';
 import { DigestMismatchError, ImageNotFoundError, StoreError } from '../errors.js';
 import { MEDIA, REF_NAME, STORED_AT, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
 import { normalizeReference, parseReference } from './reference.js';
@@ -57,10 +57,11 @@ export class ImageStore {
   async init(): Promise<void> {
     await fs.mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
     await fs.mkdir(this.tmpDir, { recursive: true });
-    if (!(await exists(join(this.root, 'oci-layout')))) {
+    // Only "no such file" means absent: a store that cannot be looked at is never re-initialised over.
+    if (!(await present(join(this.root, 'oci-layout')))) {
       await writeFileAtomic(join(this.root, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
     }
-    if (!(await exists(join(this.root, 'index.json')))) {
+    if (!(await present(join(this.root, 'index.json')))) {
       const empty: ImageIndex = { schemaVersion: 2, mediaType: MEDIA.index, manifests: [] };
       await writeFileAtomic(join(this.root, 'index.json'), JSON.stringify(empty));
     }
@@ -72,11 +73,9 @@ export class ImageStore {
 
   async hasBlob(d: Digest): Promise<boolean> {
     try {
-      await fs.lstat(this.blobPath(d));
-      return true;
+      return await present(this.blobPath(d));
     } catch (err) {
-      if (isAbsent(err)) return false;
-      throw this.unreadable(d, err);
+      throw this.unreadable(d, err instanceof StoreError ? err.cause : err);
     }
   }
 
@@ -401,6 +400,17 @@ function gcBlocked(why: string, name: string, cause?: unknown): StoreError {
     hint: `the store keeps every blob until each image's manifest is readable again: repair it, or remove ${name} with \`ci rmi\``,
     cause,
   });
+}
+
+/** Whether `path` exists; a failure to look (EACCES, ELOOP, EIO...) is an error, never "absent". */
+async function present(path: string): Promise<boolean> {
+  try {
+    await fs.lstat(path);
+    return true;
+  } catch (err) {
+    if (isAbsent(err)) return false;
+    throw new StoreError('STORE_UNREADABLE', `cannot look up ${path}: ${ioMessage(err)}`, { hint: 'check the permissions of the store', cause: err });
+  }
 }
 
 /** ENOENT, or ENOTDIR (a path component is a file): the thing is not there. Everything else is a real failure. */
