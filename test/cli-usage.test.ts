@@ -163,6 +163,11 @@ describe('ci rmi when the store is damaged', () => {
     // b's manifest blob replaced by a directory: unreadable for root as for anyone.
     rmSync(blob(b));
     mkdirSync(blob(b));
+    // Listed still, size unknown, the reason told.
+    const images = await runCli(['images'], { env: local });
+    expect(images.code).toBe(0);
+    expect(images.stdout).toMatch(/\nb\s+v1\s+\w{12}\s+.* ago\s+\?\n/);
+    expect(images.stderr).toMatch(new RegExp(`^warning: cannot read blob ${b} .*EISDIR`));
     const r = await runCli(['rmi', 'a:v1'], { env: local });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('Untagged: a:v1\n');

@@ -110,7 +110,6 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   return normalise(cluster!.value, plugins, configs, env);
 }
 
-
 function expandAll(
   v: unknown,
   path: (string | number)[],
