@@ -42,9 +42,10 @@ describe('exit codes and usage errors', () => {
     ['missing required option', ['build', '.'], /^error: required option '-t, --tag <name:tag>' not specified\nhint: run `ci build --help`/],
     ['option without its value', ['plan', '--state'], /^error: option '--state <path>' argument missing\nhint: run `ci plan --help`/],
     ['extra argument', ['plan', 'Clusterfile'], /^error: too many arguments for 'plan'\. Expected 0 arguments but got 1\.\nhint: run `ci plan --help`/],
-    ['bad flag value', ['plan', '--max-unavailable', 'x'], /^error: --max-unavailable must be a whole number of at least 1, not "x"\n$/],
+    ['bad flag value', ['plan', '--max-unavailable', 'x'], /^error: --max-unavailable must be a whole number of at least 1, not "x"\nhint: run `ci plan --help` to see its usage\n$/],
     ['bad duration', ['apply', '--lock-timeout', 'soon', '--auto-approve'], /^error: invalid duration "soon"\nhint: /],
-    ['malformed --build-arg', ['build', '-t', 'x:y', '--build-arg', 'novalue', '.'], /^error: --build-arg "novalue" must be name=value\n$/],
+    ['malformed --build-arg', ['build', '-t', 'x:y', '--build-arg', 'novalue', '.'], /^error: --build-arg "novalue" must be name=value\nhint: run `ci build --help` to see its usage\n$/],
+    ['bad flag value of a subcommand', ['state', 'list', '--state', '/nonexistent', '--bogus'], /^error: unknown option '--bogus'\nhint: run `ci state list --help` to see its usage\n$/],
     ['no command at all', [], /^Usage: ci \[options\] \[command\]/],
   ];
   it.each(usage)('%s exits 64 with commander\'s message and a hint', async (_name, args, stderr) => {

@@ -3,7 +3,7 @@
  * the only place where errors become exit codes and text (the codes are in exit-codes.ts).
  */
 import { Command, CommanderError } from 'commander';
-import { CiError } from '../errors.js';
+import { CiError, UsageError } from '../errors.js';
 import { redact } from '../redact.js';
 import { COMMANDS } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
@@ -18,32 +18,42 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   for (const register of COMMANDS) register(program);
-  usageHints(program);
+  let running: Command | undefined;
+  usageHints(program, (cmd) => (running = cmd));
   try {
     await program.parseAsync(argv, { from: 'user' });
     return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
   } catch (err) {
-    return reportError(err, argv.includes('--debug'));
+    return reportError(err, argv.includes('--debug'), running && helpHint(running));
   }
 }
 
-/** After commander's own usage message, one line naming the help of the command that was mistyped. */
-function usageHints(cmd: Command): void {
+function helpHint(cmd: Command): string {
   const path: string[] = [];
   for (let c: Command | null = cmd; c; c = c.parent) path.unshift(c.name());
-  const what = cmd.commands.length > 0 ? 'its commands and options' : 'its usage';
-  cmd.showHelpAfterError(`hint: run \`${path.join(' ')} --help\` to see ${what}`);
-  for (const sub of cmd.commands) usageHints(sub);
+  return `run \`${path.join(' ')} --help\` to see ${cmd.commands.length > 0 ? 'its commands and options' : 'its usage'}`;
 }
 
-export function reportError(err: unknown, debug: boolean): number {
+/**
+ * After commander's own usage message, one line naming the help of the command that was mistyped; and the
+ * command being run is remembered, for the hint of a UsageError found later (a bad flag value, say).
+ */
+function usageHints(cmd: Command, onDispatch: (sub: Command) => void): void {
+  cmd.showHelpAfterError(`hint: ${helpHint(cmd)}`);
+  if (cmd.commands.length > 0) cmd.hook('preSubcommand', (_cmd, sub) => onDispatch(sub));
+  for (const sub of cmd.commands) usageHints(sub, onDispatch);
+}
+
+/** `usageHint` is shown for a UsageError that brings no hint of its own. */
+export function reportError(err: unknown, debug: boolean, usageHint?: string): number {
   if (err instanceof CommanderError) {
     // commander already printed its message (help, version, or the usage error and our hint).
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (err instanceof CiError) {
     process.stderr.write(`error: ${redact(err.message)}\n`);
-    if (err.hint) process.stderr.write(`hint: ${redact(err.hint)}\n`);
+    const hint = err.hint ?? (err instanceof UsageError ? usageHint : undefined);
+    if (hint) process.stderr.write(`hint: ${redact(hint)}\n`);
     if (debug && err.stack) process.stderr.write(redact(err.stack) + '\n');
     return err.exitCode;
   }
