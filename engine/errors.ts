@@ -179,7 +179,9 @@ export class UsageError extends CiError {
   }
 }
 
+/** A bug in cloudimage, found by a check of its own. */
 export class InternalError extends CiError {
+  override readonly exitCode = 70; // EX_SOFTWARE, like an unexpected exception
   constructor(message: string, cause?: unknown) {
     super('INTERNAL', message, { source: 'internal', cause });
   }
