@@ -78,14 +78,28 @@ export class ImageNotFoundError extends CiError {
 }
 
 export class InvalidReferenceError extends CiError {
+  /** What is wrong with it, without the reference itself (for messages that name it their own way). */
+  readonly why: string;
   constructor(ref: string, why: string) {
     super('REFERENCE_INVALID', `invalid image reference "${ref}": ${why}`);
+    this.why = why;
   }
 }
 
 export class DigestMismatchError extends CiError {
   constructor(what: string, expected: string, actual: string) {
     super('DIGEST_MISMATCH', `${what}: expected ${expected} but content hashes to ${actual}`, { source: 'external' });
+  }
+}
+
+/** The local image store cannot be read, or holds something damaged. Never used for "not in the store". */
+export class StoreError extends CiError {
+  constructor(
+    code: 'STORE_BLOB_MISSING' | 'STORE_UNREADABLE' | 'STORE_DAMAGED' | 'STORE_GC_BLOCKED',
+    message: string,
+    opts: { hint?: string; cause?: unknown } = {},
+  ) {
+    super(code, message, { source: 'external', hint: opts.hint, cause: opts.cause });
   }
 }
 
@@ -181,13 +195,17 @@ export class AbortError extends CiError {
   }
 }
 
+/** The command line itself is wrong: a bad flag value, a missing or contradictory argument. */
 export class UsageError extends CiError {
+  override readonly exitCode = 64; // EX_USAGE, like commander's own usage errors
   constructor(message: string, hint?: string) {
     super('USAGE', message, { hint });
   }
 }
 
+/** A bug in cloudimage, found by a check of its own. */
 export class InternalError extends CiError {
+  override readonly exitCode = 70; // EX_SOFTWARE, like an unexpected exception
   constructor(message: string, cause?: unknown) {
     super('INTERNAL', message, { source: 'internal', cause });
   }

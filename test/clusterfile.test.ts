@@ -1,4 +1,4 @@
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseClusterfile, loadClusterfile, ClusterfileInvalidError, clusterfileJsonSchema } from '../engine/clusterfile/index.js';
@@ -101,6 +101,15 @@ spec:
     expect(err).toEqual([{ at: '10:3', path: 'spec.imagee', rule: 'schema', message: 'unknown field "imagee": remove it or check its spelling' }]);
   });
 
+  test('a key that is not a plain word is not quoted: it may be a password whose ":" is missing', () => {
+    expect(issuesOf(edit('ssh: {user: root, passwd: "${SSH_PASSWORD}"', 'ssh: {user: root, passwd pa55-w0rd-xyz'))).toEqual([
+      { at: '7:21', path: 'spec.ssh.<key>', rule: 'schema', message: 'unknown field, its name not shown as it is not a plain word (is a ":" missing?): remove it or check its spelling' },
+    ]);
+    expect(issuesOf(edit('labels: {zone: a}', 'labels: {zone: a, "pa55 w0rd": 1}'))).toEqual([
+      { at: '11:69', path: 'spec.hosts[0].labels.<key>', rule: 'schema', message: 'must be a string, not a number' },
+    ]);
+  });
+
   test('wrong types and enums name the field', () => {
     expect(issuesOf(edit('provider: BAREMETAL', 'provider: CLOUD'))).toEqual([
       { at: '6:13', path: 'spec.provider', rule: 'schema', message: 'must be one of "BAREMETAL", "LOCAL"' },
@@ -160,6 +169,110 @@ spec:
       { at: '1:1', path: '(document)', rule: 'one-cluster', message: 'no document of kind Cluster' },
     ]);
     expect(issuesOf(SEALER + '---\n' + SEALER.split('---')[0]).map((i) => i.rule)).toEqual(['one-cluster']);
+  });
+
+  test('anchors, aliases and merge keys are refused where they stand, without their values', () => {
+    const shared = edit('  ssh: {user: root, passwd: "${SSH_PASSWORD}"', '  ssh: {user: root, passwd: &pw "${SSH_PASSWORD}"').replace(
+      'ssh: {port: 2222}',
+      'ssh: {port: 2222, passwd: *pw}',
+    );
+    expect(issuesOf(shared)).toEqual([
+      { at: '7:29', path: 'spec.ssh.passwd', rule: 'yaml-anchor', message: expect.stringMatching(/^YAML anchors \(&name\) are not allowed .*\$\{VAR\}/) },
+      { at: '12:86', path: 'spec.hosts[1].ssh.passwd', rule: 'yaml-alias', message: expect.stringMatching(/^YAML aliases \(\*name\) are not allowed/) },
+    ]);
+    const block = `apiVersion: cloudimage.io/v1
+kind: Cluster
+metadata: {name: demo}
+spec:
+  image: etcd-example:v1
+  ssh: &creds
+    passwd: pa55-w0rd-xyz
+  hosts:
+  - ips: [10.0.0.2]
+    roles: [master]
+    ssh:
+      <<: *creds
+      port: 2222
+  - {ips: [10.0.0.3], roles: [node], ssh: *creds}
+`;
+    expect(issuesOf(block)).toEqual([
+      { at: '6:8', path: 'spec.ssh', rule: 'yaml-anchor', message: expect.any(String) },
+      { at: '12:7', path: 'spec.hosts[0].ssh.<<', rule: 'yaml-merge-key', message: 'YAML merge keys (<<) are not allowed in a Clusterfile: write the fields out' },
+      { at: '14:43', path: 'spec.hosts[1].ssh', rule: 'yaml-alias', message: expect.any(String) },
+    ]);
+    // An alias or a mapping used as a key is refused too: either would put a value where a field name is shown.
+    const keys = edit('  cmd_args: [--foo]', '  cmd_args: [&k pa55-w0rd-xyz]\n  labels: {*k : 1, ? {p: pa55-w0rd-xyz} : 2}');
+    expect(issuesOf(keys).map((i) => [i.at, i.rule, i.path])).toEqual([
+      ['9:14', 'yaml-anchor', 'spec.cmd_args[0]'],
+      ['10:12', 'yaml-alias', 'spec.labels'],
+      ['10:22', 'yaml-key', 'spec.labels'],
+    ]);
+    for (const text of [shared, block, keys]) {
+      try {
+        parseClusterfile(text, 'Clusterfile', ENV);
+        expect.unreachable();
+      } catch (err) {
+        expect((err as Error).message).not.toContain('pa55-w0rd-xyz');
+        expect((err as Error).message).not.toContain('SSH_PASSWORD');
+      }
+    }
+  });
+
+  test('an alias bomb is refused from its syntax tree, never expanded; the list of problems stays short', () => {
+    // 10 levels of 10 aliases: expanded, 10^10 strings. 11 anchors and 100 aliases in all.
+    const lines = ['apiVersion: cloudimage.io/v1', 'kind: Cluster', 'metadata: {name: demo}', 'spec:', '  image: etcd-example:v1', '  hosts: []', '  appNames: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]'];
+    const bomb = Array.from({ length: 10 }, (_, i) => `  l${i + 1}: &l${i + 1} [${Array(10).fill(`*l${i}`).join(', ')}]`);
+    const issues = issuesOf([...lines, ...bomb].join('\n') + '\n');
+    expect(issues.slice(0, 3)).toEqual([
+      { at: '7:13', path: 'spec.appNames', rule: 'yaml-anchor', message: expect.any(String) },
+      { at: '8:7', path: 'spec.l1', rule: 'yaml-anchor', message: expect.any(String) },
+      { at: '8:12', path: 'spec.l1[0]', rule: 'yaml-alias', message: expect.any(String) },
+    ]);
+    expect(issues).toHaveLength(11);
+    expect(issues[10]).toMatchObject({ path: '(document)', message: 'and 101 more anchors, aliases or merge keys' });
+  });
+
+  test('YAML syntax errors are told in our own words: no text of the file appears in them', () => {
+    const warnings = vi.spyOn(process, 'emitWarning');
+    try {
+      const cases = [
+        edit('pkPasswd: ""', 'pkPasswd: "\\Upa55w0rd"'), // a bad escape the library would quote
+        edit('  cmd_args: [--foo]', '  cmd_args: !!omap [{pa55-w0rd-xyz: 1}, {pa55-w0rd-xyz: 2}]'), // quotes the key
+        edit('  cmd_args: [--foo]', '  cmd_args: !<pa55-w0rd-xyz> [x]'), // an unknown tag is refused, unquoted
+        edit('  cmd_args: [--foo]', '  labels: {? [pa55-w0rd-xyz] : 1}'), // the library would warn, quoting the key
+      ];
+      for (const text of cases) {
+        let message = '';
+        try {
+          parseClusterfile(text, 'Clusterfile', ENV);
+        } catch (err) {
+          message = (err as Error).message;
+        }
+        expect(message).toMatch(/^Clusterfile:\d+:\d+: /);
+        expect(message).not.toMatch(/pa55/);
+      }
+      expect(issuesOf(cases[0])).toEqual([{ at: '7:82', path: '(yaml)', rule: 'yaml', message: expect.stringMatching(/^invalid YAML: an invalid escape sequence/) }]);
+      expect(warnings).not.toHaveBeenCalled();
+    } finally {
+      warnings.mockRestore();
+    }
+  });
+
+  test('spec.image must be an image reference, checked by the one reference parser', () => {
+    expect(issuesOf(edit('image: etcd-example:v1', 'image: Etcd Example:v1'))).toEqual([
+      {
+        at: '5:10',
+        path: 'spec.image',
+        rule: 'bad-image',
+        message: '"Etcd Example:v1" is not a valid image reference (empty or contains white space): write [registry/]name:tag, e.g. etcd-example:v1',
+      },
+    ]);
+    expect(issuesOf(edit('image: etcd-example:v1', 'image: "repo:bad tag!"')).map((i) => [i.at, i.rule])).toEqual([['5:10', 'bad-image']]);
+    expect(issuesOf(edit('image: etcd-example:v1', 'image: repo:-v1'))[0].message).toContain('tag "-v1" is not valid');
+    expect(issuesOf(edit('image: etcd-example:v1', 'image: Etcd:v1'))[0].message).toContain('name component "Etcd" must be lower-case');
+    for (const ok of ['registry.example.com:5000/team/etcd:v1', 'etcd-example', `etcd@sha256:${'a'.repeat(64)}`]) {
+      expect(parseClusterfile(edit('image: etcd-example:v1', `image: ${ok}`), 'Clusterfile', ENV).image).toBe(ok);
+    }
   });
 
   test('loadClusterfile reports a missing file clearly', async () => {

@@ -46,7 +46,7 @@ describe.skipIf(!labsAvailable())('saved plans, approval and apply on local host
 
   it('refuses to apply without a terminal or --auto-approve, and changes nothing', async () => {
     const r = await runCli(['apply', '-f', cf], { env });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(64); // a usage error: the fix is a flag
     expect(r.stderr).toMatch(/error: no terminal to confirm/);
     expect(existsSync(join(dir, 'home/clusters/saved/state.json'))).toBe(false);
     expect(existsSync(join(dir, 'home/local/saved/lab.json'))).toBe(false);

@@ -55,6 +55,16 @@ describe('Kubefile parser', () => {
     ['two FROMs', 'FROM scratch\nFROM scratch', /Kubefile:2: only one FROM/],
     ['empty file', '# nothing\n', /Kubefile: the Kubefile has no instructions/],
     ['unterminated quote', 'FROM scratch\nLABEL a="b', /Kubefile:2: LABEL: unterminated " quote/],
+    ['unterminated JSON CMD', 'FROM scratch\nCMD ["a", "b"', /^Kubefile:2: CMD: the arguments start like the JSON form but have no closing \]$/],
+    ['unterminated JSON RUN', 'FROM scratch\nRUN ["x"', /^Kubefile:2: RUN: the arguments start like the JSON form but have no closing \]$/],
+    ['unterminated JSON with a space', 'FROM scratch\nCMD [ "sh", "-c", "x"', /^Kubefile:2: CMD: .* have no closing \]$/],
+    ['JSON without commas', 'FROM scratch\nCMD ["a" "b"]', /^Kubefile:2: CMD: the arguments start like the JSON form but are not valid JSON$/],
+    ['JSON with single quotes', "FROM scratch\nCMD [ 'a', 'b' ]", /^Kubefile:2: CMD: .* are not valid JSON$/],
+    ['JSON of numbers', 'FROM scratch\nCMD ["a", 1]', /^Kubefile:2: CMD: the JSON form must be a non-empty array of strings$/],
+    ['broken COPY JSON', 'FROM scratch\nCOPY ["a", "b"', /^Kubefile:2: COPY: the arguments start like the JSON form but have no closing \]$/],
+    ['COPY JSON of numbers', 'FROM scratch\nCOPY [1, 2]', /^Kubefile:2: COPY: the JSON form must be a non-empty array of strings$/],
+    ['trailing continuation', 'FROM scratch\nRUN echo a \\\n  && echo b \\\n', /^Kubefile:3: the line ends with \\ \(continued on the next line\), but nothing follows it$/],
+    ['continuation into comments only', 'FROM scratch\nRUN echo a \\\n# the end\n\n', /^Kubefile:2: the line ends with \\/],
   ];
   it.each(bad)('rejects %s with file:line', (_name, src, re) => {
     let err: unknown;
@@ -65,6 +75,35 @@ describe('Kubefile parser', () => {
     }
     expect(err).toBeInstanceOf(KubefileError);
     expect((err as Error).message).toMatch(re);
+  });
+
+  it('a broken JSON form says how to write it', () => {
+    const err = (() => {
+      try {
+        parseKubefile('FROM scratch\nCMD ["a", "b"', 'Kubefile');
+      } catch (e) {
+        return e as KubefileError;
+      }
+    })();
+    expect(err?.hint).toBe('write CMD ["executable", "arg"] with double quotes, commas and a closing ], or leave the brackets out for the shell form');
+  });
+
+  it('takes lines that start with [ but are not JSON-like as shell commands, and COPY of a [glob]', () => {
+    const ins = parseKubefile(
+      ['FROM scratch', 'RUN [ -f x ] && y', 'RUN [ "$A" = b ]', 'RUN [ "$A" ] && echo set', 'RUN [[ -n "$A" ]]', 'CMD [ -x /bin/app ] || exit 1', 'COPY [ab].txt /opt/', 'COPY ["a b.txt", "/opt/x y/"]', 'RUN [ "$A" ]'].join('\n'),
+      'Kubefile',
+    );
+    expect(ins.slice(1).map((i) => (i.op === 'COPY' ? { sources: i.sources, dest: i.dest } : 'exec' in i && i.exec ? { exec: i.exec } : { shell: (i as { shell?: string }).shell }))).toEqual([
+      { shell: '[ -f x ] && y' },
+      { shell: '[ "$A" = b ]' },
+      { shell: '[ "$A" ] && echo set' },
+      { shell: '[[ -n "$A" ]]' },
+      { shell: '[ -x /bin/app ] || exit 1' },
+      { sources: ['[ab].txt'], dest: '/opt/' },
+      { sources: ['a b.txt'], dest: '/opt/x y/' },
+      // Valid JSON is the exec form, as in Docker.
+      { exec: ['$A'] },
+    ]);
   });
 
   it('expands variables with defaults and escapes', () => {

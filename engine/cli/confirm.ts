@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline/promises';
 import { renderPlanText } from '../../plans/render/text.js';
 import type { Plan } from '../../plans/actions.js';
 import { UsageError } from '../errors.js';
+import { EXIT } from './exit-codes.js';
 
 export function confirmer(opts: { autoApprove?: boolean; color: boolean; verb: string }): (plan: Plan) => Promise<boolean> {
   return async (plan) => {
@@ -25,7 +26,7 @@ export function confirmer(opts: { autoApprove?: boolean; color: boolean; verb: s
 export function interruptSignal(): { signal: AbortSignal; dispose: () => void } {
   const ctl = new AbortController();
   const onSigint = () => {
-    if (ctl.signal.aborted) process.exit(130);
+    if (ctl.signal.aborted) process.exit(EXIT.interrupted);
     process.stderr.write('\ninterrupt: finishing the steps under way (Ctrl-C again to quit at once)\n');
     ctl.abort();
   };

@@ -1,35 +1,59 @@
 /**
  * The `ci` command. Each command lives in its own module under commands/ and registers itself; this file is
- * the only place where errors become exit codes and text.
+ * the only place where errors become exit codes and text (the codes are in exit-codes.ts).
  */
 import { Command, CommanderError } from 'commander';
-import { CiError } from '../errors.js';
+import { CiError, UsageError } from '../errors.js';
 import { redact } from '../redact.js';
 import { COMMANDS } from './commands/index.js';
+import { EXIT } from './exit-codes.js';
+import { productVersion } from './version.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('ci')
     .description('cloudimage: build, share and run whole distributed systems as images')
+    .version(productVersion(), '-V, --version', 'print the version of ci')
     .option('--debug', 'show stack traces for errors')
+    .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   for (const register of COMMANDS) register(program);
+  let running: Command | undefined;
+  usageHints(program, (cmd) => (running = cmd));
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return process.exitCode === undefined ? 0 : Number(process.exitCode);
+    return process.exitCode === undefined ? EXIT.ok : Number(process.exitCode);
   } catch (err) {
-    return reportError(err, argv.includes('--debug'));
+    return reportError(err, argv.includes('--debug'), running && helpHint(running));
   }
 }
 
-export function reportError(err: unknown, debug: boolean): number {
+function helpHint(cmd: Command): string {
+  const path: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) path.unshift(c.name());
+  return `run \`${path.join(' ')} --help\` to see ${cmd.commands.length > 0 ? 'its commands and options' : 'its usage'}`;
+}
+
+/**
+ * After commander's own usage message, one line naming the help of the command that was mistyped; and the
+ * command being run is remembered, for the hint of a UsageError found later (a bad flag value, say).
+ */
+function usageHints(cmd: Command, onDispatch: (sub: Command) => void): void {
+  cmd.showHelpAfterError(`hint: ${helpHint(cmd)}`);
+  if (cmd.commands.length > 0) cmd.hook('preSubcommand', (_cmd, sub) => onDispatch(sub));
+  for (const sub of cmd.commands) usageHints(sub, onDispatch);
+}
+
+/** `usageHint` is shown for a UsageError that brings no hint of its own. */
+export function reportError(err: unknown, debug: boolean, usageHint?: string): number {
   if (err instanceof CommanderError) {
-    // commander already printed its message (help or usage).
-    return err.exitCode === 0 ? 0 : 2;
+    // commander already printed its message (help, version, or the usage error and our hint).
+    return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (err instanceof CiError) {
     process.stderr.write(`error: ${redact(err.message)}\n`);
-    if (err.hint) process.stderr.write(`hint: ${redact(err.hint)}\n`);
+    const hint = err.hint ?? (err instanceof UsageError ? usageHint : undefined);
+    if (hint) process.stderr.write(`hint: ${redact(hint)}\n`);
     if (debug && err.stack) process.stderr.write(redact(err.stack) + '\n');
     return err.exitCode;
   }
@@ -37,6 +61,5 @@ export function reportError(err: unknown, debug: boolean): number {
   process.stderr.write(`error: internal error (this is a bug in cloudimage): ${redact(e?.message ?? String(err))}\n`);
   if (debug && e?.stack) process.stderr.write(redact(e.stack) + '\n');
   else process.stderr.write('hint: run again with --debug for the stack trace\n');
-  return 70;
+  return EXIT.internal;
 }
-

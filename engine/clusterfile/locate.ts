@@ -4,12 +4,23 @@ import type { Location } from '../errors.js';
 
 export type FieldPath = readonly (string | number)[];
 
-/** `spec.hosts[0].ips[1]` */
+/**
+ * A key that reads as a field name. Anything else is not shown: `{user: root, passwd hunter2}` (a ":" missing)
+ * makes the password a key, and a Clusterfile's errors never quote its secrets.
+ */
+export function isPlainKey(key: string): boolean {
+  return /^(?:[A-Za-z0-9_][A-Za-z0-9_.\/-]{0,127}|<<)$/.test(key);
+}
+
+/** `spec.hosts[0].ips[1]`; a key that is not a plain word shows as `<key>`. */
 export function formatPath(path: FieldPath): string {
   let s = '';
   for (const seg of path) {
     if (typeof seg === 'number') s += `[${seg}]`;
-    else s += s ? `.${seg}` : seg;
+    else {
+      const name = isPlainKey(seg) ? seg : '<key>';
+      s += s ? `.${name}` : name;
+    }
   }
   return s || '(document)';
 }

@@ -1,7 +1,8 @@
 /**
- * Clusterfile loading in stages: YAML (with positions) -> `${VAR}` expansion -> strict schema -> semantic rules
- * -> normalised DesiredCluster. Every problem is collected with its file:line:column and field path and thrown
- * together as one ClusterfileInvalidError. Passwords and passphrases are registered as secrets as soon as read.
+ * Clusterfile loading in stages: YAML (with positions) -> YAML subset (no anchors, aliases or merge keys) ->
+ * `${VAR}` expansion -> strict schema -> semantic rules -> normalised DesiredCluster. Every problem is collected
+ * with its file:line:column and field path and thrown together as one ClusterfileInvalidError. No message quotes
+ * the YAML text; passwords and passphrases are registered as secrets as soon as read.
  */
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
@@ -13,10 +14,14 @@ import { registerSecret } from '../redact.js';
 import type { LocalKind } from '../../state/model.js';
 import { ClusterfileInvalidError, type ClusterfileIssue } from './errors.js';
 import { expandVars, parseEnvList, UnsetVariable } from './env.js';
-import { formatPath, locate, type FieldPath } from './locate.js';
+import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
 import { RULES } from './rules.js';
+import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
 import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
+
+/** An alias bomb repeats one construct many times: the first few located are enough to fix the file. */
+const MAX_SUBSET_ISSUES = 10;
 
 export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<DesiredCluster> {
   let text: string;
@@ -31,18 +36,32 @@ export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = pro
 
 export function parseClusterfile(text: string, fileName: string, env: NodeJS.ProcessEnv = process.env): DesiredCluster {
   const lines = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // logLevel error: the library would print warnings itself, quoting keys of the file.
+  const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
   const issues: ClusterfileIssue[] = [];
   const list = Array.isArray(docs) ? docs : [];
   if (!Array.isArray(docs)) {
     issues.push({ location: { file: fileName, line: 1, column: 1 }, path: '(document)', message: 'empty file', rule: 'yaml' });
   }
 
+  const at = (offset: number) => {
+    const pos = lines.linePos(offset);
+    return { file: fileName, line: pos.line, column: pos.col };
+  };
+  let refused = 0;
   for (const doc of list) {
-    for (const e of doc.errors) {
+    // An unknown tag is only a warning to the library; here, like an unknown field, it is an error.
+    for (const e of [...doc.errors, ...doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED')]) {
       const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
-      issues.push({ location: { file: fileName, line: pos.line, column: pos.col }, path: '(yaml)', message: yamlMessage(e.message), rule: 'yaml' });
+      issues.push({ location: { file: fileName, line: pos.line, column: pos.col }, path: '(yaml)', message: syntaxMessage(e.code), rule: 'yaml' });
     }
+    // Before any value is built: an alias is never expanded, so an alias bomb costs what its text costs.
+    for (const i of subsetIssues(doc, text)) {
+      if (++refused <= MAX_SUBSET_ISSUES) issues.push({ location: at(i.offset), path: formatPath(i.path), message: i.message, rule: i.rule });
+    }
+  }
+  if (refused > MAX_SUBSET_ISSUES) {
+    issues.push({ location: { file: fileName }, path: '(document)', message: `and ${refused - MAX_SUBSET_ISSUES} more anchors, aliases or merge keys`, rule: 'yaml-alias' });
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
 
@@ -54,7 +73,8 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   const configs: ExtraDocument[] = [];
   for (const doc of list) {
     if (doc.contents === null) continue;
-    const raw = expandAll(doc.toJS(), [], env, (path, variable) =>
+    // maxAliasCount 0: aliases were refused above; should one slip through, it is never expanded.
+    const raw = expandAll(doc.toJS({ maxAliasCount: 0 }), [], env, (path, variable) =>
       add(doc, path, `environment variable ${variable} is not set: export it or remove \${${variable}}`, 'unset-variable'),
     );
     const kind = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).kind : undefined;
@@ -88,12 +108,6 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
   return normalise(cluster!.value, plugins, configs, env);
-}
-
-function yamlMessage(msg: string): string {
-  // The yaml library's messages start with a capital and may carry a code excerpt; keep the first line.
-  const first = msg.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-  return 'invalid YAML: ' + first.charAt(0).toLowerCase() + first.slice(1);
 }
 
 function expandAll(
@@ -130,7 +144,10 @@ function schemaIssues(
   for (const i of zIssues) {
     const path = i.path as (string | number)[];
     if (i.code === 'unrecognized_keys') {
-      for (const k of i.keys) add([...path, k], `unknown field "${k}": remove it or check its spelling`, true);
+      for (const k of i.keys) {
+        const what = isPlainKey(k) ? `unknown field "${k}"` : 'unknown field, its name not shown as it is not a plain word (is a ":" missing?)';
+        add([...path, k], `${what}: remove it or check its spelling`, true);
+      }
       continue;
     }
     if (i.code === 'invalid_type' && valueAt(raw, path) === undefined) {

@@ -5,6 +5,8 @@
 import { isIP } from 'node:net';
 import type { ClusterDoc } from './schema.js';
 import { parseEnvList } from './env.js';
+import { parseReference } from '../image/reference.js';
+import { InvalidReferenceError } from '../errors.js';
 import type { FieldPath } from './locate.js';
 
 export interface RuleIssue {
@@ -47,6 +49,26 @@ export const RULES: Rule[] = [
       doc.spec.image.trim()
         ? []
         : [{ rule: 'missing-image', path: ['spec', 'image'], message: 'is empty: name the CloudImage to run, e.g. etcd-example:v1' }],
+  },
+  {
+    name: 'bad-image',
+    check: (doc) => {
+      const image = doc.spec.image.trim();
+      if (!image) return []; // reported by missing-image
+      try {
+        parseReference(image);
+        return [];
+      } catch (err) {
+        if (!(err instanceof InvalidReferenceError)) throw err;
+        return [
+          {
+            rule: 'bad-image',
+            path: ['spec', 'image'],
+            message: `"${image}" is not a valid image reference (${err.why}): write [registry/]name:tag, e.g. etcd-example:v1`,
+          },
+        ];
+      }
+    },
   },
   {
     name: 'bad-role',

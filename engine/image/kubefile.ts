@@ -1,7 +1,12 @@
 /**
- * Kubefile parsing: comments, `\` continuations, instruction keywords in any case, JSON-array forms of RUN and
- * CMD, `k=v` pairs of ENV and LABEL. Parsing is pure; variable expansion happens in the builder, where ARG and
- * ENV values are known.
+ * Kubefile parsing: comments, `\` continuations, instruction keywords in any case, JSON-array forms of RUN, CMD
+ * and COPY, `k=v` pairs of ENV and LABEL. Parsing is pure; variable expansion happens in the builder, where ARG
+ * and ENV values are known.
+ *
+ * Arguments that start with `[` are the JSON (exec) form when they parse as a JSON array. When they do not, they
+ * are refused if they begin like one — `["`, or `[` and a quoted word followed by `,` or by nothing — because
+ * Docker would quietly run such a line as a shell command and a broken CMD only fails on the cluster's hosts.
+ * Anything else is an ordinary shell command (`RUN [ -f x ] && y`, `RUN [ "$A" = b ]`) or, for COPY, a glob.
  */
 import { KubefileError } from '../errors.js';
 
@@ -22,12 +27,23 @@ interface LogicalLine {
   text: string;
 }
 
+/** A parse problem of one instruction, turned into a located KubefileError by parseKubefile. */
+class Problem extends Error {
+  constructor(
+    message: string,
+    readonly hint?: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Joins `\` continuations and drops comments and blank lines, keeping the first physical line number. */
-function logicalLines(source: string): LogicalLine[] {
+function logicalLines(source: string, file: string): LogicalLine[] {
   const out: LogicalLine[] = [];
   const physical = source.replace(/\r\n?/g, '\n').split('\n');
   let buf: string[] = [];
   let start = 0;
+  let continued = 0;
   for (let i = 0; i < physical.length; i++) {
     const raw = physical[i];
     const trimmed = raw.trim();
@@ -36,13 +52,21 @@ function logicalLines(source: string): LogicalLine[] {
     if (buf.length === 0) start = i + 1;
     if (/\\\s*$/.test(raw)) {
       buf.push(raw.replace(/\\\s*$/, ''));
+      continued = i + 1;
       continue;
     }
     buf.push(raw);
     out.push({ line: start, text: buf.join(' ').trim() });
     buf = [];
   }
-  if (buf.length > 0) out.push({ line: start, text: buf.join(' ').trim() });
+  if (buf.length > 0) {
+    // Usually a line lost at the end of the file: refuse rather than build what is left.
+    throw new KubefileError(
+      { file, line: continued },
+      'the line ends with \\ (continued on the next line), but nothing follows it',
+      'remove the trailing \\ or add the rest of the instruction',
+    );
+  }
   return out;
 }
 
@@ -96,25 +120,41 @@ function parsePairs(args: string, allowLegacy: boolean): [string, string][] {
   });
 }
 
-function parseCommand(args: string): { shell?: string; exec?: string[] } {
+/** `["`, or `[` then a quoted word followed by `,` or by the end: meant as JSON, whatever else it is. */
+const LOOKS_LIKE_JSON = /^\[(?:"|\s*(?:"(?:[^"\\]|\\.)*"|'[^']*')\s*(?:,|$))/;
+
+/**
+ * The JSON form's words, or undefined when `args` is not in JSON form (see the rule at the top of this file).
+ * `form` shows the JSON form and `other` names the alternative, for the hint.
+ */
+function jsonForm(args: string, form: string, other: string): string[] | undefined {
   const t = args.trim();
-  if (t.startsWith('[')) {
-    let arr: unknown;
-    try {
-      arr = JSON.parse(t);
-    } catch {
-      arr = undefined;
-    }
-    if (Array.isArray(arr) && arr.length > 0 && arr.every((x) => typeof x === 'string')) return { exec: arr as string[] };
-    if (Array.isArray(arr)) throw new Error('the JSON form must be a non-empty array of strings');
-    // Not valid JSON: Docker treats it as a shell command, so do we.
+  if (!t.startsWith('[')) return undefined;
+  let arr: unknown;
+  try {
+    arr = JSON.parse(t);
+  } catch {
+    if (!LOOKS_LIKE_JSON.test(t)) return undefined;
+    const why = t.endsWith(']') ? 'are not valid JSON' : 'have no closing ]';
+    throw new Problem(
+      `the arguments start like the JSON form but ${why}`,
+      `write ${form} with double quotes, commas and a closing ], or leave the brackets out for ${other}`,
+    );
   }
-  return { shell: t };
+  if (!Array.isArray(arr) || arr.length === 0 || !arr.every((x) => typeof x === 'string')) {
+    throw new Problem('the JSON form must be a non-empty array of strings', `write ${form}`);
+  }
+  return arr as string[];
+}
+
+function parseCommand(op: string, args: string): { shell?: string; exec?: string[] } {
+  const exec = jsonForm(args, `${op} ["executable", "arg"]`, 'the shell form');
+  return exec ? { exec } : { shell: args.trim() };
 }
 
 export function parseKubefile(source: string, file: string): Instruction[] {
   const result: Instruction[] = [];
-  for (const { line, text } of logicalLines(source)) {
+  for (const { line, text } of logicalLines(source, file)) {
     const m = /^(\S+)(?:\s+([\s\S]*))?$/.exec(text);
     const keyword = (m?.[1] ?? '').toUpperCase();
     const args = (m?.[2] ?? '').trim();
@@ -127,7 +167,7 @@ export function parseKubefile(source: string, file: string): Instruction[] {
       result.push(parseInstruction(keyword, args, line, text));
     } catch (err) {
       if (err instanceof KubefileError) throw err;
-      throw new KubefileError(loc, `${keyword}: ${(err as Error).message}`);
+      throw new KubefileError(loc, `${keyword}: ${(err as Error).message}`, err instanceof Problem ? err.hint : undefined);
     }
   }
   if (result.length === 0) throw new KubefileError({ file }, 'the Kubefile has no instructions', 'start it with FROM scratch');
@@ -148,7 +188,7 @@ function parseInstruction(op: string, args: string, line: number, text: string):
       return { op, line, text, image: words[0] };
     }
     case 'COPY': {
-      const words = args.trim().startsWith('[') ? (JSON.parse(args) as string[]) : splitWords(args);
+      const words = jsonForm(args, 'COPY ["source", "destination"]', 'space-separated paths') ?? splitWords(args);
       const flags = words.filter((w) => w.startsWith('--'));
       if (flags.length > 0) throw new Error(`option ${flags[0]} is not supported`);
       if (words.length < 2) throw new Error('needs at least one source and a destination: COPY src... dest');
@@ -156,7 +196,7 @@ function parseInstruction(op: string, args: string, line: number, text: string):
     }
     case 'RUN':
     case 'CMD':
-      return { op, line, text, ...parseCommand(args) };
+      return { op, line, text, ...parseCommand(op, args) };
     case 'ENV':
     case 'LABEL': {
       const pairs = parsePairs(args, op === 'ENV');

@@ -14,8 +14,8 @@ import { Transform, type Readable } from 'node:stream';
 import lockfile from 'proper-lockfile';
 import { ciHome } from '../home.js';
 import { digestHex, isDigest, sha256, type Digest } from '../digest.js';
-import { writeFileAtomic, exists } from '../fsutil.js';
-import { DigestMismatchError, ImageNotFoundError, StateError } from '../errors.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { DigestMismatchError, ImageNotFoundError, StoreError } from '../errors.js';
 import { MEDIA, REF_NAME, STORED_AT, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
 import { normalizeReference, parseReference } from './reference.js';
 
@@ -27,6 +27,14 @@ export interface ResolvedImage {
   manifestSize: number;
   config: ImageConfig;
   storedAt?: string;
+}
+
+export interface UntagResult {
+  /** The names removed (always removed, even when no blob could be freed). */
+  removed: string[];
+  freed: Digest[];
+  /** Why blobs that may now be unused were kept: a manifest the collector could not read, or a failed delete. */
+  gcFailure?: StoreError;
 }
 
 export interface StoredImage {
@@ -49,10 +57,11 @@ export class ImageStore {
   async init(): Promise<void> {
     await fs.mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
     await fs.mkdir(this.tmpDir, { recursive: true });
-    if (!(await exists(join(this.root, 'oci-layout')))) {
+    // Only "no such file" means absent: a store that cannot be looked at is never re-initialised over.
+    if (!(await present(join(this.root, 'oci-layout')))) {
       await writeFileAtomic(join(this.root, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
     }
-    if (!(await exists(join(this.root, 'index.json')))) {
+    if (!(await present(join(this.root, 'index.json')))) {
       const empty: ImageIndex = { schemaVersion: 2, mediaType: MEDIA.index, manifests: [] };
       await writeFileAtomic(join(this.root, 'index.json'), JSON.stringify(empty));
     }
@@ -63,11 +72,32 @@ export class ImageStore {
   }
 
   async hasBlob(d: Digest): Promise<boolean> {
-    return exists(this.blobPath(d));
+    try {
+      return await present(this.blobPath(d));
+    } catch (err) {
+      throw this.unreadable(d, err instanceof StoreError ? err.cause : err);
+    }
   }
 
   async blobSize(d: Digest): Promise<number> {
-    return (await fs.stat(this.blobPath(d))).size;
+    try {
+      return (await fs.stat(this.blobPath(d))).size;
+    } catch (err) {
+      throw isAbsent(err) ? this.missing(d) : this.unreadable(d, err);
+    }
+  }
+
+  private missing(d: Digest): StoreError {
+    return new StoreError('STORE_BLOB_MISSING', `blob ${d} is missing from the store at ${this.root}`, {
+      hint: 'the store is damaged: pull or build the image again',
+    });
+  }
+
+  private unreadable(d: Digest, err: unknown): StoreError {
+    return new StoreError('STORE_UNREADABLE', `cannot read blob ${d} in the store at ${this.root}: ${ioMessage(err)}`, {
+      hint: `check ${this.blobPath(d)} and the permissions of the store`,
+      cause: err,
+    });
   }
 
   /** A fresh path in the store's temp area (same filesystem as the blobs, so rename is atomic). */
@@ -105,7 +135,7 @@ export class ImageStore {
     }
     const size = (await fs.stat(tmp)).size;
     const dest = this.blobPath(digest);
-    if (await exists(dest)) {
+    if (await this.hasBlob(digest)) {
       await fs.rm(tmp, { force: true });
     } else {
       const fh = await fs.open(tmp, 'r+');
@@ -144,21 +174,26 @@ export class ImageStore {
     try {
       return await fs.readFile(this.blobPath(d));
     } catch (err) {
-      throw new StateError(`blob ${d} is missing from the store at ${this.root}`, 'the store is damaged: pull or build the image again');
+      throw isAbsent(err) ? this.missing(d) : this.unreadable(d, err);
     }
   }
 
   async readJson<T>(d: Digest): Promise<T> {
-    return JSON.parse((await this.readBlob(d)).toString('utf8')) as T;
+    return parseJson<T>((await this.readBlob(d)).toString('utf8'), `blob ${d} in the store at ${this.root}`);
   }
 
   async readIndex(): Promise<ImageIndex> {
+    const path = join(this.root, 'index.json');
+    let text: string;
     try {
-      return JSON.parse(await fs.readFile(join(this.root, 'index.json'), 'utf8')) as ImageIndex;
-    } catch (err: any) {
-      if (err?.code === 'ENOENT') return { schemaVersion: 2, mediaType: MEDIA.index, manifests: [] };
-      throw new StateError(`cannot read ${join(this.root, 'index.json')}: ${err?.message ?? err}`);
+      text = await fs.readFile(path, 'utf8');
+    } catch (err) {
+      if (isAbsent(err)) return { schemaVersion: 2, mediaType: MEDIA.index, manifests: [] };
+      throw new StoreError('STORE_UNREADABLE', `cannot read ${path}: ${ioMessage(err)}`, { hint: 'check the permissions of the store', cause: err });
     }
+    const index = parseJson<ImageIndex>(text, path);
+    if (!Array.isArray(index?.manifests)) throw new StoreError('STORE_DAMAGED', `${path} is not an OCI image index`);
+    return index;
   }
 
   /** Runs `fn` with index.json locked against other cloudimage processes. */
@@ -183,7 +218,7 @@ export class ImageStore {
   /** Stores a manifest (and checks the blobs it names are present), then names it. */
   async putManifest(manifest: Manifest): Promise<Descriptor> {
     for (const d of [manifest.config, ...manifest.layers]) {
-      if (!(await this.hasBlob(d.digest))) throw new StateError(`cannot store manifest: blob ${d.digest} is missing`);
+      if (!(await this.hasBlob(d.digest))) throw new StoreError('STORE_BLOB_MISSING', `cannot store the manifest: blob ${d.digest} is missing from the store at ${this.root}`);
     }
     const body = JSON.stringify(manifest);
     const { digest, size } = await this.putBlob(body);
@@ -241,13 +276,19 @@ export class ImageStore {
     const found = await this.find(refOrId);
     if (!found || !(await this.hasBlob(found.digest))) throw new ImageNotFoundError(refOrId);
     const raw = await this.readBlob(found.digest);
-    const manifest = JSON.parse(raw.toString('utf8')) as Manifest;
+    const manifest = parseJson<Manifest>(raw.toString('utf8'), `manifest ${found.digest} of ${found.ref}`);
+    if (!digestOf(manifest?.config) || !digestsOf(manifest.layers)) {
+      throw new StoreError('STORE_DAMAGED', `manifest ${found.digest} of ${found.ref} is not an image manifest`, { hint: DAMAGED_HINT });
+    }
     const config = await this.readJson<ImageConfig>(manifest.config.digest);
     return { ref: found.ref, digest: found.digest, manifest, manifestSize: raw.length, config, storedAt: found.storedAt };
   }
 
-  /** Removes a name; then frees every blob no remaining name reaches. Returns the freed digests. */
-  async untag(refOrId: string): Promise<{ removed: string[]; freed: Digest[] }> {
+  /**
+   * Removes a name; then frees every blob no remaining name reaches. When the collector cannot tell what is still
+   * in use, the name is removed all the same, nothing is freed, and `gcFailure` says why.
+   */
+  async untag(refOrId: string): Promise<UntagResult> {
     return this.withIndexLock(async () => {
       const found = await this.find(refOrId);
       if (!found) throw new ImageNotFoundError(refOrId);
@@ -262,33 +303,53 @@ export class ImageStore {
         return !drop;
       });
       await this.writeIndex(index);
-      const freed = await this.gcLocked(index);
-      return { removed, freed };
+      return { removed, ...(await this.gcLocked(index)) };
     });
   }
 
-  private async gcLocked(index: ImageIndex): Promise<Digest[]> {
+  /**
+   * Frees every blob that no name in `index` reaches, following nested indexes. Fails closed: if any manifest or
+   * index on the way cannot be read or understood, what it keeps alive is unknown, so nothing at all is freed.
+   */
+  private async gcLocked(index: ImageIndex): Promise<{ freed: Digest[]; gcFailure?: StoreError }> {
     const live = new Set<string>();
-    for (const m of index.manifests) {
-      live.add(m.digest);
+    const read = new Set<string>();
+    const pending = index.manifests.map((m) => ({ digest: m.digest, name: m.annotations?.[REF_NAME] ?? m.digest }));
+    while (pending.length > 0) {
+      const { digest, name } = pending.pop()!;
+      live.add(digest);
+      if (read.has(digest)) continue;
+      read.add(digest);
+      let refs: BlobRefs | undefined;
       try {
-        const manifest = await this.readJson<Manifest>(m.digest);
-        live.add(manifest.config.digest);
-        for (const l of manifest.layers) live.add(l.digest);
-      } catch {
-        // A missing manifest blob keeps nothing alive.
+        refs = blobRefs(await this.readJson<unknown>(digest));
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        return { freed: [], gcFailure: gcBlocked(`the manifest of ${name} cannot be read: ${err.message}`, name, err) };
       }
+      if (!refs) return { freed: [], gcFailure: gcBlocked(`the manifest ${digest} of ${name} is neither an image manifest nor an index`, name) };
+      for (const d of refs.blobs) live.add(d);
+      for (const d of refs.manifests) pending.push({ digest: d, name });
     }
-    const freed: Digest[] = [];
     const dir = join(this.root, 'blobs', 'sha256');
-    for (const hex of await fs.readdir(dir)) {
-      const d = `sha256:${hex}` as Digest;
-      if (!live.has(d)) {
-        await fs.rm(join(dir, hex), { force: true });
+    const freed: Digest[] = [];
+    try {
+      for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+        // Only what looks like a blob: anything else in there was not put there by a store.
+        if (!entry.isFile() || !/^[a-f0-9]{64}$/.test(entry.name)) continue;
+        const d = `sha256:${entry.name}` as Digest;
+        if (live.has(d)) continue;
+        await fs.rm(join(dir, entry.name), { force: true });
         freed.push(d);
       }
+    } catch (err) {
+      const failure = new StoreError('STORE_UNREADABLE', `freeing unused blobs in ${dir} failed: ${ioMessage(err)}`, {
+        hint: 'check the permissions of the store; the next `ci rmi` frees what is left',
+        cause: err,
+      });
+      return { freed, gcFailure: failure };
     }
-    return freed;
+    return { freed };
   }
 
   /**
@@ -317,6 +378,79 @@ export class ImageStore {
   /** Total bytes of an image: manifest, config and layers. */
   static imageSize(img: ResolvedImage): number {
     return img.manifestSize + img.manifest.config.size + img.manifest.layers.reduce((a, l) => a + l.size, 0);
+  }
+}
+
+const DAMAGED_HINT = 'the store is damaged: remove the image with `ci rmi` and pull or build it again';
+
+interface BlobRefs {
+  /** Blobs kept alive as they are: configs and layers. */
+  blobs: Digest[];
+  /** Manifests of an index (or a subject), read in turn. */
+  manifests: Digest[];
+}
+
+/** What a stored manifest or index refers to, or undefined when it is neither. */
+function blobRefs(doc: unknown): BlobRefs | undefined {
+  if (!doc || typeof doc !== 'object') return undefined;
+  const d = doc as { manifests?: unknown; layers?: unknown; config?: unknown; subject?: unknown };
+  // An artifact's subject (OCI 1.1) is another manifest: kept alive by it, so followed too.
+  const subject = d.subject === undefined ? [] : digestsOf([d.subject]);
+  if (!subject) return undefined;
+  if (d.manifests !== undefined) {
+    const manifests = digestsOf(d.manifests);
+    return manifests ? { blobs: [], manifests: [...manifests, ...subject] } : undefined;
+  }
+  const layers = digestsOf(d.layers);
+  const config = digestOf(d.config);
+  if (!layers || !config) return undefined;
+  return { blobs: [config, ...layers], manifests: subject };
+}
+
+function digestOf(descriptor: unknown): Digest | undefined {
+  const v = (descriptor as { digest?: unknown } | null)?.digest;
+  return typeof v === 'string' && isDigest(v) ? v : undefined;
+}
+
+function digestsOf(list: unknown): Digest[] | undefined {
+  if (!Array.isArray(list)) return undefined;
+  const out = list.map(digestOf);
+  return out.every((d) => d !== undefined) ? (out as Digest[]) : undefined;
+}
+
+function gcBlocked(why: string, name: string, cause?: unknown): StoreError {
+  return new StoreError('STORE_GC_BLOCKED', `no blob was freed, because ${why}`, {
+    hint: `the store keeps every blob until each image's manifest is readable again: repair it, or remove ${name} with \`ci rmi\``,
+    cause,
+  });
+}
+
+/** Whether `path` exists; a failure to look (EACCES, ELOOP, EIO...) is an error, never "absent". */
+async function present(path: string): Promise<boolean> {
+  try {
+    await fs.lstat(path);
+    return true;
+  } catch (err) {
+    if (isAbsent(err)) return false;
+    throw new StoreError('STORE_UNREADABLE', `cannot look up ${path}: ${ioMessage(err)}`, { hint: 'check the permissions of the store', cause: err });
+  }
+}
+
+/** ENOENT, or ENOTDIR (a path component is a file): the thing is not there. Everything else is a real failure. */
+function isAbsent(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function ioMessage(err: unknown): string {
+  return (err as Error | undefined)?.message ?? String(err);
+}
+
+function parseJson<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new StoreError('STORE_DAMAGED', `${what} is not valid JSON`, { hint: DAMAGED_HINT });
   }
 }
 

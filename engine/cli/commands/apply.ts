@@ -8,6 +8,8 @@ import { positiveInt } from '../options.js';
 import { LineReporter, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
 import { ensureImageHook } from '../ensure-image.js';
+import { useColor } from '../color.js';
+import { EXIT } from '../exit-codes.js';
 
 export interface ConvergeFlags {
   file?: string;
@@ -37,7 +39,7 @@ export function register(program: Command): void {
     .option('--ca-file <file>', 'extra CA certificate for pulling the image')
     .action(async (planfile: string | undefined, o: ConvergeFlags & { maxUnavailable: string; relay: boolean; insecure?: boolean; caFile?: string }) => {
       const savedPlan = planfile ? await loadPlanFile(planfile) : undefined;
-      const color = !!process.stdout.isTTY;
+      const color = useColor(process.stdout);
       let reporter: LineReporter | undefined;
       const interrupt = interruptSignal();
       try {
@@ -60,7 +62,7 @@ export function register(program: Command): void {
           return;
         }
         process.stdout.write('\n' + renderSummary(result, 'Apply'));
-        if (result.failed.length > 0 || result.interrupted) process.exitCode = result.interrupted ? 130 : 1;
+        if (result.failed.length > 0 || result.interrupted) process.exitCode = result.interrupted ? EXIT.interrupted : EXIT.error;
       } finally {
         interrupt.dispose();
         await reporter?.close();

@@ -5,6 +5,8 @@ import { LineReporter, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
 import { logFileFor, type ConvergeFlags } from './apply.js';
 import { positiveInt } from '../options.js';
+import { useColor } from '../color.js';
+import { EXIT } from '../exit-codes.js';
 
 export function register(program: Command): void {
   program
@@ -16,7 +18,7 @@ export function register(program: Command): void {
     .option('--parallelism <n>', 'hosts worked on at once', '10')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
     .action(async (o: ConvergeFlags) => {
-      const color = !!process.stdout.isTTY;
+      const color = useColor(process.stdout);
       let reporter: LineReporter | undefined;
       const interrupt = interruptSignal();
       try {
@@ -38,7 +40,7 @@ export function register(program: Command): void {
           return;
         }
         process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
-        if (done.result.failed.length > 0 || done.result.interrupted) process.exitCode = done.result.interrupted ? 130 : 1;
+        if (done.result.failed.length > 0 || done.result.interrupted) process.exitCode = done.result.interrupted ? EXIT.interrupted : EXIT.error;
       } finally {
         interrupt.dispose();
         await reporter?.close();

@@ -3,6 +3,7 @@ import { ImageStore } from '../../image/store.js';
 import { parseReference } from '../../image/reference.js';
 import { shortDigest } from '../../digest.js';
 import { humanSize, relativeTime, table } from '../format.js';
+import { redact } from '../../redact.js';
 
 export function register(program: Command): void {
   program
@@ -13,14 +14,18 @@ export function register(program: Command): void {
       const store = new ImageStore();
       const rows = [];
       for (const img of await store.list()) {
-        const resolved = await store.resolve(img.ref).catch(() => undefined);
+        // A damaged image is still listed (so it can be removed), with its size unknown and the reason told.
+        const resolved = await store.resolve(img.ref).catch((err: Error) => {
+          process.stderr.write(`warning: ${redact(err.message)}\n`);
+          return undefined;
+        });
         const r = parseReference(img.ref);
         rows.push({
           name: r.registry ? `${r.registry}/${r.repository}` : r.repository,
           tag: r.tag ?? '<none>',
           id: img.digest,
           created: img.storedAt,
-          size: resolved ? ImageStore.imageSize(resolved) : 0,
+          size: resolved ? ImageStore.imageSize(resolved) : null,
         });
       }
       if (o.json) {
@@ -30,7 +35,7 @@ export function register(program: Command): void {
       process.stdout.write(
         table(
           ['NAME', 'TAG', 'IMAGE ID', 'CREATED', 'SIZE'],
-          rows.map((r) => [r.name, r.tag, shortDigest(r.id), relativeTime(r.created), humanSize(r.size)]),
+          rows.map((r) => [r.name, r.tag, shortDigest(r.id), relativeTime(r.created), r.size === null ? '?' : humanSize(r.size)]),
         ),
       );
     });

@@ -5,6 +5,8 @@ import { planCluster } from '../../executor/converge.js';
 import { redact } from '../../redact.js';
 import { savePlanFile } from '../../../plans/planfile.js';
 import { renderPlanJson, renderPlanText } from '../../../plans/render/index.js';
+import { useColor } from '../color.js';
+import { EXIT } from '../exit-codes.js';
 
 interface PlanFlags {
   file: string;
@@ -23,7 +25,7 @@ export function register(program: Command): void {
     .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
     .option('--json', 'print the plan as JSON')
     .option('--out <file>', 'save the plan for `ci apply <file>`')
-    .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on errors')
+    .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on errors (64 on a usage error)')
     .option('--max-unavailable <n>', 'nodes upgraded at the same time', '1')
     .action(async (flags: PlanFlags) => {
       const prepared = await planCluster({
@@ -33,11 +35,11 @@ export function register(program: Command): void {
       });
       const { plan } = prepared;
       for (const w of prepared.warnings) process.stderr.write(`warning: ${redact(w.message)}\n`);
-      process.stdout.write(flags.json ? renderPlanJson(plan) : renderPlanText(plan, { color: Boolean(process.stdout.isTTY) }));
+      process.stdout.write(flags.json ? renderPlanJson(plan) : renderPlanText(plan, { color: useColor(process.stdout) }));
       if (flags.out) {
         await savePlanFile(flags.out, plan);
         if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply -f ${flags.file} ${flags.out}\` to perform exactly these actions.\n`);
       }
-      if (flags.detailedExitcode && plan.actions.length > 0) process.exitCode = 2;
+      if (flags.detailedExitcode && plan.actions.length > 0) process.exitCode = EXIT.changes;
     });
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { ImageStore } from '../../image/store.js';
+import type { StoreError } from '../../errors.js';
 
 export function register(program: Command): void {
   program
@@ -8,10 +9,14 @@ export function register(program: Command): void {
     .argument('<refs...>', 'image names, digests or ids')
     .action(async (refs: string[]) => {
       const store = new ImageStore();
+      let gcFailure: StoreError | undefined;
       for (const ref of refs) {
-        const { removed, freed } = await store.untag(ref);
-        for (const r of removed) process.stdout.write(`Untagged: ${r}\n`);
-        for (const d of freed) process.stdout.write(`Deleted: ${d}\n`);
+        const r = await store.untag(ref);
+        for (const name of r.removed) process.stdout.write(`Untagged: ${name}\n`);
+        for (const d of r.freed) process.stdout.write(`Deleted: ${d}\n`);
+        gcFailure = r.gcFailure; // each collection looks at the whole store: the last one is what holds now
       }
+      // Every name asked for is removed first; then why unused blobs were kept, once.
+      if (gcFailure) throw gcFailure;
     });
 }
