@@ -11,6 +11,7 @@ import type { StateBackend } from '../state/backend.js';
 import { LocalStateBackend } from '../state/local.js';
 import type { ClusterState } from '../state/model.js';
 import { statePathFor } from '../state/paths.js';
+import { stateKeys } from '../state/keys.js';
 import type { ImageInfo, Plan } from './actions.js';
 import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
@@ -43,7 +44,7 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const resolved = await resolveImage(new ImageStore(home), desired.image);
   const image = imageInfoFromResolved(resolved);
   const statePath = opts.statePath ?? statePathFor(desired.name, home);
-  const backend = opts.backend ?? new LocalStateBackend(statePath);
+  const backend = opts.backend ?? new LocalStateBackend(statePath, { keys: stateKeys(home) });
   const state = await backend.read();
   const p = plan({ desired, image, state, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
   return { desired, resolved, image, state, statePath, backend, plan: p };

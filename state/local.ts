@@ -2,39 +2,26 @@
  * The local-file state backend: `state.json` (0600) replaced atomically with the previous version kept as
  * `state.json.backup`, and a lock file next to it. The lock is created with link(2) from a complete temp file, so
  * it appears atomically and is never seen half-written: a second `ci` reads who holds it and since when.
+ * Both files are encoded by state/codec.ts, which keeps hook outputs sealed at rest.
  */
 import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname, userInfo } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { StateError, StateLockError, UsageError } from '../engine/errors.js';
+import { InternalError, StateError, StateLockError, UsageError } from '../engine/errors.js';
 import { tempSibling, writeFileAtomic } from '../engine/fsutil.js';
 import { retry } from '../engine/retry.js';
 import type { Lock, LockInfo, StateBackend } from './backend.js';
-import { emptyState, STATE_VERSION, type ClusterState, type Provider } from './model.js';
+import { decodeState, encodeState, parseState, resealLegacy } from './codec.js';
+import { stateKeys, type KeySource } from './keys.js';
+import { emptyState, type ClusterState, type Provider } from './model.js';
 import { backupPathFor, lockPathFor } from './paths.js';
+
+export { parseState } from './codec.js';
 
 /** A new state with a fresh lineage, for a cluster applied for the first time. */
 export function createState(cluster: string, provider: Provider): ClusterState {
   return emptyState(cluster, provider, randomUUID());
-}
-
-export function parseState(text: string, where: string): ClusterState {
-  let v: any;
-  try {
-    v = JSON.parse(text);
-  } catch (err: any) {
-    throw new StateError(`state ${where} is not valid JSON: ${err?.message ?? err}`, `restore it from ${backupPathFor(where)}`);
-  }
-  if (!v || typeof v !== 'object' || typeof v.lineage !== 'string' || typeof v.serial !== 'number' || typeof v.hosts !== 'object') {
-    throw new StateError(`state ${where} is not a cloudimage state file`, `restore it from ${backupPathFor(where)}`);
-  }
-  if (v.version !== STATE_VERSION) {
-    throw new StateError(`state ${where} has format version ${v.version}; this ci reads version ${STATE_VERSION}`, 'use the ci release that wrote it');
-  }
-  v.cmdsRun ??= [];
-  v.outputs ??= {};
-  return v as ClusterState;
 }
 
 function isAlive(pid: number): boolean {
@@ -50,17 +37,23 @@ export interface LocalBackendOptions {
   /** Poll interval bounds while waiting for a lock. */
   pollMinMs?: number;
   pollMaxMs?: number;
+  /** Where the key that seals hook outputs comes from (default: the key files under $CI_HOME/keys). */
+  keys?: KeySource;
+  /** Read states without opening their hook outputs, so no key is needed; such a backend refuses to write. */
+  withoutOutputs?: boolean;
 }
 
 export class LocalStateBackend implements StateBackend {
   readonly path: string;
   readonly lockPath: string;
   readonly backupPath: string;
+  private readonly keys: KeySource;
 
   constructor(path: string, private readonly opts: LocalBackendOptions = {}) {
     this.path = path;
     this.lockPath = lockPathFor(path);
     this.backupPath = backupPathFor(path);
+    this.keys = opts.keys ?? stateKeys();
   }
 
   get location(): string {
@@ -75,10 +68,11 @@ export class LocalStateBackend implements StateBackend {
       if (err?.code === 'ENOENT') return undefined;
       throw new StateError(`cannot read state ${this.path}: ${err?.message ?? err}`);
     }
-    return parseState(text, this.path);
+    return decodeState(text, this.path, this.opts.withoutOutputs ? undefined : this.keys);
   }
 
   async write(state: ClusterState): Promise<ClusterState> {
+    if (this.opts.withoutOutputs) throw new InternalError(`state ${this.path} was read without its hook outputs and cannot be written`);
     await fs.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     let previous: string | undefined;
     try {
@@ -86,6 +80,8 @@ export class LocalStateBackend implements StateBackend {
     } catch (err: any) {
       if (err?.code !== 'ENOENT') throw new StateError(`cannot read state ${this.path}: ${err?.message ?? err}`);
     }
+    // A state written before outputs were sealed must not live on in clear as the backup.
+    if (previous !== undefined) previous = await resealLegacy(previous, this.path, this.keys);
     let serial = state.serial;
     if (previous !== undefined) {
       const onDisk = parseState(previous, this.path);
@@ -99,7 +95,7 @@ export class LocalStateBackend implements StateBackend {
       await writeFileAtomic(this.backupPath, previous, 0o600);
     }
     const written: ClusterState = { ...state, serial: serial + 1 };
-    await writeFileAtomic(this.path, JSON.stringify(written, null, 2) + '\n', 0o600);
+    await writeFileAtomic(this.path, await encodeState(written, this.keys, previous), 0o600);
     return written;
   }
 

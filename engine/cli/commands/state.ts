@@ -20,9 +20,10 @@ export async function resolveStatePath(where: Where, home = ciHome()): Promise<s
   return statePathFor(desired.name, home);
 }
 
+/** Hosts only: the hook outputs stay sealed, so these commands work without the state's key. */
 async function readState(where: Where): Promise<{ path: string; state: ClusterState }> {
   const path = await resolveStatePath(where);
-  const state = await new LocalStateBackend(path).read();
+  const state = await new LocalStateBackend(path, { withoutOutputs: true }).read();
   if (!state) throw new StateError(`no state at ${path}: the cluster was never applied`, 'run `ci apply` first, or pass --state');
   return { path, state };
 }
