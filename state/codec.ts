@@ -83,6 +83,8 @@ export async function encodeState(state: ClusterState, keys: KeySource, previous
 
 /** A version 1 text holding outputs in clear, sealed; any other text as it is (used for the backup copy). */
 export async function resealLegacy(text: string, where: string, keys: KeySource): Promise<string> {
+  // Cheap on every write of a large state: only a text holding clear outputs needs parsing.
+  if (!text.includes('"outputs"')) return text;
   const stored = parseState(text, where);
   if (stored.version !== 1 || !stored.outputs || Object.keys(stored.outputs).length === 0) return text;
   return encodeState(await decodeState(text, where, keys), keys);
@@ -94,7 +96,7 @@ function outputsContext(lineage: string): string {
 
 async function keyForWrite(state: ClusterState, keys: KeySource, previous: string | undefined): Promise<StateKey> {
   let keyId: string | undefined;
-  if (previous !== undefined) {
+  if (previous !== undefined && previous.includes('"sealedOutputs"')) {
     try {
       keyId = parseState(previous, 'previous').sealedOutputs?.keyId;
     } catch {

@@ -1,7 +1,7 @@
 /**
  * The CLI's standard output and error pass every write through the redaction registry: whatever a command, commander
  * (usage, help) or a library prints, a registered secret leaves this process masked. Writers that already redact
- * (the progress reporter, error reports) cost one more scan; nothing is printed around this.
+ * (the progress reporter, error reports) cost one more scan.
  */
 import { redact } from '../redact.js';
 
