@@ -47,3 +47,31 @@ export async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+/**
+ * Creates `path` with `data` only if nothing is there yet, complete or not at all: the content is written and synced
+ * in a temp file first and then linked into place (link(2) fails when the name exists). Returns false when another
+ * writer was first; its file is left untouched.
+ */
+export async function createFileExclusive(path: string, data: string | Uint8Array, mode = 0o600): Promise<boolean> {
+  await fs.mkdir(dirname(path), { recursive: true });
+  const tmp = tempSibling(path);
+  const fh = await fs.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await fs.chmod(tmp, mode);
+    await fs.link(tmp, path);
+  } catch (err: any) {
+    if (err?.code === 'EEXIST') return false;
+    throw err;
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+  await fsyncDir(dirname(path));
+  return true;
+}

@@ -12,6 +12,7 @@ import type { StateBackend } from '../state/backend.js';
 import { LocalStateBackend } from '../state/local.js';
 import type { ClusterState } from '../state/model.js';
 import { statePathFor } from '../state/paths.js';
+import { stateKeys } from '../state/keys.js';
 import type { ImageInfo, Plan } from './actions.js';
 import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
@@ -58,7 +59,7 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   });
   const image = imageInfoFromResolved(resolved);
   const statePath = opts.statePath ?? statePathFor(desired.name, home);
-  const backend = opts.backend ?? new LocalStateBackend(statePath);
+  const backend = opts.backend ?? new LocalStateBackend(statePath, { keys: stateKeys(home) });
   const state = await backend.read();
   await opts.beforePlan?.(desired, state, statePath);
   const p = plan({ desired, image, state, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });

@@ -18,6 +18,7 @@ export interface Lock {
   release(): Promise<void>;
 }
 
+/** Where states are kept. Hook outputs are sealed at rest (state/codec.ts) and in clear in the states returned. */
 export interface StateBackend {
   /** Human-readable location, used in messages. */
   readonly location: string;

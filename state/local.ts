@@ -8,49 +8,30 @@
  * a state, or of another lineage than the state, means the state was lost or replaced, and the cluster may still be
  * running. Reads refuse then (rather than report "never applied"), and writes never put a state of another lineage
  * next to the backup or over it.
+ *
+ * Both files are encoded by state/codec.ts, which keeps hook outputs sealed at rest.
  */
 import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname, userInfo } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { StateError, StateIdentityError, StateLockError, UsageError } from '../engine/errors.js';
+import { InternalError, StateError, StateIdentityError, StateLockError, UsageError } from '../engine/errors.js';
 import { exists, tempSibling, writeFileAtomic } from '../engine/fsutil.js';
 import { retry } from '../engine/retry.js';
 import type { Lock, LockInfo, StateBackend } from './backend.js';
-import { emptyState, STATE_VERSION, type ClusterState, type Provider } from './model.js';
+import { decodeState, encodeState, parseState, type StoredState } from './codec.js';
+import { stateKeys, type KeySource } from './keys.js';
+import { emptyState, type ClusterState, type Provider } from './model.js';
 import { backupPathFor, lockPathFor } from './paths.js';
+
+export { parseState } from './codec.js';
 
 /** A new state with a fresh lineage, for a cluster applied for the first time. */
 export function createState(cluster: string, provider: Provider): ClusterState {
   return emptyState(cluster, provider, randomUUID());
 }
 
-/** What to do about a damaged file: a state is put back from its backup; a damaged backup needs a look. */
-function damagedHint(where: string): string {
-  return where.endsWith('.backup')
-    ? `look at ${where}; it cannot be used to restore the state`
-    : `put its backup back with \`ci state restore --state ${where}\` (the damaged file is moved aside, not deleted)`;
-}
-
-export function parseState(text: string, where: string): ClusterState {
-  let v: any;
-  try {
-    v = JSON.parse(text);
-  } catch (err: any) {
-    throw new StateError(`state ${where} is not valid JSON: ${err?.message ?? err}`, damagedHint(where));
-  }
-  if (!v || typeof v !== 'object' || typeof v.lineage !== 'string' || typeof v.serial !== 'number' || typeof v.hosts !== 'object') {
-    throw new StateError(`state ${where} is not a cloudimage state file`, damagedHint(where));
-  }
-  if (v.version !== STATE_VERSION) {
-    throw new StateError(`state ${where} has format version ${v.version}; this ci reads version ${STATE_VERSION}`, 'use the ci release that wrote it');
-  }
-  v.cmdsRun ??= [];
-  v.outputs ??= {};
-  return v as ClusterState;
-}
-
-function tryParseState(text: string, where: string): ClusterState | undefined {
+function tryParseState(text: string, where: string): StoredState | undefined {
   try {
     return parseState(text, where);
   } catch {
@@ -59,7 +40,7 @@ function tryParseState(text: string, where: string): ClusterState | undefined {
 }
 
 /** `cluster demo, lineage 1f2e..., serial 7, 3 hosts` */
-export function describeState(s: ClusterState): string {
+export function describeState(s: Pick<ClusterState, 'cluster' | 'lineage' | 'serial' | 'hosts'>): string {
   const n = Object.keys(s.hosts).length;
   return `cluster ${s.cluster}, lineage ${s.lineage}, serial ${s.serial}, ${n} host${n === 1 ? '' : 's'}`;
 }
@@ -89,11 +70,15 @@ export interface LocalBackendOptions {
   /** Poll interval bounds while waiting for a lock. */
   pollMinMs?: number;
   pollMaxMs?: number;
+  /** Where the key that seals hook outputs comes from (default: the key files under $CI_HOME/keys). */
+  keys?: KeySource;
+  /** Read states without opening their hook outputs, so no key is needed; such a backend refuses to write. */
+  withoutOutputs?: boolean;
 }
 
 export interface RestoreResult {
-  /** The state now in place (the backup's content). */
-  state: ClusterState;
+  /** The state now in place (the backup's content; hook outputs left sealed). */
+  state: StoredState;
   /** Where the state.json that was there went. */
   movedAside?: string;
   /** state.json already held exactly the backup. */
@@ -106,11 +91,13 @@ export class LocalStateBackend implements StateBackend {
   readonly backupPath: string;
   /** Lineage of the backup as last read or written by this backend; saves re-reading it on every write. */
   private backupLineage: string | undefined;
+  private readonly keys: KeySource;
 
   constructor(path: string, private readonly opts: LocalBackendOptions = {}) {
     this.path = path;
     this.lockPath = lockPathFor(path);
     this.backupPath = backupPathFor(path);
+    this.keys = opts.keys ?? stateKeys();
   }
 
   get location(): string {
@@ -140,10 +127,11 @@ export class LocalStateBackend implements StateBackend {
       );
     }
     if (backup) this.backupLineage = backup.lineage;
-    return state;
+    return decodeState(text, this.path, this.opts.withoutOutputs ? undefined : this.keys);
   }
 
   async write(state: ClusterState): Promise<ClusterState> {
+    if (this.opts.withoutOutputs) throw new InternalError(`state ${this.path} was read without its hook outputs and cannot be written`);
     await fs.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     const previous = await this.readText(this.path);
     let serial = state.serial;
@@ -159,7 +147,8 @@ export class LocalStateBackend implements StateBackend {
     }
     await this.checkBackupLineage(state, previous !== undefined);
     const written: ClusterState = { ...state, serial: serial + 1 };
-    const text = JSON.stringify(written, null, 2) + '\n';
+    // Sealed with the key the state on disk uses, so every machine that reads it now still can.
+    const text = await encodeState(written, this.keys, previous);
     // Backup first: a crash between the two leaves the backup one write ahead of the state, never a state without it.
     await writeFileAtomic(this.backupPath, text, 0o600);
     this.backupLineage = state.lineage;

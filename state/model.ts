@@ -1,11 +1,13 @@
 /**
  * The state file: what cloudimage believes is on each host. The planner diffs the Clusterfile against it; the
  * executor updates it after every completed step so a failed apply resumes with exactly the missing steps.
- * It holds no passwords or keys (hook outputs are kept here but never printed).
+ * It holds no passwords or keys. Hook outputs are kept here in clear in memory; at rest they are sealed
+ * (state/codec.ts), and wherever text is printed they are masked.
  */
 import type { Digest } from '../engine/digest.js';
 
-export const STATE_VERSION = 1 as const;
+/** Version 2: hook outputs sealed at rest. Version 1 files (outputs in clear) are still read. */
+export const STATE_VERSION = 2 as const;
 
 export type Provider = 'BAREMETAL' | 'LOCAL';
 export type LocalKind = 'light' | 'systemd';
@@ -85,7 +87,7 @@ export interface ClusterState {
   master0?: string;
   /** Identities of CMDs that completed. */
   cmdsRun: Digest[];
-  /** Hook outputs; may be secret-ish, so never printed. */
+  /** Hook outputs: secrets (join tokens...), sealed in the file and masked in everything printed. */
   outputs: Record<string, string>;
   hosts: Record<string, HostState>;
 }

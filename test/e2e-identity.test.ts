@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
 import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, writeClusterfile, type E2eHome } from './helpers/e2e.js';
 import { connectSsh } from '../providers/ssh/session.js';
-import type { ClusterState } from '../state/model.js';
+import { STATE_VERSION, type ClusterState } from '../state/model.js';
 
 const HOOKS: Record<string, string> = {
   'init-host': 'mkdir -p /var/lib/evidence && echo "$CI_HOST" >> /var/lib/evidence/init-host',
@@ -133,7 +133,7 @@ describe.skipIf(!labsAvailable())('a lost or foreign state on LOCAL hosts', () =
   }, 300_000);
 
   it('state.json replaced by a fresh state of another lineage: refused, then restored', async () => {
-    const fresh: ClusterState = { version: 1, lineage: randomUUID(), serial: 1, cluster: CLUSTER, provider: 'LOCAL', cmdsRun: [], outputs: {}, hosts: {} };
+    const fresh: ClusterState = { version: STATE_VERSION, lineage: randomUUID(), serial: 1, cluster: CLUSTER, provider: 'LOCAL', cmdsRun: [], outputs: {}, hosts: {} };
     writeFileSync(statePath, JSON.stringify(fresh));
     await expectAllRefused(/have different lineages/, { destroy: true });
     await expectRestoredAndQuiet(await home.ciOk(['state', 'restore', '-f', clusterfile]));
@@ -152,7 +152,7 @@ describe.skipIf(!labsAvailable())('a lost or foreign state on LOCAL hosts', () =
 
   it('a fresh state of another lineage and no backup: the lab\'s lineage is the sign', async () => {
     renameSync(backupPath, join(home.dir, 'kept-backup-2'));
-    const fresh: ClusterState = { version: 1, lineage: randomUUID(), serial: 1, cluster: CLUSTER, provider: 'LOCAL', cmdsRun: [], outputs: {}, hosts: {} };
+    const fresh: ClusterState = { version: STATE_VERSION, lineage: randomUUID(), serial: 1, cluster: CLUSTER, provider: 'LOCAL', cmdsRun: [], outputs: {}, hosts: {} };
     writeFileSync(statePath, JSON.stringify(fresh));
     await expectAllRefused(new RegExp(`has lineage ${fresh.lineage}, but .*lab\\.json holds 2 host\\(s\\) .* of the state with lineage ${lineage}`), { destroy: true, backup: false });
     copyFileSync(join(home.dir, 'kept-backup-2'), backupPath);

@@ -130,6 +130,29 @@ describe.skipIf(!labsAvailable())('ssh transport against real sshd', () => {
     await expect(root.exec('true', { env: { 'BAD-NAME': '1' } })).rejects.toThrow(/invalid environment variable name "BAD-NAME"/);
   });
 
+  it('passes env on stdin, never in a command line, as root and through sudo, and leaves the rest of stdin to the command', async () => {
+    const secret = `env-${randomBytes(8).toString('hex')}`;
+    const cmdlines = 'for f in /proc/[0-9]*/cmdline; do tr "\\000" " " < "$f"; echo; done';
+    const asAlice = await connectSsh(alice({ password: PASSWORD }));
+    try {
+      for (const s of [root, asAlice]) {
+        // The listing runs while its own shell (and sudo) are alive, so their command lines are in it.
+        const r = await s.execChecked(`printf '%s\\n' "$V"; ${cmdlines}`, { env: { V: secret, W: 'x\ny' } });
+        const [first, ...rest] = r.stdout.split('\n');
+        expect(first).toBe(secret);
+        expect(rest.join('\n')).toContain('__ci_env');
+        expect(rest.join('\n')).not.toContain(secret);
+        const piped = await s.execChecked('printf "%s|%s|" "$V" "$W"; cat', { env: { V: secret, W: 'x\ny' }, stdin: 'after the env\n' });
+        expect(piped.stdout).toBe(`${secret}|x\ny|after the env\n`);
+        const streamed = await s.execChecked('printf "%s|" "$V"; wc -c', { env: { V: secret }, stdin: Readable.from([Buffer.alloc(50_000, 1)]) });
+        expect(streamed.stdout.replace(/\s+/g, '')).toBe(`${secret}|50000`);
+      }
+      expect((await asAlice.execChecked(`${cmdlines}`, { env: { V: secret } })).stdout).toMatch(/sudo -n sh -c/);
+    } finally {
+      await asAlice.close();
+    }
+  });
+
   it('feeds stdin from strings and streams, and streams output as it comes', async () => {
     expect((await root.execChecked('cat', { stdin: 'abc' })).stdout).toBe('abc');
     const r = await root.execChecked('wc -c', { stdin: Readable.from([Buffer.alloc(70_000, 1), Buffer.alloc(30_000, 2)]) });

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, describe, expect, test, vi } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -113,6 +113,15 @@ describe('ci plan and ci state', () => {
     const show = await run('state', 'show', '10.0.0.2', '--state', path);
     expect(JSON.parse(show)).toMatchObject({ key: '10.0.0.2', status: 'active' });
     expect(list + show).not.toContain('do-not-print-me');
+    // Without the key that seals the outputs, the hosts can still be looked at; planning needs the outputs.
+    renameSync(join(home, 'keys'), join(home, 'keys.away'));
+    try {
+      expect(await run('state', 'list', '-f', clusterfile)).toBe(list);
+      expect(await run('state', 'show', '10.0.0.2', '-f', clusterfile)).toBe(show);
+      await expect(run('plan', '-f', clusterfile)).rejects.toThrow(`state ${path} has hook outputs sealed with key`);
+    } finally {
+      renameSync(join(home, 'keys.away'), join(home, 'keys'));
+    }
     const lock = await b.lock({ operation: 'apply' });
     const msg = await run('force-unlock', lock.info.id, '-f', clusterfile);
     expect(msg).toContain(`Removed lock ${lock.info.id}`);

@@ -14,6 +14,7 @@ import { planDestroy } from '../../plans/planner.js';
 import type { Plan } from '../../plans/actions.js';
 import { LocalStateBackend, createState } from '../../state/local.js';
 import { statePathFor } from '../../state/paths.js';
+import { stateKeys } from '../../state/keys.js';
 import { emptyState, type ClusterState, type Provider } from '../../state/model.js';
 import { Relay, revokeScript } from './relay.js';
 import { BaremetalProvider } from '../../providers/baremetal/provider.js';
@@ -83,7 +84,7 @@ export async function planCluster(opts: PrepareOptions & { probe?: { timeoutMs: 
 export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResult> {
   const home = opts.home ?? ciHome(opts.env);
   const desiredForName = await loadClusterfile(opts.clusterfile, opts.env ?? process.env);
-  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desiredForName.name, home));
+  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desiredForName.name, home), { keys: stateKeys(home) });
   const lock = await backend.lock({ operation: 'apply' }, opts.lockTimeoutMs ?? 0);
   try {
     const store = new ImageStore(home);
@@ -127,7 +128,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
 export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeResult | undefined> {
   const home = opts.home ?? ciHome(opts.env);
   const desired = await loadClusterfile(opts.clusterfile, opts.env ?? process.env);
-  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desired.name, home));
+  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desired.name, home), { keys: stateKeys(home) });
   const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
   try {
     const state = await backend.read();

@@ -113,17 +113,24 @@ export function unpackPlanScript(checked: CheckedImage): string {
   return lines.join('\n') + '\n';
 }
 
-/** Runs a hook if the image has it; exit 0 with a marker line when it does not. */
+/** Runs a hook if the image has it; exit 0 with a marker line when it does not. Outputs are for root's eyes only. */
 export function hookScript(cluster: string, hook: string): string {
   const out = remoteOutputFile(cluster, hook);
+  const dir = `${remoteClusterDir(cluster)}/outputs`;
   return [
     `cd ${shellQuote(remoteRootfs(cluster))}`,
-    `mkdir -p ${shellQuote(`${remoteClusterDir(cluster)}/outputs`)}`,
-    `: > ${shellQuote(out)}`,
+    `mkdir -p ${shellQuote(dir)} && chmod 0700 ${shellQuote(dir)}`,
+    `(umask 077 && : > ${shellQuote(out)}) && chmod 0600 ${shellQuote(out)}`,
     `export CI_OUTPUT=${shellQuote(out)}`,
     `if [ ! -e hooks/${hook} ]; then echo __ci_no_hook__; exit 0; fi`,
     `if [ -x hooks/${hook} ]; then exec ./hooks/${hook}; else exec sh ./hooks/${hook}; fi`,
   ].join('\n');
+}
+
+/** Prints what a hook wrote to CI_OUTPUT and removes the file: from then on the outputs live sealed in the state. */
+export function takeOutputsScript(cluster: string, hook: string): string {
+  const out = shellQuote(remoteOutputFile(cluster, hook));
+  return `if [ -f ${out} ]; then cat ${out}; rm -f ${out}; fi; true`;
 }
 
 export function cmdScript(cluster: string, cmd: string): string {

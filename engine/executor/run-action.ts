@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { digestHex, type Digest } from '../digest.js';
 import { fetchScript, type Relay } from './relay.js';
 import { InternalError, RemoteCommandError } from '../errors.js';
-import { registerSecret } from '../redact.js';
+import { redact, registerSecret } from '../redact.js';
 import type { Action } from '../../plans/actions.js';
 import type { ImageStore } from '../image/store.js';
 import type { SshSession } from '../../providers/ssh/session.js';
@@ -22,9 +22,9 @@ import {
   listHeldLayersScript,
   parseOutputs,
   remoteLayerPath,
-  remoteOutputFile,
   removeFilesScript,
   remoteUnpackPlan,
+  takeOutputsScript,
   unpackPlanScript,
   unpackScript,
 } from './remote-layout.js';
@@ -92,7 +92,9 @@ async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, 
 
 const NO_HOOK = '__ci_no_hook__';
 
-function lineStreamer(ctx: RunContext, host: string, stream: 'stdout' | 'stderr') {
+type LineSink = (stream: 'stdout' | 'stderr', line: string) => void;
+
+function lineStreamer(stream: 'stdout' | 'stderr', sink: LineSink) {
   let buf = '';
   return {
     write(chunk: Buffer) {
@@ -100,25 +102,95 @@ function lineStreamer(ctx: RunContext, host: string, stream: 'stdout' | 'stderr'
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
-        if (line !== NO_HOOK) ctx.reporter.event({ type: 'output', host, stream, line });
+        if (line !== NO_HOOK) sink(stream, line);
         buf = buf.slice(nl + 1);
       }
     },
     flush() {
-      if (buf) ctx.reporter.event({ type: 'output', host, stream, line: buf });
+      if (buf) sink(stream, buf);
       buf = '';
     },
   };
 }
 
-async function runStreamed(ctx: RunContext, session: SshSession, host: string, script: string, what: string, env?: Record<string, string>): Promise<string> {
-  const out = lineStreamer(ctx, host, 'stdout');
-  const err = lineStreamer(ctx, host, 'stderr');
+const HELD_CAP = 1024 * 1024;
+
+/**
+ * A hook's output lines, kept until the hook has ended and its outputs are registered as secrets: a hook that
+ * prints the token it writes to CI_OUTPUT (as `kubeadm init` prints its join token) shows it masked. Bounded: past
+ * the cap the oldest lines are dropped and counted.
+ */
+class HeldOutput {
+  private lines: { stream: 'stdout' | 'stderr'; line: string }[] = [];
+  private bytes = 0;
+  private dropped = 0;
+
+  readonly sink: LineSink = (stream, line) => {
+    this.lines.push({ stream, line });
+    this.bytes += line.length;
+    while (this.bytes > HELD_CAP && this.lines.length > 1) {
+      this.bytes -= this.lines.shift()!.line.length;
+      this.dropped++;
+    }
+  };
+
+  release(ctx: RunContext, host: string): void {
+    if (this.dropped > 0) ctx.reporter.event({ type: 'output', host, stream: 'stderr', line: `(${this.dropped} earlier lines of output not shown)` });
+    for (const { stream, line } of this.lines) ctx.reporter.event({ type: 'output', host, stream, line });
+    this.lines = [];
+  }
+
+  /** When the outputs could not be read, what the hook printed may hold one of them in clear. */
+  withhold(ctx: RunContext, host: string, why: string): void {
+    if (this.lines.length + this.dropped > 0) {
+      ctx.reporter.event({ type: 'output', host, stream: 'stderr', line: `(${this.lines.length + this.dropped} lines of hook output not shown: ${why})` });
+    }
+    this.lines = [];
+  }
+}
+
+async function runStreamed(session: SshSession, script: string, sink: LineSink, env?: Record<string, string>): Promise<{ code: number | null; tail: string }> {
+  const out = lineStreamer('stdout', sink);
+  const err = lineStreamer('stderr', sink);
   const res = await session.exec(script, { env, onStdout: (c) => out.write(c), onStderr: (c) => err.write(c) });
   out.flush();
   err.flush();
-  if (res.code !== 0) throw new RemoteCommandError(session.name, what, res.code, tailLines(res.stderr || res.stdout));
-  return res.stdout;
+  return { code: res.code, tail: tailLines(res.stderr || res.stdout) };
+}
+
+function checkExit(session: SshSession, what: string, r: { code: number | null; tail: string }): void {
+  if (r.code !== 0) throw new RemoteCommandError(session.name, what, r.code, redact(r.tail));
+}
+
+/**
+ * Runs a hook and takes its outputs. The outputs are read and registered as secrets even when the hook failed, so
+ * neither its output lines nor its error can show them in clear; only a successful hook's outputs are kept.
+ */
+async function runHook(ctx: RunContext, session: SshSession, host: string, hook: string, env: Record<string, string>): Promise<Record<string, string>> {
+  const cluster = ctx.plan.cluster;
+  const held = new HeldOutput();
+  let run: { code: number | null; tail: string };
+  try {
+    run = await runStreamed(session, hookScript(cluster, hook), held.sink, env);
+  } catch (err) {
+    held.withhold(ctx, host, 'the connection was lost before the hook\'s outputs could be read');
+    throw err;
+  }
+  let outputs: Record<string, string>;
+  try {
+    const raw = await session.execChecked(takeOutputsScript(cluster, hook), { what: 'reading hook outputs' });
+    outputs = parseOutputs(raw.stdout);
+  } catch (err) {
+    const why = 'the hook\'s outputs could not be read to mask them';
+    held.withhold(ctx, host, why);
+    // The hook's own error text may hold one of those outputs too.
+    if (run.code !== 0) throw new RemoteCommandError(session.name, `hook ${hook}`, run.code, `(output not shown: ${why})`);
+    throw err;
+  }
+  for (const v of Object.values(outputs)) registerSecret(v);
+  held.release(ctx, host);
+  checkExit(session, `hook ${hook}`, run);
+  return outputs;
 }
 
 export async function runAction(ctx: RunContext, action: Action): Promise<ActionResult> {
@@ -156,16 +228,15 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
       return { facts };
     }
     case 'hook': {
-      const env = hookEnv(ctx, action);
-      await runStreamed(ctx, session, action.host, hookScript(cluster, action.hook), `hook ${action.hook}`, env);
-      const raw = await session.execChecked(`cat ${remoteOutputFile(cluster, action.hook)} 2>/dev/null || true`, { what: 'reading hook outputs' });
-      const outputs = parseOutputs(raw.stdout);
-      for (const v of Object.values(outputs)) registerSecret(v);
+      const outputs = await runHook(ctx, session, action.host, action.hook, hookEnv(ctx, action));
       return { facts, outputs };
     }
-    case 'run-cmd':
-      await runStreamed(ctx, session, action.host, cmdScript(cluster, action.cmd), `CMD ${action.cmd}`, hookEnv(ctx, action));
+    case 'run-cmd': {
+      // A CMD writes no outputs: its lines are shown as they come.
+      const live: LineSink = (stream, line) => ctx.reporter.event({ type: 'output', host: action.host, stream, line });
+      checkExit(session, `CMD ${action.cmd}`, await runStreamed(session, cmdScript(cluster, action.cmd), live, hookEnv(ctx, action)));
       return { facts };
+    }
     case 'remove-files':
       await session.execChecked(removeFilesScript(cluster), { what: 'removing cloudimage files' });
       return { facts };

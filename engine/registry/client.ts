@@ -10,7 +10,7 @@ import type { Digest } from '../digest.js';
 import { MEDIA } from '../image/oci.js';
 import { HttpTransport, discard, header, readBody, type Body, type HttpResponse, type TlsOptions } from './http.js';
 import { parseChallenge, scopeKey, type Challenge } from './auth.js';
-import { lookupLogin, type Credentials } from './credentials.js';
+import { lookupLogin, registerCredentials, type Credentials } from './credentials.js';
 
 export interface ClientOptions extends TlsOptions {
   /** Explicit credentials; otherwise the stored login (or docker's) is used. */
@@ -48,7 +48,7 @@ export class RegistryClient {
   ) {
     this.transport = new HttpTransport(registry, tls);
     this.chunkSize = chunkSize;
-    if (credentials) registerSecret(credentials.password);
+    if (credentials) registerCredentials(credentials);
   }
 
   /** A client with the stored login and TLS settings for `registry`, overridden by explicit options. */

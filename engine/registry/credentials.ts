@@ -1,7 +1,7 @@
 /**
  * Registry logins. Kept in `$CI_HOME/auth.json` (mode 0600) in the same `auths` shape docker uses, so the
  * file is familiar; `~/.docker/config.json` (or `$DOCKER_CONFIG/config.json`) is read as a fallback so an
- * operator who already ran `docker login` need not log in twice. Every password read is registered as a secret.
+ * operator who already ran `docker login` need not log in twice. Every secret in a file read is registered as a secret.
  */
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
@@ -45,24 +45,51 @@ async function readAuthFile(path: string): Promise<AuthFile> {
     if (err?.code === 'ENOENT') return { auths: {} };
     throw err;
   }
+  let parsed: any;
   try {
-    const parsed = JSON.parse(text);
-    return { ...parsed, auths: parsed?.auths && typeof parsed.auths === 'object' ? parsed.auths : {} };
+    parsed = JSON.parse(text);
   } catch {
     throw new RegistryError('REGISTRY_AUTH_FILE', `${path} is not valid JSON`, {
       source: 'user',
       hint: `fix or delete ${path}, then run \`ci login\` again`,
     });
   }
+  const file: AuthFile = { ...parsed, auths: parsed?.auths && typeof parsed.auths === 'object' ? parsed.auths : {} };
+  registerFileSecrets(file);
+  return file;
+}
+
+/** Masks a password and the base64 `user:password` form docker files and Basic headers carry. */
+export function registerCredentials(creds: Credentials): void {
+  registerSecret(creds.password);
+  registerSecret(Buffer.from(`${creds.username}:${creds.password}`).toString('base64'));
+}
+
+/**
+ * Every secret an auth file holds, for every registry in it, is masked as soon as the file is read: the entry used
+ * is not always the one a message might quote, and docker's files may hold passwords and tokens beside `auth`.
+ */
+function registerFileSecrets(file: AuthFile): void {
+  for (const entry of Object.values(file.auths)) {
+    if (!entry || typeof entry !== 'object') continue;
+    const e = entry as Partial<LoginEntry> & Record<string, unknown>;
+    if (typeof e.auth === 'string') {
+      registerSecret(e.auth);
+      decodeAuth(e.auth);
+    }
+    for (const field of ['password', 'identitytoken', 'registrytoken']) {
+      if (typeof e[field] === 'string') registerSecret(e[field] as string);
+    }
+  }
 }
 
 export function decodeAuth(auth: string): Credentials | undefined {
+  registerSecret(auth);
   const text = Buffer.from(auth, 'base64').toString('utf8');
   const i = text.indexOf(':');
   if (i <= 0) return undefined;
   const creds = { username: text.slice(0, i), password: text.slice(i + 1) };
-  registerSecret(creds.password);
-  registerSecret(auth);
+  registerCredentials(creds);
   return creds;
 }
 
@@ -99,21 +126,25 @@ export async function lookupLogin(registry: string, opts: { home?: string; env?:
     return { tls: {} };
   }
   for (const key of dockerKeysFor(registry)) {
-    const e = docker.auths[key];
-    if (e?.auth) {
-      const credentials = decodeAuth(e.auth);
-      if (credentials) return { credentials, tls: {}, source: dockerPath };
+    const e = docker.auths[key] as (LoginEntry & { username?: unknown; password?: unknown }) | undefined;
+    const credentials = e?.auth
+      ? decodeAuth(e.auth)
+      : typeof e?.username === 'string' && typeof e?.password === 'string'
+        ? { username: e.username, password: e.password }
+        : undefined;
+    if (credentials) {
+      registerCredentials(credentials);
+      return { credentials, tls: {}, source: dockerPath };
     }
   }
   return { tls: {} };
 }
 
 export async function saveLogin(registry: string, creds: Credentials, tls: TlsOptions = {}, home?: string): Promise<string> {
-  registerSecret(creds.password);
+  registerCredentials(creds);
   const path = authFilePath(home);
   const file = await readAuthFile(path);
   const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
-  registerSecret(auth);
   const entry: LoginEntry = { auth };
   if (tls.insecure) entry.insecure = true;
   if (tls.caFile) entry.caFile = tls.caFile;

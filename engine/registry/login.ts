@@ -1,12 +1,11 @@
 /** `ci login`: checks the credentials against the registry before keeping them. */
 import { RegistryClient } from './client.js';
-import { saveLogin, type Credentials } from './credentials.js';
+import { registerCredentials, saveLogin, type Credentials } from './credentials.js';
 import type { TlsOptions } from './http.js';
-import { registerSecret } from '../redact.js';
 import { RegistryError } from '../errors.js';
 
 export async function login(registry: string, creds: Credentials, tls: TlsOptions = {}, home?: string): Promise<string> {
-  registerSecret(creds.password);
+  registerCredentials(creds);
   if (!registry || registry.includes('/')) {
     throw new RegistryError('REGISTRY_NAME', `"${registry}" is not a registry host`, { source: 'user', hint: 'give host[:port], e.g. registry.example.com:5000' });
   }

@@ -3,4 +3,4 @@ export type { ConnectOptions } from './connect.js';
 export { describeTarget, configuredAuthMethods, type SshTarget } from './target.js';
 export { SshAuthError, SshKeyError, SshHandshakeError, RemoteTimeoutError, SshConnectionLostError } from './errors.js';
 export { fingerprintOfKeyBlob, fingerprintOfPublicKeyLine } from './fingerprint.js';
-export { shellQuote, envPrefix, wrapCommand } from './shell.js';
+export { shellQuote, envScript, wireCommand } from './shell.js';

@@ -13,7 +13,7 @@ import type { Digest } from '../../engine/digest.js';
 import { redact } from '../../engine/redact.js';
 import { openConnection, type ConnectOptions, type OpenConnection } from './connect.js';
 import { RemoteTimeoutError, SshConnectionLostError } from './errors.js';
-import { shellQuote, wrapCommand } from './shell.js';
+import { shellQuote, wireCommand } from './shell.js';
 import { TailBuffer, tailLines } from './tail-buffer.js';
 import { describeTarget, type SshTarget } from './target.js';
 
@@ -75,8 +75,9 @@ export class SshSession {
   }
 
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
-    const wire = wrapCommand(command, { user: this.target.user, env: opts.env });
-    return this.limit(() => this.run(wire, command, opts));
+    const wire = wireCommand(command, { user: this.target.user, env: opts.env });
+    const stdin = wire.stdinPrefix === undefined ? opts.stdin : prependInput(wire.stdinPrefix, opts.stdin);
+    return this.limit(() => this.run(wire.command, command, { ...opts, stdin }));
   }
 
   /** Like exec, but a non-zero exit becomes RemoteCommandError carrying the stderr tail. */
@@ -263,6 +264,18 @@ export class SshSession {
       }
     });
   }
+}
+
+function prependInput(prefix: string, rest: ExecOptions['stdin']): string | Buffer | Readable {
+  if (rest === undefined) return prefix;
+  if (typeof rest === 'string') return prefix + rest;
+  if (Buffer.isBuffer(rest)) return Buffer.concat([Buffer.from(prefix), rest]);
+  return Readable.from(
+    (async function* () {
+      yield Buffer.from(prefix);
+      for await (const chunk of rest) yield chunk as Buffer;
+    })(),
+  );
 }
 
 async function feedStdin(ch: ClientChannel, stdin: ExecOptions['stdin']): Promise<void> {

@@ -7,25 +7,51 @@ export function shellQuote(s: string): string {
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-/**
- * Environment is exported in the command text because sshd normally refuses `setenv` requests
- * (AcceptEnv rarely lists our names).
- */
-export function envPrefix(env: Record<string, string> | undefined): string {
-  if (!env) return '';
+/** `export NAME='value'` lines; a value with newlines spans several lines inside its quotes. */
+export function envScript(env: Record<string, string>): string {
   let out = '';
   for (const [name, value] of Object.entries(env)) {
     if (!ENV_NAME.test(name)) {
       throw new CiError('ENV_NAME_INVALID', `invalid environment variable name "${name}": use letters, digits and _ only`);
     }
-    out += `export ${name}=${shellQuote(value)}; `;
+    out += `export ${name}=${shellQuote(value)}\n`;
   }
   return out;
 }
 
-/** The command line actually sent: env exported, and run through `sudo -n` when the login user is not root. */
-export function wrapCommand(command: string, opts: { user: string; env?: Record<string, string> }): string {
-  const script = envPrefix(opts.env) + command;
-  if (opts.user === 'root') return script;
-  return `sudo -n sh -c ${shellQuote(script)}`;
+/**
+ * Reads the environment from the head of stdin: a line with a count N, then N lines of `export` statements.
+ * The shell's `read` takes no byte past each line, so the rest of stdin is left to the command. Env travels this
+ * way, and not in the command text, because the command text becomes the argv of a shell on the host, which any
+ * local user can read (`ps`, /proc/PID/cmdline); and sshd normally refuses `setenv` requests.
+ */
+const ENV_READER = [
+  'IFS= read -r __ci_n || exit 125',
+  '__ci_env=',
+  'while [ "$__ci_n" -gt 0 ]; do',
+  '  IFS= read -r __ci_l || exit 125',
+  '  __ci_env="$__ci_env$__ci_l',
+  '"',
+  '  __ci_n=$((__ci_n - 1))',
+  'done',
+  'eval "$__ci_env"',
+  'unset __ci_n __ci_l __ci_env',
+  '',
+].join('\n');
+
+export interface WireCommand {
+  /** The command line sent to sshd: never holds env values. */
+  command: string;
+  /** What must be written to stdin before anything else: the env, for ENV_READER. */
+  stdinPrefix?: string;
+}
+
+/** The command actually sent: env read from stdin, and run through `sudo -n` when the login user is not root. */
+export function wireCommand(command: string, opts: { user: string; env?: Record<string, string> }): WireCommand {
+  const env = opts.env && Object.keys(opts.env).length > 0 ? envScript(opts.env) : undefined;
+  const script = env === undefined ? command : ENV_READER + command;
+  const wire = opts.user === 'root' ? script : `sudo -n sh -c ${shellQuote(script)}`;
+  if (env === undefined) return { command: wire };
+  const lines = env.split('\n').length - 1;
+  return { command: wire, stdinPrefix: `${lines}\n${env}` };
 }

@@ -23,9 +23,10 @@ export async function resolveStatePath(where: Where, home = ciHome()): Promise<s
   return statePathFor(desired.name, home);
 }
 
+/** Hosts only: the hook outputs stay sealed, so these commands work without the state's key. */
 async function readState(where: Where): Promise<{ path: string; state: ClusterState }> {
   const path = await resolveStatePath(where);
-  const state = await new LocalStateBackend(path).read();
+  const state = await new LocalStateBackend(path, { withoutOutputs: true }).read();
   if (!state) throw new StateError(`no state at ${path}: the cluster was never applied`, 'run `ci apply` first, or pass --state');
   return { path, state };
 }
@@ -35,7 +36,7 @@ export function findStateHost(state: ClusterState, host: string): HostState | un
   return state.hosts[host] ?? Object.values(state.hosts).find((x) => x.ip === host || x.name === host || x.hostname === host);
 }
 
-const imageOf = (s: ClusterState) => (s.image ? `image ${s.image.ref} (${shortDigest(s.image.digest)})` : 'no image applied');
+const imageOf = (s: Pick<ClusterState, 'image'>) => (s.image ? `image ${s.image.ref} (${shortDigest(s.image.digest)})` : 'no image applied');
 
 export function formatStateList(state: ClusterState): string {
   const rows = [['HOST', 'IP', 'ROLES', 'STATUS', 'LAYERS', 'IMAGE']];
