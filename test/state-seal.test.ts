@@ -45,6 +45,7 @@ describe('hook outputs sealed at rest', () => {
   test('are sealed in the file and its backup with a fresh IV on every write, opened on read; the key is 0600 in a 0700 directory', async () => {
     const a = home('a');
     const w1 = await a.backend.write(withOutputs({ TOKEN }));
+    const first = fileOf(a.path).sealedOutputs;
     await a.backend.write({ ...w1, outputs: { TOKEN, OTHER } });
     for (const p of [a.path, `${a.path}.backup`]) {
       const text = readFileSync(p, 'utf8');
@@ -58,9 +59,11 @@ describe('hook outputs sealed at rest', () => {
       expect(doc.hosts['10.0.0.2'].ip).toBe('10.0.0.2');
     }
     expect(readFileSync(a.path, 'utf8')).not.toContain(OTHER);
-    const [now, before] = [fileOf(a.path).sealedOutputs, fileOf(`${a.path}.backup`).sealedOutputs];
-    expect(now.iv).not.toBe(before.iv);
-    expect(now.keyId).toBe(before.keyId);
+    // The backup is a complete copy of the latest write; each write seals afresh.
+    const [now, copy] = [fileOf(a.path).sealedOutputs, fileOf(`${a.path}.backup`).sealedOutputs];
+    expect(copy).toEqual(now);
+    expect(now.iv).not.toBe(first.iv);
+    expect(now.keyId).toBe(first.keyId);
 
     const read = await a.backend.read();
     expect(read!.outputs).toEqual({ TOKEN, OTHER });
@@ -109,7 +112,7 @@ describe('hook outputs sealed at rest', () => {
       const err = await errorOf(a.backend.read());
       expect(err.code).toBe('STATE_INVALID');
       expect(err.message).toBe(`state ${a.path}: its sealed hook outputs do not authenticate with key ${doc.sealedOutputs.keyId}: the file was altered or damaged`);
-      expect(err.hint).toBe(`restore it from ${a.path}.backup`);
+      expect(err.hint).toBe(`put its backup back with \`ci state restore --state ${a.path}\` (the damaged file is moved aside, not deleted)`);
     }
     // Outputs are bound to the state's lineage: the box of one cluster does not open inside another.
     const other = withOutputs({ TOKEN: 'other-cluster-token' });
@@ -205,8 +208,8 @@ describe('hook outputs sealed at rest', () => {
       expect(fileOf(p).version).toBe(2);
       expect(fileOf(p).sealedOutputs.alg).toBe('AES-256-GCM');
     }
-    // The backup is the previous version, sealed: same serial, same outputs.
-    expect(fileOf(`${a.path}.backup`).serial).toBe(4);
+    // The backup is a complete copy of the new write: sealed too.
+    expect(fileOf(`${a.path}.backup`).serial).toBe(5);
     const backup = new LocalStateBackend(`${a.path}.backup`, { keys: a.keys });
     expect((await backup.read())!.outputs).toEqual({ TOKEN });
     expect((await a.backend.read())!.outputs).toEqual({ TOKEN });
