@@ -166,7 +166,8 @@ describe.skipIf(!labsAvailable())('a lost or foreign state on LOCAL hosts', () =
     const r = await home.ciOk(['destroy', '-f', clusterfile, '--auto-approve']);
     expect(r.stdout).toContain('Destroy complete!');
     const after = home.readState(CLUSTER)!;
-    expect(after).toMatchObject({ cluster: CLUSTER, lineage, hosts: {}, cmdsRun: [], outputs: {} });
+    expect(after).toMatchObject({ cluster: CLUSTER, lineage, hosts: {}, cmdsRun: [] });
+    expect(after).not.toHaveProperty('sealedOutputs');
     expect(after.image).toBeUndefined();
     expect(after.serial).toBeGreaterThan(before.serial);
     expect(existsSync(home.labDir(CLUSTER))).toBe(false);
