@@ -22,7 +22,7 @@ import { LocalProvider, labDirFor } from '../../providers/local/provider.js';
 import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connections.js';
 import type { Reporter } from './events.js';
 import { execute, type ExecuteResult } from './executor.js';
-import type { HostProvider } from './host-provider.js';
+import type { HostProvider, Released } from './host-provider.js';
 
 export interface ConvergeOptions {
   clusterfile: string;
@@ -50,6 +50,8 @@ export interface ConvergeResult {
   plan: Plan;
   /** Undefined when there was nothing to do. */
   result?: ExecuteResult;
+  /** What the provider removed once the cluster had no host left. */
+  released?: Released;
 }
 
 function providerFor(provider: Provider, home: string, cluster: string, desired: DesiredCluster | undefined): HostProvider {
@@ -88,7 +90,9 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
         { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay },
         { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
       );
-      return { plan, result };
+      // Every create failed: the hosts removed themselves, and what was made for them (a local lab) goes too.
+      const released = Object.keys(result.state.hosts).length === 0 ? await provider.release?.() : undefined;
+      return { plan, result, released };
     } finally {
       if (relay) await revokeRelay(relay, state, connections);
       await connections.closeAll();
@@ -105,9 +109,9 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
   const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
   try {
     const state = await backend.read();
-    if (!state) return undefined;
-    const plan = planDestroy(state);
-    const provider = providerFor(state.provider, home, state.cluster, desired);
+    const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired);
+    const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.existingHosts?.()) ?? []);
+    if (!state || Object.keys(state.hosts).length === 0) return destroyLeftovers(plan, provider, opts);
     if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
     const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning });
     let result: ExecuteResult | undefined;
@@ -119,15 +123,26 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     } finally {
       await connections.closeAll();
     }
+    let released: Released | undefined;
     if (result.failed.length === 0 && !result.interrupted && Object.keys(result.state.hosts).length === 0) {
-      await provider.release?.();
+      released = await provider.release?.();
       // The state goes; its last version stays as the backup, as Terraform keeps one after destroy.
       await rename(backend.path, backend.backupPath);
     }
-    return { plan, result };
+    return { plan, result, released };
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * No host in the state, so no hook to run; a failed or killed apply may still have left hosts (they are in the
+ * plan, to be confirmed) and a lab. Undefined when there is nothing at all.
+ */
+async function destroyLeftovers(plan: Plan, provider: HostProvider, opts: ConvergeOptions): Promise<ConvergeResult | undefined> {
+  if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
+  const released = await provider.release?.();
+  return released ? { plan, released } : undefined;
 }
 
 /** Layers the cluster's current members hold can be served to others; only root logins can grant the relay. */

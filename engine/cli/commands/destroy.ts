@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { destroyCluster } from '../../executor/converge.js';
 import { parseDuration } from '../../../state/local.js';
-import { LineReporter, renderSummary } from '../progress.js';
+import { LineReporter, renderReleased, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
 import { logFileFor, type ConvergeFlags } from './apply.js';
 import { positiveInt } from '../options.js';
@@ -29,12 +29,14 @@ export function register(program: Command): void {
           reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'destroy') })),
           signal: interrupt.signal,
         });
-        if (!done?.result) {
-          process.stdout.write('Nothing to destroy: the cluster has no state.\n');
+        if (!done) {
+          process.stdout.write('Nothing to destroy: no hosts in state, and nothing of the cluster is left on this machine.\n');
           return;
         }
-        process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
-        if (done.result.failed.length > 0 || done.result.interrupted) process.exitCode = done.result.interrupted ? 130 : 1;
+        if (done.result) process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
+        else process.stdout.write('\nDestroy complete! No hosts in state; removed what an earlier apply left.\n');
+        if (done.released) process.stdout.write(renderReleased(done.released));
+        if (done.result && (done.result.failed.length > 0 || done.result.interrupted)) process.exitCode = done.result.interrupted ? 130 : 1;
       } finally {
         interrupt.dispose();
         await reporter?.close();
