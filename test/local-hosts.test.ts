@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
 import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import { LocalLab } from '../providers/local/lab.js';
+import type { LocalHostError } from '../providers/local/errors.js';
 import { HostUnreachableError } from '../engine/errors.js';
 import { RemoteTimeoutError, SshConnectionLostError } from '../providers/ssh/errors.js';
 
@@ -230,5 +231,77 @@ describe.skipIf(!labsAvailable())('local systemd host', () => {
     expect(pidAlive(pid)).toBe(false);
     expect(netnsList()).not.toContain(`ci-${recorded.id}-`);
     expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(t.lab.dir);
+  });
+});
+
+describe.skipIf(!labsAvailable())('labs under /root and /home', () => {
+  const check = async (lab: LocalLab, name: string) => {
+    const s = await connectSsh(lab.sshTarget(name), { pinnedHostKey: lab.host(name)!.hostKey });
+    try {
+      const r = await s.execChecked(
+        `hostname; test -e ${lab.dir}/lab.json && echo lab-visible || echo lab-hidden; ls -A /home | grep -c . || true; cat /root/.ssh/authorized_keys`,
+      );
+      return r.stdout.split('\n');
+    } finally {
+      await s.close();
+    }
+  };
+
+  // /root holds the default home of root (~/.cloudimage); /home those of other users.
+  for (const under of ['/root', '/home']) {
+    it(`starts light and systemd hosts whose lab is under ${under}, each with its own /root and /home, the lab out of sight`, async () => {
+      const t = await openTestLab('ci-lab-', under);
+      try {
+        await Promise.all([t.lab.addHost('light1', 'light'), t.lab.addHost('sys1', 'systemd')]);
+        const operatorKey = readFileSync(`${t.lab.privateKeyPath}.pub`, 'utf8').trim();
+        for (const name of ['light1', 'sys1']) {
+          const [hostname, lab, homeEntries, key] = await check(t.lab, name);
+          expect(hostname).toBe(name);
+          expect(lab, `${name} sees the lab directory`).toBe('lab-hidden');
+          expect(homeEntries, `${name} sees this machine's /home`).toBe('0');
+          expect(key).toBe(operatorKey);
+        }
+        const recorded = readLab(t.lab.dir);
+        await t.cleanup();
+        expect(netnsList()).not.toContain(`ci-${recorded.id}-`);
+        expect(Object.values(recorded.hosts).map((h) => h.proc!.pid).filter(pidAlive)).toEqual([]);
+        expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(t.lab.dir);
+        expect(existsSync(t.lab.dir)).toBe(false);
+      } finally {
+        await t.cleanup();
+      }
+    });
+  }
+
+  it('keeps a lab elsewhere (here /mnt) out of its light hosts\' sight too', async () => {
+    const t = await openTestLab('ci-lab-', '/mnt');
+    try {
+      await t.lab.addHost('light1', 'light');
+      const [hostname, lab] = await check(t.lab, 'light1');
+      expect(hostname).toBe('light1');
+      expect(lab).toBe('lab-hidden');
+      expect(existsSync(join(t.lab.dir, 'lab.json'))).toBe(true);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('refuses light hosts in a lab inside a directory they overlay, also through a symlink, creating nothing', async () => {
+    const real = mkdtempSync('/var/tmp/ci-lab-');
+    const link = join(tmpdir(), `ci-lab-link-${randomBytes(4).toString('hex')}`);
+    symlinkSync(real, link);
+    let lab: LocalLab | undefined;
+    try {
+      lab = await LocalLab.open(join(link, 'lab'));
+      const err = await lab.addHost('light1', 'light').catch((e: unknown) => e);
+      expect((err as Error).message).toBe(`lab directory ${real}/lab is inside /var, which light hosts overlay`);
+      expect((err as LocalHostError).hint).toContain('set CI_HOME to a directory outside /etc, /var, /opt, /usr and /srv');
+      expect(lab.hosts()).toEqual([]);
+      expect(netnsList()).not.toContain(`ci-${lab.id}-`);
+    } finally {
+      await lab?.destroy();
+      rmSync(link, { force: true });
+      rmSync(real, { recursive: true, force: true });
+    }
   });
 });

@@ -111,7 +111,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     const state = await backend.read();
     const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired);
     const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.existingHosts?.()) ?? []);
-    if (!state || Object.keys(state.hosts).length === 0) return destroyLeftovers(plan, provider, opts);
+    if (!state || Object.keys(state.hosts).length === 0) return await destroyLeftovers(plan, provider, opts);
     if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
     const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning });
     let result: ExecuteResult | undefined;
