@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import { LocalLab } from '../providers/local/lab.js';
 import type { LocalHostError } from '../providers/local/errors.js';
 import { HostUnreachableError } from '../engine/errors.js';
-import { RemoteTimeoutError, SshConnectionLostError } from '../providers/ssh/errors.js';
+import { RemoteTimeoutError, SshAuthError, SshConnectionLostError } from '../providers/ssh/errors.js';
 
 const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
 const pidAlive = (pid: number) => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) [ZX]/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -121,6 +121,22 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
     expect(netnsList()).not.toContain(rec.netns);
     expect(existsSync(join(t.lab.dir, 'hosts', 'extra'))).toBe(false);
     await t.lab.removeHost('extra');
+  });
+
+  it('removes a host that starts but never lets us in, with everything it had, before reporting the failure', async () => {
+    // The host's own sshd configuration (its layer over this machine's /etc) refuses root.
+    const confDir = join(t.lab.dir, 'hosts', 'locked', 'upper', 'etc', 'ssh', 'sshd_config.d');
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(join(confDir, 'deny.conf'), 'DenyUsers root\n');
+    const id = readLab(t.lab.dir).id;
+    const err = await t.lab.addHost('locked', 'light').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SshAuthError);
+    expect(t.lab.host('locked')).toBeUndefined();
+    expect(readLab(t.lab.dir).hosts.locked).toBeUndefined();
+    expect(netnsList()).not.toContain(`ci-${id}-locked`);
+    expect(existsSync(join(t.lab.dir, 'hosts', 'locked'))).toBe(false);
+    const procs = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    expect(procs).not.toContain(join(t.lab.dir, 'hosts', 'locked'));
   });
 
   it('destroy leaves no namespace, process, link, mount or directory behind, and can run twice', async () => {
