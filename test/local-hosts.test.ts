@@ -123,6 +123,22 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
     await t.lab.removeHost('extra');
   });
 
+  it('gives a host made at the address of a removed one the same MAC, so neighbour caches stay right', async () => {
+    const mac = (ns: string) => /link\/ether (\S+)/.exec(execFileSync('ip', ['-n', ns, 'link', 'show', 'eth0'], { encoding: 'utf8' }))![1];
+    await t.lab.addHost('first', 'light');
+    const before = { ip: t.lab.host('first')!.ip, mac: mac(readLab(t.lab.dir).hosts.first.netns) };
+    await t.lab.removeHost('first');
+    await t.lab.addHost('second', 'light');
+    try {
+      expect(t.lab.host('second')!.ip).toBe(before.ip);
+      expect(mac(readLab(t.lab.dir).hosts.second.netns)).toBe(before.mac);
+      const others = t.lab.hosts().filter((h) => h.name !== 'second');
+      expect(new Set(others.map((h) => mac(readLab(t.lab.dir).hosts[h.name].netns)))).not.toContain(before.mac);
+    } finally {
+      await t.lab.removeHost('second');
+    }
+  });
+
   it('removes a host that starts but never lets us in, with everything it had, before reporting the failure', async () => {
     // The host's own sshd configuration (its layer over this machine's /etc) refuses root.
     const confDir = join(t.lab.dir, 'hosts', 'locked', 'upper', 'etc', 'ssh', 'sshd_config.d');

@@ -238,7 +238,7 @@ export async function cleanupHome(home: E2eHome, clusterfiles: string[] = []): P
   if (existsSync(local)) {
     for (const name of readdirSync(local)) {
       try {
-        await (await LocalLab.open(join(local, name))).destroy();
+        await LocalLab.remove(join(local, name));
       } catch (err) {
         process.stderr.write(`cleanup: could not destroy lab ${join(local, name)}: ${(err as Error).message}\n`);
       }
