@@ -387,10 +387,15 @@ function orderActions(actions: Action[], desiredKeys: string[], removedKeys: str
   return out;
 }
 
-/** Tear everything down: clean on every host in parallel, then remove files, then delete LOCAL hosts. */
-export function planDestroy(state: ClusterState): Plan {
+/**
+ * Tear everything down: clean on every host in parallel, then remove files, then delete LOCAL hosts.
+ * `unrecorded`: hosts the provider holds that the state never recorded (a failed or killed apply); they are
+ * only deleted, as nothing of the cluster ran on them.
+ */
+export function planDestroy(state: ClusterState, unrecorded: string[] = []): Plan {
   const actions: Action[] = [];
   const hosts = orderHosts(Object.values(state.hosts));
+  const strays = unrecorded.filter((k) => !state.hosts[k]);
   for (const hs of hosts) {
     const reason = 'destroy';
     let prev: string[] = [];
@@ -404,6 +409,7 @@ export function planDestroy(state: ClusterState): Plan {
       actions.push({ id: id.deleteHost(hs.key), kind: 'delete-host', host: hs.key, reason, deps: [id.removeFiles(hs.key)] });
     }
   }
+  for (const k of strays) actions.push({ id: id.deleteHost(k), kind: 'delete-host', host: k, reason: 'not in state', deps: [] });
   return {
     version: PLAN_VERSION,
     operation: 'destroy',
@@ -414,8 +420,11 @@ export function planDestroy(state: ClusterState): Plan {
     clusterfileDigest: null,
     image: null,
     actions,
-    hosts: hosts.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
-    summary: { add: 0, change: 0, destroy: hosts.length },
+    hosts: [
+      ...hosts.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
+      ...strays.map((k) => planned(k, undefined, undefined, [], 'destroy')),
+    ],
+    summary: { add: 0, change: 0, destroy: hosts.length + strays.length },
   };
 }
 

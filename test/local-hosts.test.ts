@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
 import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import { LocalLab } from '../providers/local/lab.js';
+import type { LocalHostError } from '../providers/local/errors.js';
 import { HostUnreachableError } from '../engine/errors.js';
-import { RemoteTimeoutError, SshConnectionLostError } from '../providers/ssh/errors.js';
+import { RemoteTimeoutError, SshAuthError, SshConnectionLostError } from '../providers/ssh/errors.js';
 
 const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
 const pidAlive = (pid: number) => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) [ZX]/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
@@ -122,6 +123,38 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
     await t.lab.removeHost('extra');
   });
 
+  it('gives a host made at the address of a removed one the same MAC, so neighbour caches stay right', async () => {
+    const mac = (ns: string) => /link\/ether (\S+)/.exec(execFileSync('ip', ['-n', ns, 'link', 'show', 'eth0'], { encoding: 'utf8' }))![1];
+    await t.lab.addHost('first', 'light');
+    const before = { ip: t.lab.host('first')!.ip, mac: mac(readLab(t.lab.dir).hosts.first.netns) };
+    await t.lab.removeHost('first');
+    await t.lab.addHost('second', 'light');
+    try {
+      expect(t.lab.host('second')!.ip).toBe(before.ip);
+      expect(mac(readLab(t.lab.dir).hosts.second.netns)).toBe(before.mac);
+      const others = t.lab.hosts().filter((h) => h.name !== 'second');
+      expect(new Set(others.map((h) => mac(readLab(t.lab.dir).hosts[h.name].netns)))).not.toContain(before.mac);
+    } finally {
+      await t.lab.removeHost('second');
+    }
+  });
+
+  it('removes a host that starts but never lets us in, with everything it had, before reporting the failure', async () => {
+    // The host's own sshd configuration (its layer over this machine's /etc) refuses root.
+    const confDir = join(t.lab.dir, 'hosts', 'locked', 'upper', 'etc', 'ssh', 'sshd_config.d');
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(join(confDir, 'deny.conf'), 'DenyUsers root\n');
+    const id = readLab(t.lab.dir).id;
+    const err = await t.lab.addHost('locked', 'light').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SshAuthError);
+    expect(t.lab.host('locked')).toBeUndefined();
+    expect(readLab(t.lab.dir).hosts.locked).toBeUndefined();
+    expect(netnsList()).not.toContain(`ci-${id}-locked`);
+    expect(existsSync(join(t.lab.dir, 'hosts', 'locked'))).toBe(false);
+    const procs = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    expect(procs).not.toContain(join(t.lab.dir, 'hosts', 'locked'));
+  });
+
   it('destroy leaves no namespace, process, link, mount or directory behind, and can run twice', async () => {
     const recorded = readLab(t.lab.dir);
     const pids = Object.values(recorded.hosts).map((h) => h.proc!.pid);
@@ -230,5 +263,77 @@ describe.skipIf(!labsAvailable())('local systemd host', () => {
     expect(pidAlive(pid)).toBe(false);
     expect(netnsList()).not.toContain(`ci-${recorded.id}-`);
     expect(readFileSync('/proc/mounts', 'utf8')).not.toContain(t.lab.dir);
+  });
+});
+
+describe.skipIf(!labsAvailable())('labs under /root and /home', () => {
+  const check = async (lab: LocalLab, name: string) => {
+    const s = await connectSsh(lab.sshTarget(name), { pinnedHostKey: lab.host(name)!.hostKey });
+    try {
+      const r = await s.execChecked(
+        `hostname; test -e ${lab.dir}/lab.json && echo lab-visible || echo lab-hidden; ls -A /home | grep -c . || true; cat /root/.ssh/authorized_keys`,
+      );
+      return r.stdout.split('\n');
+    } finally {
+      await s.close();
+    }
+  };
+
+  // /root holds the default home of root (~/.cloudimage); /home those of other users.
+  for (const under of ['/root', '/home']) {
+    it(`starts light and systemd hosts whose lab is under ${under}, each with its own /root and /home, the lab out of sight`, async () => {
+      const t = await openTestLab('ci-lab-', under);
+      try {
+        await Promise.all([t.lab.addHost('light1', 'light'), t.lab.addHost('sys1', 'systemd')]);
+        const operatorKey = readFileSync(`${t.lab.privateKeyPath}.pub`, 'utf8').trim();
+        for (const name of ['light1', 'sys1']) {
+          const [hostname, lab, homeEntries, key] = await check(t.lab, name);
+          expect(hostname).toBe(name);
+          expect(lab, `${name} sees the lab directory`).toBe('lab-hidden');
+          expect(homeEntries, `${name} sees this machine's /home`).toBe('0');
+          expect(key).toBe(operatorKey);
+        }
+        const recorded = readLab(t.lab.dir);
+        await t.cleanup();
+        expect(netnsList()).not.toContain(`ci-${recorded.id}-`);
+        expect(Object.values(recorded.hosts).map((h) => h.proc!.pid).filter(pidAlive)).toEqual([]);
+        expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(t.lab.dir);
+        expect(existsSync(t.lab.dir)).toBe(false);
+      } finally {
+        await t.cleanup();
+      }
+    });
+  }
+
+  it('keeps a lab elsewhere (here /mnt) out of its light hosts\' sight too', async () => {
+    const t = await openTestLab('ci-lab-', '/mnt');
+    try {
+      await t.lab.addHost('light1', 'light');
+      const [hostname, lab] = await check(t.lab, 'light1');
+      expect(hostname).toBe('light1');
+      expect(lab).toBe('lab-hidden');
+      expect(existsSync(join(t.lab.dir, 'lab.json'))).toBe(true);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  it('refuses light hosts in a lab inside a directory they overlay, also through a symlink, creating nothing', async () => {
+    const real = mkdtempSync('/var/tmp/ci-lab-');
+    const link = join(tmpdir(), `ci-lab-link-${randomBytes(4).toString('hex')}`);
+    symlinkSync(real, link);
+    let lab: LocalLab | undefined;
+    try {
+      lab = await LocalLab.open(join(link, 'lab'));
+      const err = await lab.addHost('light1', 'light').catch((e: unknown) => e);
+      expect((err as Error).message).toBe(`lab directory ${real}/lab is inside /var, which light hosts overlay`);
+      expect((err as LocalHostError).hint).toContain('set CI_HOME to a directory outside /etc, /var, /opt, /usr and /srv');
+      expect(lab.hosts()).toEqual([]);
+      expect(netnsList()).not.toContain(`ci-${lab.id}-`);
+    } finally {
+      await lab?.destroy();
+      rmSync(link, { force: true });
+      rmSync(real, { recursive: true, force: true });
+    }
   });
 });

@@ -213,6 +213,21 @@ describe('planner', () => {
     expect(p.actions.some((a) => a.kind === 'delete-host')).toBe(false);
   });
 
+  test('destroy: hosts the provider holds but the state never recorded are only deleted', () => {
+    const d = desired([{ count: 1, roles: ['master'] }], { provider: 'LOCAL' });
+    const s = simulate(plan({ desired: d, image: v1 }), d, undefined);
+    const p = planDestroy(s, ['demo-master-1', 'demo-master-2']);
+    assertDag(p);
+    expect(ids(p).filter((i) => i.endsWith('demo-master-2'))).toEqual(['delete-host:demo-master-2']);
+    expect(find(p, 'delete-host:demo-master-2')).toMatchObject({ deps: [], reason: 'not in state' });
+    expect(find(p, 'delete-host:demo-master-1').reason).toBe('destroy');
+    expect(p.hosts.map((h) => [h.key, h.roles, h.impact])).toEqual([
+      ['demo-master-1', ['master'], 'destroy'],
+      ['demo-master-2', [], 'destroy'],
+    ]);
+    expect(p.summary).toEqual({ add: 0, change: 0, destroy: 2 });
+  });
+
   test('every plan is a DAG over existing ids', () => {
     const { state } = created();
     const shapes = [

@@ -8,6 +8,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import { describeAction, type ExecEvent, type Reporter } from '../executor/events.js';
 import type { ExecuteResult } from '../executor/executor.js';
 import { CiError } from '../errors.js';
+import type { Released } from '../executor/host-provider.js';
 import { redact } from '../redact.js';
 import { humanSize } from './format.js';
 
@@ -98,4 +99,10 @@ export function renderSummary(r: ExecuteResult, verb: string): string {
   }
   lines.push('The state records every finished step: fix the cause and run the same command again to resume.');
   return redact(lines.join('\n')) + '\n';
+}
+
+/** What went with the cluster's last host: hosts the state did not record, then the rest (bridge, subnet, directory). */
+export function renderReleased(r: Released): string {
+  const hosts = r.hosts.length > 0 ? [`${r.hosts.length === 1 ? 'host' : 'hosts'} ${r.hosts.join(', ')} (not in state)`] : [];
+  return `Removed ${[...hosts, ...r.resources].join(', ')}.\n`;
 }

@@ -22,7 +22,7 @@ import { LocalProvider, labDirFor } from '../../providers/local/provider.js';
 import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connections.js';
 import type { Reporter } from './events.js';
 import { execute, type ExecuteResult } from './executor.js';
-import type { HostProvider } from './host-provider.js';
+import type { HostProvider, Released } from './host-provider.js';
 import { checkIdentity, DEFAULT_PROBE, type IdentityWarning } from './identity.js';
 
 export interface ConvergeOptions {
@@ -51,6 +51,8 @@ export interface ConvergeResult {
   plan: Plan;
   /** Undefined when there was nothing to do. */
   result?: ExecuteResult;
+  /** What the provider removed once the cluster had no host left. */
+  released?: Released;
 }
 
 /** With `lineage`, a LOCAL lab is claimed for that state when first used. */
@@ -115,7 +117,9 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
         { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay, checked: prepared.checked },
         { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
       );
-      return { plan, result };
+      // Every create failed: the hosts removed themselves, and what was made for them (a local lab) goes too.
+      const released = Object.keys(result.state.hosts).length === 0 ? await provider.release?.() : undefined;
+      return { plan, result, released };
     } finally {
       if (relay) await revokeRelay(relay, state, connections);
       await connections.closeAll();
@@ -132,11 +136,12 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
   const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
   try {
     const state = await backend.read();
-    if (!state) return undefined;
-    const provider = providerFor(state.provider, home, state.cluster, desired, state.lineage);
-    await checkIdentity({ desired, state, statePath: backend.path, provider });
-    const plan = planDestroy(state);
-    if (plan.actions.length === 0 && !state.image) return { plan };
+    const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired, state?.lineage);
+    // Without a state (and without a backup: reading refuses then), whatever is left of the cluster on this machine
+    // was made by an apply that never recorded it; with one, it must be this cluster's own state.
+    if (state) await checkIdentity({ desired, state, statePath: backend.path, provider });
+    const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? []);
+    if (!state || Object.keys(state.hosts).length === 0) return await destroyLeftovers(plan, provider, backend, state, opts);
     if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
     // Checked, never claimed: destroy touches only hosts this state owns, and removes their files.
     const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning }, { cluster: state.cluster, lineage: state.lineage, claim: false });
@@ -149,15 +154,36 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     } finally {
       await connections.closeAll();
     }
+    let released: Released | undefined;
     if (result.failed.length === 0 && !result.interrupted && Object.keys(result.state.hosts).length === 0) {
-      await provider.release?.();
+      released = await provider.release?.();
       // An empty state of the same lineage stays, as Terraform's does: making the cluster again continues it.
       await backend.write({ ...emptyState(state.cluster, state.provider, state.lineage), serial: result.state.serial });
     }
-    return { plan, result };
+    return { plan, result, released };
   } finally {
     await lock.release();
   }
+}
+
+/**
+ * No host in the state, so no hook to run; a failed or killed apply may still have left hosts (they are in the
+ * plan, to be confirmed) and a lab. A state that still names an image or outputs is emptied too. Undefined when
+ * there is nothing at all.
+ */
+async function destroyLeftovers(
+  plan: Plan,
+  provider: HostProvider,
+  backend: LocalStateBackend,
+  state: ClusterState | undefined,
+  opts: ConvergeOptions,
+): Promise<ConvergeResult | undefined> {
+  if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
+  const released = await provider.release?.();
+  if (state && (state.image || state.cmdsRun.length > 0 || Object.keys(state.outputs).length > 0)) {
+    await backend.write({ ...emptyState(state.cluster, state.provider, state.lineage), serial: state.serial });
+  }
+  return released ? { plan, released } : undefined;
 }
 
 /** Layers the cluster's current members hold can be served to others; only root logins can grant the relay. */

@@ -10,11 +10,23 @@ export interface HostProvider {
   remove(key: string): Promise<void>;
   /** How to reach a host over SSH, credentials included. */
   target(host: Pick<HostState, 'key' | 'ip' | 'ssh'>): Promise<SshTarget>;
-  /** Called when the cluster is gone (destroy), to release what the provider holds for it. */
-  release?(): Promise<void>;
   /**
-   * Providers that make hosts: the hosts they already hold for this cluster and the state lineage recorded for
-   * them, read without creating or changing anything. Undefined when they hold nothing.
+   * Providers that make hosts: the hosts they already hold for this cluster (recorded in the state or not: a failed
+   * or killed apply) and the state lineage recorded for them, read without creating or changing anything.
+   * Undefined when they hold nothing.
    */
   held?(): Promise<{ where: string; hosts: string[]; lineage?: string } | undefined>;
+  /**
+   * Called when the cluster has no host left in its state (destroyed, or every create failed): removes whatever
+   * the provider still holds for it, hosts the state never recorded included, and says what that was.
+   */
+  release?(): Promise<Released | undefined>;
+}
+
+/** What a provider removed on release, for the operator to read. */
+export interface Released {
+  /** Hosts that were still there although the state did not list them. */
+  hosts: string[];
+  /** Everything else, each described for a person (a bridge, a subnet, a directory). */
+  resources: string[];
 }

@@ -47,7 +47,8 @@ export function describeAction(a: Action): string {
 
 function hostTitle(h: PlannedHost): string {
   const names = h.name && h.ip ? `${h.name} ${h.ip}` : h.key;
-  return `host ${names} (${h.roles.join(', ')})`;
+  // Hosts the state never recorded have no roles to show.
+  return `host ${names}` + (h.roles.length > 0 ? ` (${h.roles.join(', ')})` : '');
 }
 
 export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {

@@ -34,6 +34,15 @@ export interface LabHost {
   hostKey: string;
 }
 
+/** What `destroy` found and removed; a bridge or subnet claim that was already gone is left out. */
+export interface LabRemoval {
+  /** Hosts recorded in the lab or found as its namespaces. */
+  hosts: string[];
+  bridge?: string;
+  subnet?: string;
+  dir: string;
+}
+
 const toLabHost = (r: HostRecord): LabHost => ({ name: r.name, hostname: r.hostname, ip: r.ip, kind: r.kind, hostKey: r.hostKey });
 
 export class LocalLab {
@@ -119,9 +128,14 @@ export class LocalLab {
     });
   }
 
-  /** Creates and starts a host, or returns it as is when it already runs. Waits until SSH answers. */
+  /**
+   * Creates and starts a host, or returns it as is when it already runs. Waits until SSH answers. A host this
+   * call started that fails on the way (or never answers) is removed with everything it had, before the error
+   * is thrown: a failed create leaves nothing behind.
+   */
   async addHost(name: string, kind: HostKind): Promise<LabHost> {
     checkHostName(name);
+    let started = false;
     const rec = await this.locked(async () => {
       let r = this.state.hosts[name];
       if (r && r.kind !== kind) {
@@ -130,7 +144,7 @@ export class LocalLab {
         });
       }
       if (r && this.healthy(r)) return r;
-      if (kind === 'light') this.checkLightLabDir();
+      if (kind === 'light') await this.checkLightLabDir();
       const rootfs = kind === 'systemd' ? await ensureRootfs() : undefined;
       if (!r) {
         const index = this.freeIndex();
@@ -149,6 +163,7 @@ export class LocalLab {
         this.state.hosts[name] = r;
         await this.save();
       }
+      started = true;
       try {
         await this.stopHost(r);
         const paths = hostPaths(this.hostDir(name), kind);
@@ -158,44 +173,72 @@ export class LocalLab {
         await ensureHostNetwork(r.netns, r.veth, this.state.bridge, r.ip);
         r.proc =
           kind === 'light'
-            ? startLightHost(paths, r.netns, r.hostname, r.ip)
+            ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip)
             : startSystemdHost(paths, rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
         await this.save();
       } catch (err) {
-        await this.teardownHost(r).catch(() => undefined);
-        delete this.state.hosts[name];
-        await this.save();
+        await this.dropHost(r).catch(() => undefined);
         throw err;
       }
       return r;
     });
-    await this.waitReady(name);
+    try {
+      await this.waitReady(name);
+    } catch (err) {
+      // A host found running is left alone: a slow answer is no reason to remove a host that may hold data.
+      if (started) await this.removeHost(name).catch(() => undefined);
+      throw err;
+    }
     return toLabHost(rec);
   }
 
   async removeHost(name: string): Promise<void> {
     await this.locked(async () => {
       const r = this.state.hosts[name];
-      if (!r) return;
-      await this.teardownHost(r);
-      await fs.rm(this.hostDir(name), { recursive: true, force: true });
-      delete this.state.hosts[name];
-      await this.save();
+      if (r) await this.dropHost(r);
     });
   }
 
-  /** Removes every host, the bridge, the subnet claim and the lab directory. Safe to repeat and after a crash. */
-  async destroy(): Promise<void> {
+  /**
+   * Removes every host (recorded or only found in the kernel), the bridge, the subnet claim and the lab
+   * directory, and says what there was. Safe to repeat and after a crash.
+   */
+  async destroy(): Promise<LabRemoval> {
+    const removal: LabRemoval = { hosts: [], dir: this.dir };
     await this.locked(async () => {
-      for (const r of Object.values(this.state.hosts)) await this.teardownHost(r);
+      const prefix = `ci-${this.state.id}-`;
+      for (const r of Object.values(this.state.hosts)) {
+        removal.hosts.push(r.name);
+        await this.teardownHost(r);
+      }
       // Namespaces a crashed run created but never recorded.
-      for (const ns of await listNetns(`ci-${this.state.id}-`)) await deleteHostNetwork(ns, vethName(this.state.id, ns.slice(`ci-${this.state.id}-`.length)));
+      for (const ns of await listNetns(prefix)) {
+        const name = ns.slice(prefix.length);
+        if (!removal.hosts.includes(name)) removal.hosts.push(name);
+        await deleteHostNetwork(ns, vethName(this.state.id, name));
+      }
+      if (linkExists(this.state.bridge)) removal.bridge = this.state.bridge;
       await deleteLink(this.state.bridge);
-      await releaseSubnet(this.state.id, this.state.subnet.k);
+      if (await releaseSubnet(this.state.id, this.state.subnet.k)) removal.subnet = this.state.subnet.cidr;
       this.state.hosts = {};
       await fs.rm(join(this.dir, 'hosts'), { recursive: true, force: true });
     });
     await fs.rm(this.dir, { recursive: true, force: true });
+    return removal;
+  }
+
+  /** Removes the lab kept in `dir`, if any, without bringing anything of it up first. */
+  static async remove(dir: string): Promise<LabRemoval | undefined> {
+    const abs = resolve(dir);
+    if (!(await exists(abs))) return undefined;
+    requireRoot('removing local hosts');
+    const file = await readLabFile(abs);
+    if (!file) {
+      // A lab that crashed before its lab.json was written holds nothing but its directory.
+      await fs.rm(abs, { recursive: true, force: true });
+      return { hosts: [], dir: abs };
+    }
+    return new LocalLab(abs, file).destroy();
   }
 
   sshTarget(name: string): SshTarget {
@@ -274,11 +317,13 @@ export class LocalLab {
     return join(this.dir, 'hosts', name);
   }
 
-  private checkLightLabDir(): void {
+  private async checkLightLabDir(): Promise<void> {
     // A light host overlays these directories with layers stored in the lab; a lab inside them would overlap.
-    const clash = LIGHT_OVERLAY_DIRS.find((d) => this.dir === `/${d}` || this.dir.startsWith(`/${d}/`));
+    // The real path counts: a lab reached through a symlink may still live inside one of them.
+    const dir = await fs.realpath(this.dir);
+    const clash = LIGHT_OVERLAY_DIRS.find((d) => dir === `/${d}` || dir.startsWith(`/${d}/`));
     if (clash) {
-      throw new LocalHostError(`lab directory ${this.dir} is inside /${clash}, which light hosts overlay`, {
+      throw new LocalHostError(`lab directory ${dir} is inside /${clash}, which light hosts overlay`, {
         hint: 'set CI_HOME to a directory outside /etc, /var, /opt, /usr and /srv',
       });
     }
@@ -300,6 +345,14 @@ export class LocalLab {
     await this.stopHost(r);
     await deleteHostNetwork(r.netns, r.veth);
     r.proc = undefined;
+  }
+
+  /** Everything of one host: processes, network, files and its record. Runs under the lock. */
+  private async dropHost(r: HostRecord): Promise<void> {
+    await this.teardownHost(r);
+    await fs.rm(this.hostDir(r.name), { recursive: true, force: true });
+    delete this.state.hosts[r.name];
+    await this.save();
   }
 
   private async logTail(name: string): Promise<string> {

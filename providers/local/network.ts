@@ -18,12 +18,21 @@ export async function deleteLink(name: string): Promise<void> {
   if (linkExists(name)) await runTool('ip', ['link', 'del', name]);
 }
 
+/**
+ * The host's MAC follows from its address (10.250.k.i, unique on this machine): a host made again at the address of
+ * a removed one (a failed create retried, a scale-in then out) keeps the MAC that the bridge's and the other hosts'
+ * neighbour caches hold, instead of being unreachable until those entries expire (up to about a minute).
+ */
+export function macFor(ip: string): string {
+  return ['02', '63', '69', ...ip.split('.').slice(1).map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
+}
+
 /** Creates the namespace and its link; addresses are set but no default route, so nothing leaves the lab. */
 export async function ensureHostNetwork(ns: string, veth: string, bridge: string, ip: string): Promise<void> {
   if (!netnsExists(ns)) await mustRun('ip', ['netns', 'add', ns]);
   if (!linkExists(veth)) {
     await runTool('ip', ['-n', ns, 'link', 'del', HOST_IFACE]);
-    await mustRun('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', HOST_IFACE, 'netns', ns]);
+    await mustRun('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', HOST_IFACE, 'address', macFor(ip), 'netns', ns]);
   }
   await mustRun('ip', ['link', 'set', veth, 'master', bridge, 'up']);
   const addrs = await mustRun('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', HOST_IFACE]);

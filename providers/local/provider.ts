@@ -1,6 +1,6 @@
 /** Provider LOCAL: the cluster's hosts are made on this machine, in a lab kept under `$CI_HOME/local/<cluster>`. */
 import { join } from 'node:path';
-import type { HostProvider } from '../../engine/executor/host-provider.js';
+import type { HostProvider, Released } from '../../engine/executor/host-provider.js';
 import type { HostState, LocalKind } from '../../state/model.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalLab } from './lab.js';
@@ -47,8 +47,15 @@ export class LocalProvider implements HostProvider {
     return (await this.open()).sshTarget(host.key);
   }
 
-  async release(): Promise<void> {
-    const lab = await this.open();
-    if (lab.hosts().length === 0) await lab.destroy();
+  async release(): Promise<Released | undefined> {
+    this.lab = undefined;
+    const removal = await LocalLab.remove(this.dir);
+    if (!removal) return undefined;
+    const resources = [
+      ...(removal.bridge ? [`bridge ${removal.bridge}`] : []),
+      ...(removal.subnet ? [`subnet ${removal.subnet}`] : []),
+      `directory ${removal.dir}`,
+    ];
+    return { hosts: removal.hosts, resources };
   }
 }

@@ -8,18 +8,24 @@ import { LocalHostError } from './errors.js';
 import { LIGHT_OVERLAY_DIRS, type HostPaths } from './host-dirs.js';
 import { procRef, type ProcRef } from './procs.js';
 
-// Runs as PID 1 of the host's own PID namespace, inside its own mount and UTS namespaces.
+// Runs as PID 1 of the host's own PID namespace, inside its own mount and UTS namespaces. Mount sources are
+// relative to the host's directory, entered first: the lab may live under /root or /home (the default
+// ~/.cloudimage as root), and binding the host's own /root or /home over it hides the absolute path. mount -c
+// keeps the relative sources as they are (canonicalising would turn them back into the hidden path).
 const LIGHT_INIT = `set -e
-H="$1"
+cd "$1"
 for d in ${LIGHT_OVERLAY_DIRS.join(' ')}; do
   [ -d "/$d" ] || continue
-  mount -t overlay "ci-$d" -o "lowerdir=/$d,upperdir=$H/upper/$d,workdir=$H/work/$d" "/$d"
+  mount -c -t overlay "ci-$d" -o "lowerdir=/$d,upperdir=upper/$d,workdir=work/$d" "/$d"
 done
-mount --bind "$H/root" /root
-mount --bind "$H/home" /home
+mount -c --bind root /root
+mount -c --bind home /home
 mount -t tmpfs -o mode=0755 ci-run /run
 mkdir -p /run/sshd
 mount -t tmpfs -o mode=1777 ci-tmp /tmp
+# Hosts never see the lab (its key and the other hosts' layers) where the mounts above left it visible.
+if [ -e "$4/lab.json" ]; then mount -t tmpfs -o mode=0700,size=64k ci-lab "$4"; fi
+cd /
 hostname "$2"
 exec /usr/sbin/sshd -D -e -h /etc/ssh/ssh_host_ed25519_key -o ListenAddress="$3" -o UsePAM=no \\
   -o PasswordAuthentication=yes -o PermitRootLogin=prohibit-password -o MaxStartups=100:30:200 \\
@@ -47,11 +53,11 @@ function startDetached(cmd: string, args: string[], log: string): ProcRef {
   }
 }
 
-export function startLightHost(p: HostPaths, netns: string, hostname: string, ip: string): ProcRef {
+export function startLightHost(p: HostPaths, labDir: string, netns: string, hostname: string, ip: string): ProcRef {
   return startDetached(
     'ip',
     ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--pid', '--fork', '--kill-child', '--mount-proc',
-      '--propagation', 'private', 'sh', '-c', LIGHT_INIT, 'ci-light-host', p.dir, hostname, ip],
+      '--propagation', 'private', 'sh', '-c', LIGHT_INIT, 'ci-light-host', p.dir, hostname, ip, labDir],
     p.log,
   );
 }

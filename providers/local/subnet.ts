@@ -79,12 +79,16 @@ export async function claimSubnet(labId: string, dir: string, preferred?: number
   });
 }
 
-export async function releaseSubnet(labId: string, k: number): Promise<void> {
+/** Returns whether the lab held the claim. */
+export async function releaseSubnet(labId: string, k: number): Promise<boolean> {
   const path = join(CLAIM_DIR, String(k));
   try {
     const claim = JSON.parse(await fs.readFile(path, 'utf8')) as Claim;
-    if (claim.labId === labId) await fs.rm(path, { force: true });
+    if (claim.labId !== labId) return false;
+    await fs.rm(path, { force: true });
+    return true;
   } catch {
     // Nothing claimed, nothing to release.
+    return false;
   }
 }

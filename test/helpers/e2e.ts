@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { LocalLab } from '../../providers/local/lab.js';
+import { CLAIM_DIR } from '../../providers/local/subnet.js';
 import { connectSsh } from '../../providers/ssh/session.js';
 import type { ClusterState } from '../../state/model.js';
 import { runCli, type CliResult } from './cli.js';
@@ -31,8 +32,9 @@ export function describeRun(args: string[], r: CliResult): string {
   return `ci ${args.join(' ')} exited ${r.code}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;
 }
 
-export function makeHome(prefix = 'ci-e2e-'): E2eHome {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
+/** A throwaway CI_HOME, in the temp directory unless `parent` says where. */
+export function makeHome(prefix = 'ci-e2e-', parent = tmpdir()): E2eHome {
+  const dir = mkdtempSync(join(parent, prefix));
   const env = { CI_HOME: dir };
   const home: E2eHome = {
     dir,
@@ -118,6 +120,7 @@ export interface LabFootprint {
   id: string;
   bridge: string;
   netns: string[];
+  veths: string[];
   /** Host processes the lab recorded plus everything running inside the hosts' network namespaces. */
   procs: ProcRef[];
   dir: string;
@@ -125,15 +128,13 @@ export interface LabFootprint {
 
 /** What a LOCAL cluster's lab owns right now, read from its lab.json and the kernel. */
 export async function labFootprint(labDir: string): Promise<LabFootprint> {
-  const lab = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8')) as {
-    id: string;
-    bridge: string;
-    hosts: Record<string, { netns: string; proc?: ProcRef }>;
-  };
+  const lab = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8')) as RecordedLab;
   const procs: ProcRef[] = [];
   const netns: string[] = [];
+  const veths: string[] = [];
   for (const h of Object.values(lab.hosts)) {
     netns.push(h.netns);
+    veths.push(h.veth);
     if (h.proc) procs.push(h.proc);
     const pids = (await tryRun('ip', ['netns', 'pids', h.netns])) ?? '';
     for (const p of pids.split(/\s+/).filter(Boolean)) {
@@ -141,7 +142,75 @@ export async function labFootprint(labDir: string): Promise<LabFootprint> {
       if (st) procs.push({ pid: Number(p), startTime: st });
     }
   }
-  return { id: lab.id, bridge: lab.bridge, netns, procs, dir: labDir };
+  return { id: lab.id, bridge: lab.bridge, netns, veths, procs, dir: labDir };
+}
+
+interface RecordedLab {
+  id: string;
+  bridge: string;
+  hosts: Record<string, { netns: string; veth: string; proc?: ProcRef }>;
+}
+
+/**
+ * Reads a lab's lab.json over and over while something else (an apply) works in it, and keeps everything it saw:
+ * the footprint of hosts that are created and removed again before the run ends, when labFootprint comes too late.
+ */
+export function watchLab(labDir: string, everyMs = 20): { stop(): LabFootprint | undefined } {
+  let fp: LabFootprint | undefined;
+  const look = () => {
+    let lab: RecordedLab;
+    try {
+      lab = JSON.parse(readFileSync(join(labDir, 'lab.json'), 'utf8')) as RecordedLab;
+    } catch {
+      return; // not there yet, gone already, or caught mid-rename
+    }
+    fp ??= { id: lab.id, bridge: lab.bridge, netns: [], veths: [], procs: [], dir: labDir };
+    for (const h of Object.values(lab.hosts)) {
+      if (!fp.netns.includes(h.netns)) fp.netns.push(h.netns);
+      if (!fp.veths.includes(h.veth)) fp.veths.push(h.veth);
+      if (h.proc && !fp.procs.some((p) => p.pid === h.proc!.pid && p.startTime === h.proc!.startTime)) fp.procs.push(h.proc);
+    }
+  };
+  const timer = setInterval(look, everyMs);
+  look();
+  return {
+    stop() {
+      clearInterval(timer);
+      look();
+      return fp;
+    },
+  };
+}
+
+/** Lines of this process's mount table that mention `dir`: none once a lab under `dir` is gone. */
+export function mountsMentioning(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir));
+}
+
+/** Live processes whose command line mentions `dir` (host processes carry their host directory as an argument). */
+export function procsMentioning(dir: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(dir) && startTime(Number(name))) out.push(Number(name));
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return out;
+}
+
+/** Subnet claims on this machine held for the lab in `dir`. */
+export function claimsFor(dir: string): string[] {
+  if (!existsSync(CLAIM_DIR)) return [];
+  return readdirSync(CLAIM_DIR).filter((f) => {
+    try {
+      return (JSON.parse(readFileSync(join(CLAIM_DIR, f), 'utf8')) as { dir?: string }).dir === dir;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** What of a recorded footprint still exists; all empty after a clean destroy. */
@@ -150,7 +219,7 @@ export async function leftovers(fp: LabFootprint): Promise<{ netns: string[]; li
   const names = list.split('\n').map((l) => l.trim().split(/\s+/)[0]).filter(Boolean);
   return {
     netns: names.filter((n) => n.startsWith(`ci-${fp.id}-`)),
-    links: existsSync(`/sys/class/net/${fp.bridge}`) ? [fp.bridge] : [],
+    links: [fp.bridge, ...fp.veths].filter((l) => existsSync(`/sys/class/net/${l}`)),
     procs: fp.procs.filter((p) => startTime(p.pid) === p.startTime).map((p) => p.pid),
     dir: existsSync(fp.dir),
   };
@@ -169,7 +238,7 @@ export async function cleanupHome(home: E2eHome, clusterfiles: string[] = []): P
   if (existsSync(local)) {
     for (const name of readdirSync(local)) {
       try {
-        await (await LocalLab.open(join(local, name))).destroy();
+        await LocalLab.remove(join(local, name));
       } catch (err) {
         process.stderr.write(`cleanup: could not destroy lab ${join(local, name)}: ${(err as Error).message}\n`);
       }

@@ -22,8 +22,9 @@ export interface TestLab {
   cleanup(): Promise<void>;
 }
 
-export async function openTestLab(prefix = 'ci-lab-'): Promise<TestLab> {
-  const parent = mkdtempSync(join(tmpdir(), prefix));
+/** A lab in a fresh directory under `under` (the temp directory unless told). */
+export async function openTestLab(prefix = 'ci-lab-', under = tmpdir()): Promise<TestLab> {
+  const parent = mkdtempSync(join(under, prefix));
   let lab: LocalLab;
   try {
     lab = await LocalLab.open(join(parent, 'lab'));

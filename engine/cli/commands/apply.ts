@@ -5,7 +5,7 @@ import { applyCluster } from '../../executor/converge.js';
 import { loadPlanFile } from '../../../plans/planfile.js';
 import { parseDuration } from '../../../state/local.js';
 import { positiveInt } from '../options.js';
-import { LineReporter, renderSummary } from '../progress.js';
+import { LineReporter, renderReleased, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
 import { ensureImageHook } from '../ensure-image.js';
 import { useColor } from '../color.js';
@@ -43,7 +43,7 @@ export function register(program: Command): void {
       let reporter: LineReporter | undefined;
       const interrupt = interruptSignal();
       try {
-        const { plan, result } = await applyCluster({
+        const { plan, result, released } = await applyCluster({
           clusterfile: o.file ?? 'Clusterfile',
           statePath: o.state,
           parallelism: positiveInt('--parallelism', o.parallelism),
@@ -62,6 +62,7 @@ export function register(program: Command): void {
           return;
         }
         process.stdout.write('\n' + renderSummary(result, 'Apply'));
+        if (released) process.stdout.write(`No host was created. ${renderReleased(released)}`);
         if (result.failed.length > 0 || result.interrupted) process.exitCode = result.interrupted ? EXIT.interrupted : EXIT.error;
       } finally {
         interrupt.dispose();

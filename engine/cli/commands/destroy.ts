@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { destroyCluster } from '../../executor/converge.js';
 import { parseDuration } from '../../../state/local.js';
-import { LineReporter, renderSummary } from '../progress.js';
+import { LineReporter, renderReleased, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
 import { logFileFor, type ConvergeFlags } from './apply.js';
 import { positiveInt } from '../options.js';
@@ -32,15 +32,13 @@ export function register(program: Command): void {
           signal: interrupt.signal,
         });
         if (!done) {
-          process.stdout.write('Nothing to destroy: the cluster has no state.\n');
+          process.stdout.write('Nothing to destroy: no hosts in state, and nothing of the cluster is left on this machine.\n');
           return;
         }
-        if (!done.result) {
-          process.stdout.write(`Nothing to destroy: the state of cluster ${done.plan.cluster} holds no hosts.\n`);
-          return;
-        }
-        process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
-        if (done.result.failed.length > 0 || done.result.interrupted) process.exitCode = done.result.interrupted ? EXIT.interrupted : EXIT.error;
+        if (done.result) process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
+        else process.stdout.write('\nDestroy complete! No hosts in state; removed what an earlier apply left.\n');
+        if (done.released) process.stdout.write(renderReleased(done.released));
+        if (done.result && (done.result.failed.length > 0 || done.result.interrupted)) process.exitCode = done.result.interrupted ? EXIT.interrupted : EXIT.error;
       } finally {
         interrupt.dispose();
         await reporter?.close();
