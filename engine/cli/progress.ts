@@ -60,6 +60,11 @@ export class LineReporter implements Reporter {
         this.emit(t, c.yellow(t));
         break;
       }
+      case 'action-running': {
+        const t = `${prefix(e.action.host)}${describeAction(e.action)}: still running after ${Math.round(e.ms / 1000)}s (${e.note})`;
+        this.emit(t, c.dim(t));
+        break;
+      }
       case 'output':
         this.emit(`${prefix(e.host)}${e.line}`, `${c.cyan(prefix(e.host))}${e.line}`);
         break;

@@ -7,6 +7,8 @@ export type ExecEvent =
   | { type: 'action-failed'; action: Action; error: Error }
   | { type: 'action-skipped'; action: Action; because: string }
   | { type: 'action-retry'; action: Action; attempt: number; delayMs: number; error: Error }
+  /** A long step is still under way (its output is held until it ends). */
+  | { type: 'action-running'; action: Action; ms: number; note: string }
   | { type: 'output'; host: string; stream: 'stdout' | 'stderr'; line: string }
   | { type: 'interrupted' }
   /** Something could not be checked before the plan; the step that needs it checks again. */

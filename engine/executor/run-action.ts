@@ -4,7 +4,7 @@ import { digestHex, type Digest } from '../digest.js';
 import { fetchScript, type Relay } from './relay.js';
 import { InternalError, RemoteCommandError } from '../errors.js';
 import { redact, registerSecret } from '../redact.js';
-import type { Action } from '../../plans/actions.js';
+import type { Action, HookAction } from '../../plans/actions.js';
 import type { ImageStore } from '../image/store.js';
 import type { SshSession } from '../../providers/ssh/session.js';
 import { tailLines } from '../../providers/ssh/tail-buffer.js';
@@ -166,15 +166,27 @@ function checkExit(session: SshSession, what: string, r: { code: number | null; 
  * Runs a hook and takes its outputs. The outputs are read and registered as secrets even when the hook failed, so
  * neither its output lines nor its error can show them in clear; only a successful hook's outputs are kept.
  */
-async function runHook(ctx: RunContext, session: SshSession, host: string, hook: string, env: Record<string, string>): Promise<Record<string, string>> {
+/** How often a hook whose output is held says it is still running. */
+export const HELD_HEARTBEAT_MS = 30_000;
+
+async function runHook(ctx: RunContext, session: SshSession, action: HookAction, env: Record<string, string>): Promise<Record<string, string>> {
+  const { host, hook } = action;
   const cluster = ctx.plan.cluster;
   const held = new HeldOutput();
+  const started = Date.now();
+  // Held output would otherwise make a long hook look hung.
+  const heartbeat = setInterval(
+    () => ctx.reporter.event({ type: 'action-running', action, ms: Date.now() - started, note: 'its output is shown when it ends' }),
+    HELD_HEARTBEAT_MS,
+  );
   let run: { code: number | null; tail: string };
   try {
     run = await runStreamed(session, hookScript(cluster, hook), held.sink, env);
   } catch (err) {
     held.withhold(ctx, host, 'the connection was lost before the hook\'s outputs could be read');
     throw err;
+  } finally {
+    clearInterval(heartbeat);
   }
   let outputs: Record<string, string>;
   try {
@@ -228,7 +240,7 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
       return { facts };
     }
     case 'hook': {
-      const outputs = await runHook(ctx, session, action.host, action.hook, hookEnv(ctx, action));
+      const outputs = await runHook(ctx, session, action, hookEnv(ctx, action));
       return { facts, outputs };
     }
     case 'run-cmd': {
