@@ -19,17 +19,26 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/** A complete, synced copy of `data` in a fresh temp file next to `path`, with `mode`; the caller puts it in place. */
+async function writeSyncedTemp(path: string, data: string | Uint8Array, mode: number): Promise<string> {
   await fs.mkdir(dirname(path), { recursive: true });
   const tmp = tempSibling(path);
-  const fh = await fs.open(tmp, 'w', mode);
+  const fh = await fs.open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
     await fh.sync();
-  } finally {
+  } catch (err) {
     await fh.close();
+    await fs.rm(tmp, { force: true });
+    throw err;
   }
+  await fh.close();
   await fs.chmod(tmp, mode);
+  return tmp;
+}
+
+export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = await writeSyncedTemp(path, data, mode);
   try {
     await fs.rename(tmp, path);
   } catch (err) {
@@ -54,17 +63,8 @@ export async function exists(path: string): Promise<boolean> {
  * writer was first; its file is left untouched.
  */
 export async function createFileExclusive(path: string, data: string | Uint8Array, mode = 0o600): Promise<boolean> {
-  await fs.mkdir(dirname(path), { recursive: true });
-  const tmp = tempSibling(path);
-  const fh = await fs.open(tmp, 'wx', mode);
+  const tmp = await writeSyncedTemp(path, data, mode);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await fs.chmod(tmp, mode);
     await fs.link(tmp, path);
   } catch (err: any) {
     if (err?.code === 'EEXIST') return false;

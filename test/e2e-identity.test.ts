@@ -176,7 +176,7 @@ describe.skipIf(!labsAvailable())('a lost or foreign state on LOCAL hosts', () =
     expect(list.stdout).toContain('no hosts: the state holds none');
     expect(list.stdout).not.toContain('HOST');
     const again = await home.ciOk(['destroy', '-f', clusterfile, '--auto-approve']);
-    expect(again.stdout).toContain("Nothing to destroy: no hosts in state, and nothing of the cluster is left on this machine.");
+    expect(again.stdout).toContain('Nothing to destroy: no hosts in state, and nothing of the cluster is left on this machine.');
 
     await home.ciOk(['apply', '-f', clusterfile, '--auto-approve']);
     expect(home.readState(CLUSTER)!.lineage).toBe(lineage);

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const CI_BIN = fileURLToPath(new URL('../../dist/engine/cli/bin.js', import.meta.url));
@@ -17,14 +17,18 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
       env: { ...process.env, FORCE_COLOR: '0', ...opts.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b) => (stdout += b));
-    child.stderr.on('data', (b) => (stderr += b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
+    collect(child, opts.input, resolve, reject);
   });
+}
+
+function collect(child: ChildProcessWithoutNullStreams, input: string | undefined, resolve: (r: CliResult) => void, reject: (e: Error) => void): void {
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (b) => (stdout += b));
+  child.stderr.on('data', (b) => (stderr += b));
+  child.on('error', reject);
+  child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  child.stdin.end(input ?? '');
 }
 
 /**
@@ -38,12 +42,6 @@ export function runCliInTerminal(args: string[], opts: { env?: NodeJS.ProcessEnv
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   return new Promise((resolve, reject) => {
     const child = spawn('script', ['--quiet', '--return', '--command', command, '/dev/null'], { cwd: opts.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b) => (stdout += b));
-    child.stderr.on('data', (b) => (stderr += b));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
+    collect(child, opts.input, resolve, reject);
   });
 }
