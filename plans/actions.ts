@@ -3,7 +3,7 @@
  * the executor runs it, honouring `deps` (ids that must finish first). Ids are stable across runs so a saved plan,
  * its rendering and the executor's progress lines all name the same step the same way.
  */
-import type { Digest } from '../engine/digest.js';
+import type { Digest } from '../engine/kernel/digest.js';
 import type { HookName, LocalKind, Provider } from '../state/model.js';
 
 export const PLAN_VERSION = 1 as const;

@@ -3,8 +3,8 @@
  * from; `checkPlanFresh` refuses it when any of them moved on.
  */
 import { promises as fs } from 'node:fs';
-import { InputError, StalePlanError } from '../engine/errors.js';
-import { writeFileAtomic } from '../engine/fsutil.js';
+import { InputError, StalePlanError } from '../engine/kernel/errors.js';
+import { writeFileAtomic } from '../engine/kernel/fsutil.js';
 import type { DesiredCluster } from '../engine/clusterfile/types.js';
 import type { ClusterState } from '../state/model.js';
 import { PLAN_VERSION, type ImageInfo, type Plan } from './actions.js';

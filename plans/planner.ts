@@ -4,8 +4,8 @@
  * (layers held, rootfs unpacked, hooks done per image, membership seen), so after a partial failure the next plan
  * holds exactly the missing steps.
  */
-import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/digest.js';
-import { CiError, InternalError } from '../engine/errors.js';
+import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/kernel/digest.js';
+import { CiError, InternalError } from '../engine/kernel/errors.js';
 import type { DesiredCluster, DesiredHost } from '../engine/clusterfile/types.js';
 import type { ClusterState, HookName, HostState } from '../state/model.js';
 import {

@@ -2,10 +2,10 @@
  * Everything between "user typed ci plan/apply" and a Plan: read the Clusterfile, resolve its image in the local
  * store, read state, call the pure planner. `ci apply` uses exactly this path, so what plan shows is what apply does.
  */
-import { ciHome } from '../engine/home.js';
+import { ciHome } from '../engine/kernel/home.js';
 import { ImageStore, type ResolvedImage } from '../engine/image/store.js';
 import { checkStoredLayers, type CheckedImage } from '../engine/image/layer-check.js';
-import { ImageNotFoundError } from '../engine/errors.js';
+import { ImageNotFoundError } from '../engine/kernel/errors.js';
 import { loadClusterfile } from '../engine/clusterfile/parse.js';
 import type { DesiredCluster } from '../engine/clusterfile/types.js';
 import type { StateBackend } from '../state/backend.js';

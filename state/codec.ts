@@ -7,8 +7,8 @@
  * Version 2 files hold `sealedOutputs` (absent when there are no outputs: such a state needs no key). Version 1
  * files, with `outputs` in clear, are still read and are sealed on their next write.
  */
-import { StateError } from '../engine/errors.js';
-import { registerSecret } from '../engine/redact.js';
+import { StateError } from '../engine/kernel/errors.js';
+import { registerSecret } from '../engine/kernel/redact.js';
 import type { KeySource, StateKey } from './keys.js';
 import { STATE_VERSION, type ClusterState } from './model.js';
 import { SEAL_ALGORITHM, isSealedBox, open, seal, type SealedBox } from './seal.js';

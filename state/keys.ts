@@ -10,10 +10,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { StateError } from '../engine/errors.js';
-import { createFileExclusive, fsyncDir } from '../engine/fsutil.js';
-import { ciHome } from '../engine/home.js';
-import { registerSecret } from '../engine/redact.js';
+import { StateError } from '../engine/kernel/errors.js';
+import { createFileExclusive, fsyncDir } from '../engine/kernel/fsutil.js';
+import { ciHome } from '../engine/kernel/home.js';
+import { registerSecret } from '../engine/kernel/redact.js';
 
 export interface StateKey {
   /** Names the key in the states it sealed; derived from the key by a one-way hash. */

@@ -4,7 +4,7 @@
  * It holds no passwords or keys. Hook outputs are kept here in clear in memory; at rest they are sealed
  * (state/codec.ts), and wherever text is printed they are masked.
  */
-import type { Digest } from '../engine/digest.js';
+import type { Digest } from '../engine/kernel/digest.js';
 
 /** Version 2: hook outputs sealed at rest. Version 1 files (outputs in clear) are still read. */
 export const STATE_VERSION = 2 as const;

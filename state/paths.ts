@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { ciHome } from '../engine/home.js';
+import { ciHome } from '../engine/kernel/home.js';
 
 /** Default state location for a cluster: `$CI_HOME/clusters/<name>/state.json`. */
 export function statePathFor(clusterName: string, home: string = ciHome()): string {

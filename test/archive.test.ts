@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tar from 'tar';
 import { ImageStore } from '../engine/image/store.js';
 import { saveImages, loadImages, ArchiveError } from '../engine/image/archive.js';
-import { DigestMismatchError } from '../engine/errors.js';
+import { DigestMismatchError } from '../engine/kernel/errors.js';
 import { makeImage, skopeo, tempDir } from './helpers/registry.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];

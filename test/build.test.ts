@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { list } from 'tar';
 import { buildImage, type BuildOptions } from '../engine/image/build.js';
 import { ImageStore } from '../engine/image/store.js';
-import { BuildStepError, KubefileError, UsageError } from '../engine/errors.js';
+import { BuildStepError, KubefileError, UsageError } from '../engine/kernel/errors.js';
 import { removeDir, tempDir, writeTree, type Tree } from './helpers/tmp.js';
 import { injectImage, rawLayer } from './helpers/raw-layers.js';
 

@@ -2,8 +2,8 @@ import { describe, expect, test, vi } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseClusterfile, loadClusterfile, ClusterfileInvalidError, clusterfileJsonSchema } from '../engine/clusterfile/index.js';
-import { ClusterfileError } from '../engine/errors.js';
-import { redact } from '../engine/redact.js';
+import { ClusterfileError } from '../engine/kernel/errors.js';
+import { redact } from '../engine/kernel/redact.js';
 
 const SEALER = `apiVersion: sealer.cloud/v2
 kind: Cluster

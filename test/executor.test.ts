@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { execute } from '../engine/executor/executor.js';
 import type { RunContext } from '../engine/executor/run-action.js';
 import type { ExecEvent } from '../engine/executor/events.js';
-import { TransientError } from '../engine/errors.js';
+import { TransientError } from '../engine/kernel/errors.js';
 import { plan as makePlan } from '../plans/planner.js';
 import type { Action } from '../plans/actions.js';
 import { LocalStateBackend, createState } from '../state/local.js';

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { judgeMark, markScript, parseMark, stateKnowsHost } from '../engine/executor/host-claim.js';
-import { HostClaimedError, RemoteCommandError } from '../engine/errors.js';
+import { HostClaimedError, RemoteCommandError } from '../engine/kernel/errors.js';
 import { renderSummary } from '../engine/cli/progress.js';
 import type { ExecuteResult } from '../engine/executor/executor.js';
 import type { Action } from '../plans/actions.js';

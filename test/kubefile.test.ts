@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { expandVars, parseKubefile } from '../engine/image/kubefile.js';
-import { KubefileError } from '../engine/errors.js';
+import { KubefileError } from '../engine/kernel/errors.js';
 
 describe('Kubefile parser', () => {
   it('parses every instruction, continuations, comments and JSON forms', () => {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sha256, type Digest } from '../engine/digest.js';
+import { sha256, type Digest } from '../engine/kernel/digest.js';
 import { checkLayers } from '../engine/image/layer-check.js';
 import { LayerTree, UnsafeLayerError, canonicalName, type ScannedLayer } from '../engine/image/layer-tree.js';
 import { HOSTILE } from './helpers/hostile-cases.js';

@@ -8,7 +8,7 @@ import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
 import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import { LocalLab } from '../providers/local/lab.js';
 import type { LocalHostError } from '../providers/local/errors.js';
-import { HostUnreachableError } from '../engine/errors.js';
+import { HostUnreachableError } from '../engine/kernel/errors.js';
 import { RemoteTimeoutError, SshAuthError, SshConnectionLostError } from '../providers/ssh/errors.js';
 
 const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });

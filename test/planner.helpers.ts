@@ -1,6 +1,6 @@
 import { recordStart, recordSuccess } from '../engine/executor/record.js';
 /** Plain-data builders for planner tests, and a simulator that applies a plan to state the way the executor does. */
-import { sha256, type Digest } from '../engine/digest.js';
+import { sha256, type Digest } from '../engine/kernel/digest.js';
 import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import type { DesiredCluster } from '../engine/clusterfile/types.js';
 import type { Action, ImageInfo, Plan } from '../plans/actions.js';

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { clearSecrets, redact, registerSecret } from '../engine/redact.js';
+import { clearSecrets, redact, registerSecret } from '../engine/kernel/redact.js';
 import { lookupLogin } from '../engine/registry/credentials.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ci-redact-test-'));

@@ -3,7 +3,7 @@ import { ImageStore } from '../engine/image/store.js';
 import { pushImage } from '../engine/registry/push.js';
 import { pullImage } from '../engine/registry/pull.js';
 import { login } from '../engine/registry/login.js';
-import { RegistryError } from '../engine/errors.js';
+import { RegistryError } from '../engine/kernel/errors.js';
 import { makeImage, requireTools, startRegistry, startTokenServer, type RunningRegistry, type TokenServer, storeScope } from './helpers/registry.js';
 
 const noWait = { attempts: 2, baseMs: 1, capMs: 5 };

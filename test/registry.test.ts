@@ -8,10 +8,10 @@ import { pushImage } from '../engine/registry/push.js';
 import { pullImage, ensureImage } from '../engine/registry/pull.js';
 import { login } from '../engine/registry/login.js';
 import { authFilePath, lookupLogin } from '../engine/registry/credentials.js';
-import { CiError, DigestMismatchError, RegistryError } from '../engine/errors.js';
+import { CiError, DigestMismatchError, RegistryError } from '../engine/kernel/errors.js';
 import { reportError } from '../engine/cli/main.js';
 import { register as registerLogin } from '../engine/cli/commands/login.js';
-import { redact } from '../engine/redact.js';
+import { redact } from '../engine/kernel/redact.js';
 import {
   makeImage,
   requireTools,

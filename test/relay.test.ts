@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LayerDistributor, grantScript, verifiedKnownHosts, type Source } from '../engine/executor/relay.js';
-import { sha256 } from '../engine/digest.js';
+import { sha256 } from '../engine/kernel/digest.js';
 import { fingerprintOfPublicKeyLine } from '../providers/ssh/fingerprint.js';
 
 const L = sha256('layer');

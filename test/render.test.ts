@@ -6,7 +6,7 @@ import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import { plan, planDestroy } from '../plans/planner.js';
 import { renderPlanJson, renderPlanText, formatBytes } from '../plans/render/index.js';
 import { checkPlanFresh, loadPlanFile, savePlanFile } from '../plans/planfile.js';
-import { StalePlanError } from '../engine/errors.js';
+import { StalePlanError } from '../engine/kernel/errors.js';
 import type { ImageInfo, Plan } from '../plans/actions.js';
 import type { ClusterState } from '../state/model.js';
 

@@ -10,9 +10,9 @@ import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
 import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import type { SshTarget } from '../providers/ssh/target.js';
 import { SshAuthError, SshKeyError, RemoteTimeoutError } from '../providers/ssh/errors.js';
-import { DigestMismatchError, HostKeyMismatchError, HostUnreachableError, RemoteCommandError, CiError } from '../engine/errors.js';
-import { sha256 } from '../engine/digest.js';
-import { redact } from '../engine/redact.js';
+import { DigestMismatchError, HostKeyMismatchError, HostUnreachableError, RemoteCommandError, CiError } from '../engine/kernel/errors.js';
+import { sha256 } from '../engine/kernel/digest.js';
+import { redact } from '../engine/kernel/redact.js';
 
 const PASSWORD = `pw-${randomBytes(6).toString('hex')}`;
 const PASSPHRASE = `pp-${randomBytes(6).toString('hex')}`;

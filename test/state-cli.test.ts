@@ -12,7 +12,7 @@ import { LocalStateBackend, createState, statePathFor } from '../state/index.js'
 import { preparePlan } from '../plans/prepare.js';
 import { planCluster } from '../engine/executor/converge.js';
 import { loadPlanFile } from '../plans/planfile.js';
-import { HostKeyMismatchError, ImageNotFoundError, StateIdentityError, StateLockError } from '../engine/errors.js';
+import { HostKeyMismatchError, ImageNotFoundError, StateIdentityError, StateLockError } from '../engine/kernel/errors.js';
 
 const home = mkdtempSync(join(tmpdir(), 'ci-cli-'));
 const oldHome = process.env.CI_HOME;

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStateBackend, createState, type ClusterState } from '../state/index.js';
 import { FileKeySource, stateKeys } from '../state/keys.js';
-import { StateError } from '../engine/errors.js';
-import { clearSecrets, redact } from '../engine/redact.js';
+import { StateError } from '../engine/kernel/errors.js';
+import { clearSecrets, redact } from '../engine/kernel/redact.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ci-seal-test-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

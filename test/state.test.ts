@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStateBackend, createState, parseDuration, statePathFor, withStateLock } from '../state/index.js';
-import { StateError, StateIdentityError, StateLockError } from '../engine/errors.js';
+import { StateError, StateIdentityError, StateLockError } from '../engine/kernel/errors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ci-state-test-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

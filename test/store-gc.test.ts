@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync 
 import { join } from 'node:path';
 import { ImageStore } from '../engine/image/store.js';
 import { MEDIA, type ImageConfig } from '../engine/image/oci.js';
-import { StoreError } from '../engine/errors.js';
-import type { Digest } from '../engine/digest.js';
+import { StoreError } from '../engine/kernel/errors.js';
+import type { Digest } from '../engine/kernel/digest.js';
 import { removeDir, tempDir } from './helpers/tmp.js';
 
 const dirs: string[] = [];

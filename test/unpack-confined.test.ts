@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sha256, type Digest } from '../engine/digest.js';
+import { sha256, type Digest } from '../engine/kernel/digest.js';
 import type { CheckedImage } from '../engine/image/layer-check.js';
 import { ImageStore } from '../engine/image/store.js';
 import { WorkingRootfs } from '../engine/image/unpack.js';

@@ -2,7 +2,7 @@
 import { createInterface } from 'node:readline/promises';
 import { renderPlanText } from '../../plans/render/text.js';
 import type { Plan } from '../../plans/actions.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../kernel/errors.js';
 import { EXIT } from './exit-codes.js';
 
 export function confirmer(opts: { autoApprove?: boolean; color: boolean; verb: string }): (plan: Plan) => Promise<boolean> {

@@ -3,8 +3,8 @@
  * the only place where errors become exit codes and text (the codes are in exit-codes.ts).
  */
 import { Command, CommanderError } from 'commander';
-import { CiError, UsageError } from '../errors.js';
-import { redact } from '../redact.js';
+import { CiError, UsageError } from '../kernel/errors.js';
+import { redact } from '../kernel/redact.js';
 import { COMMANDS } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
 import { productVersion } from './version.js';

@@ -1,5 +1,5 @@
 /** Parsing of numeric flags shared by several commands. */
-import { UsageError } from '../errors.js';
+import { UsageError } from '../kernel/errors.js';
 
 export function positiveInt(flag: string, v: string): number {
   const n = Number(v);

@@ -3,7 +3,7 @@
  * (usage, help) or a library prints, a registered secret leaves this process masked. Writers that already redact
  * (the progress reporter, error reports) cost one more scan.
  */
-import { redact } from '../redact.js';
+import { redact } from '../kernel/redact.js';
 
 type Write = NodeJS.WriteStream['write'];
 

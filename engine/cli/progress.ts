@@ -7,9 +7,9 @@ import { dirname } from 'node:path';
 import { Chalk, type ChalkInstance } from 'chalk';
 import { describeAction, type ExecEvent, type Reporter } from '../executor/events.js';
 import type { ExecuteResult } from '../executor/executor.js';
-import { CiError } from '../errors.js';
+import { CiError } from '../kernel/errors.js';
 import type { Released } from '../executor/host-provider.js';
-import { redact } from '../redact.js';
+import { redact } from '../kernel/redact.js';
 import { humanSize } from './format.js';
 
 export class LineReporter implements Reporter {

@@ -1,4 +1,4 @@
-import { ClusterfileError, formatLocation, type Location } from '../errors.js';
+import { ClusterfileError, formatLocation, type Location } from '../kernel/errors.js';
 
 export interface ClusterfileIssue {
   location: Location;

@@ -1,6 +1,6 @@
 /** Maps a field path in a parsed YAML document back to file:line:column, for errors that point at the source. */
 import { isMap, isPair, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
-import type { Location } from '../errors.js';
+import type { Location } from '../kernel/errors.js';
 
 export type FieldPath = readonly (string | number)[];
 

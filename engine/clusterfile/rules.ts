@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import type { ClusterDoc } from './schema.js';
 import { parseEnvList } from './env.js';
 import { parseReference } from '../image/reference.js';
-import { InvalidReferenceError } from '../errors.js';
+import { InvalidReferenceError } from '../kernel/errors.js';
 import type { FieldPath } from './locate.js';
 
 export interface RuleIssue {

@@ -1,5 +1,5 @@
 /** The normalised, validated Clusterfile: what the planner and executor consume. */
-import type { Digest } from '../digest.js';
+import type { Digest } from '../kernel/digest.js';
 import type { LocalKind, Provider } from '../../state/model.js';
 
 export interface DesiredSsh {

@@ -3,7 +3,7 @@
  * session is handed out, the host's mark is checked (and, for an apply, the host is claimed for the state's lineage):
  * no action runs on a host that belongs to another state.
  */
-import { InternalError } from '../errors.js';
+import { InternalError } from '../kernel/errors.js';
 import { connectSsh, type SshSession } from '../../providers/ssh/session.js';
 import type { HostState } from '../../state/model.js';
 import type { HostProvider } from './host-provider.js';

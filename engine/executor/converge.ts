@@ -3,8 +3,8 @@
  * check a saved one is still fresh), confirm, execute, and report. Nothing here prints; events go to a reporter
  * and the plan text goes back to the caller through `confirm`.
  */
-import { ciHome } from '../home.js';
-import { AbortError } from '../errors.js';
+import { ciHome } from '../kernel/home.js';
+import { AbortError } from '../kernel/errors.js';
 import { ImageStore } from '../image/store.js';
 import { loadClusterfile } from '../clusterfile/parse.js';
 import type { DesiredCluster } from '../clusterfile/types.js';

@@ -3,8 +3,8 @@
  * When an action fails, only what depends on it is skipped; independent hosts go on. The state is written after
  * every action (one writer, in completion order), so an apply killed at any moment resumes where it stopped.
  */
-import { HostUnreachableError, TransientError } from '../errors.js';
-import { retry } from '../retry.js';
+import { HostUnreachableError, TransientError } from '../kernel/errors.js';
+import { retry } from '../kernel/retry.js';
 import type { Action } from '../../plans/actions.js';
 import type { StateBackend } from '../../state/backend.js';
 import type { ClusterState } from '../../state/model.js';

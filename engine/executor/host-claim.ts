@@ -4,7 +4,7 @@
  * there. So a lost, replaced or foreign state can never run a hook on, or remove the files of, hosts that
  * belong to another state of the same cluster name. Nothing outside the cluster's directory is read or written.
  */
-import { HostClaimedError } from '../errors.js';
+import { HostClaimedError } from '../kernel/errors.js';
 import { shellQuote } from '../../providers/ssh/shell.js';
 import type { HostState } from '../../state/model.js';
 import { remoteClusterDir, remoteLineageFile } from './remote-layout.js';

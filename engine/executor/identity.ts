@@ -4,7 +4,7 @@
  * host as new and initialise a running cluster again. These checks refuse that; the planner stays pure.
  */
 import pLimit from 'p-limit';
-import { HostClaimedError, StateIdentityError } from '../errors.js';
+import { HostClaimedError, StateIdentityError } from '../kernel/errors.js';
 import type { DesiredCluster, DesiredHost } from '../clusterfile/types.js';
 import { connectSsh } from '../../providers/ssh/session.js';
 import type { ClusterState } from '../../state/model.js';

@@ -7,8 +7,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { digestHex, type Digest } from '../digest.js';
-import { registerSecret } from '../redact.js';
+import { digestHex, type Digest } from '../kernel/digest.js';
+import { registerSecret } from '../kernel/redact.js';
 import { ensureEd25519Key } from '../../providers/local/keys.js';
 import { shellQuote } from '../../providers/ssh/shell.js';
 import { fingerprintOfPublicKeyLine } from '../../providers/ssh/fingerprint.js';

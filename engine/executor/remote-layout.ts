@@ -2,7 +2,7 @@
  * Where cloudimage keeps things on a host, and the shell it runs there to assemble a rootfs. Layers live in one
  * content-addressed store per host (shared by clusters); each cluster has its own rootfs and outputs.
  */
-import { digestHex, type Digest } from '../digest.js';
+import { digestHex, type Digest } from '../kernel/digest.js';
 import { shellQuote } from '../../providers/ssh/shell.js';
 import type { CheckedImage } from '../image/layer-check.js';
 

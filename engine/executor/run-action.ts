@@ -1,9 +1,9 @@
 /** What each kind of action does on a host. Every step is safe to repeat: an interrupted apply simply runs it again. */
 import { createReadStream } from 'node:fs';
-import { digestHex, type Digest } from '../digest.js';
+import { digestHex, type Digest } from '../kernel/digest.js';
 import { fetchScript, type Relay } from './relay.js';
-import { InternalError, RemoteCommandError } from '../errors.js';
-import { redact, registerSecret } from '../redact.js';
+import { InternalError, RemoteCommandError } from '../kernel/errors.js';
+import { redact, registerSecret } from '../kernel/redact.js';
 import type { Action, HookAction } from '../../plans/actions.js';
 import type { ImageStore } from '../image/store.js';
 import type { SshSession } from '../../providers/ssh/session.js';

@@ -7,9 +7,9 @@
 import { promises as fs } from 'node:fs';
 import { join, dirname } from 'node:path';
 import * as tar from 'tar';
-import { CiError, DigestMismatchError } from '../errors.js';
-import { isDigest, digestHex, sha256, sha256File, type Digest } from '../digest.js';
-import { tempSibling } from '../fsutil.js';
+import { CiError, DigestMismatchError } from '../kernel/errors.js';
+import { isDigest, digestHex, sha256, sha256File, type Digest } from '../kernel/digest.js';
+import { tempSibling } from '../kernel/fsutil.js';
 import { MEDIA, REF_NAME, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
 import { checkLayers, LayerCheckCache } from './layer-check.js';
 import { UnsafeLayerError } from './layer-tree.js';

@@ -5,8 +5,8 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { digestHex, type Digest } from '../digest.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { digestHex, type Digest } from '../kernel/digest.js';
+import { writeFileAtomic } from '../kernel/fsutil.js';
 import type { ImageStore } from './store.js';
 
 export interface CachedStep {

@@ -6,8 +6,8 @@
 import { promises as fs } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
-import { canonicalJson, sha256, type Digest } from '../digest.js';
-import { BuildStepError, ImageNotFoundError, KubefileError, UsageError, type Location } from '../errors.js';
+import { canonicalJson, sha256, type Digest } from '../kernel/digest.js';
+import { BuildStepError, ImageNotFoundError, KubefileError, UsageError, type Location } from '../kernel/errors.js';
 import { BuildCache } from './build-cache.js';
 import { planCopy, type CopyPlan as SourcesPlan } from './copy-sources.js';
 import { expandVars, parseKubefile, type Instruction } from './kubefile.js';

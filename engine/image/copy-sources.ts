@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { join, posix, resolve, sep, dirname, isAbsolute } from 'node:path';
 import fg from 'fast-glob';
-import type { Digest } from '../digest.js';
-import { sha256 } from '../digest.js';
-import { KubefileError, type Location } from '../errors.js';
+import type { Digest } from '../kernel/digest.js';
+import { sha256 } from '../kernel/digest.js';
+import { KubefileError, type Location } from '../kernel/errors.js';
 import { comparePaths, type LayerEntry } from './layer-writer.js';
 
 export interface CopyPlan {

@@ -1,5 +1,5 @@
 /** The JSON `ci inspect` prints: what a user or script needs to know about an image, from the store alone. */
-import type { Digest } from '../digest.js';
+import type { Digest } from '../kernel/digest.js';
 import type { CmdRecord } from './oci.js';
 import type { ResolvedImage } from './store.js';
 

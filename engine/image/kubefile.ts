@@ -8,7 +8,7 @@
  * Docker would quietly run such a line as a shell command and a broken CMD only fails on the cluster's hosts.
  * Anything else is an ordinary shell command (`RUN [ -f x ] && y`, `RUN [ "$A" = b ]`) or, for COPY, a glob.
  */
-import { KubefileError } from '../errors.js';
+import { KubefileError } from '../kernel/errors.js';
 
 export type Instruction =
   | { op: 'FROM'; line: number; text: string; image: string }

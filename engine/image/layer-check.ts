@@ -7,9 +7,9 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
-import { canonicalJson, digestHex, sha256, type Digest } from '../digest.js';
-import { StateError } from '../errors.js';
-import { writeFileAtomic } from '../fsutil.js';
+import { canonicalJson, digestHex, sha256, type Digest } from '../kernel/digest.js';
+import { StateError } from '../kernel/errors.js';
+import { writeFileAtomic } from '../kernel/fsutil.js';
 import {
   canonicalName, classifyName, EntryRefused, LayerTree, UnsafeLayerError, type LayerMember, type LayerStep, type ScannedLayer,
 } from './layer-tree.js';

@@ -6,8 +6,8 @@
  * outside, is refused before anything is written anywhere. Applying a layer yields exactly the paths to remove
  * before it is extracted, so no host ever interprets whiteouts itself.
  */
-import { CiError } from '../errors.js';
-import { shortDigest, type Digest } from '../digest.js';
+import { CiError } from '../kernel/errors.js';
+import { shortDigest, type Digest } from '../kernel/digest.js';
 
 export const WHITEOUT = '.wh.';
 export const OPAQUE = '.wh..wh..opq';

@@ -9,7 +9,7 @@ import { createGzip } from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { PassThrough, Transform } from 'node:stream';
 import { Header, Pax } from 'tar';
-import type { Digest } from '../digest.js';
+import type { Digest } from '../kernel/digest.js';
 import type { ImageStore } from './store.js';
 
 export type LayerEntry =

@@ -4,8 +4,8 @@
  * that already ran B's CMDs does not run them again just because they now come after A's layers; the same
  * CMD (same identity) reached through two inputs runs once.
  */
-import { CiError } from '../errors.js';
-import type { Digest } from '../digest.js';
+import { CiError } from '../kernel/errors.js';
+import type { Digest } from '../kernel/digest.js';
 import { MEDIA, type CmdRecord, type Descriptor, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
 import type { ImageStore, ResolvedImage } from './store.js';
 import { checkStoredLayers } from './layer-check.js';

@@ -1,5 +1,5 @@
 /** OCI image-spec data shapes used by the store, the builder and the registry client. */
-import type { Digest } from '../digest.js';
+import type { Digest } from '../kernel/digest.js';
 
 export const MEDIA = {
   index: 'application/vnd.oci.image.index.v1+json',

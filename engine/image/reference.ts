@@ -2,8 +2,8 @@
  * Image references: `name:tag`, `registry.example.com:5000/team/name:tag`, `name@sha256:…`.
  * The local store names images by the full reference text, normalised with a default tag.
  */
-import { InvalidReferenceError } from '../errors.js';
-import { isDigest, type Digest } from '../digest.js';
+import { InvalidReferenceError } from '../kernel/errors.js';
+import { isDigest, type Digest } from '../kernel/digest.js';
 
 export interface Reference {
   /** Registry host[:port], or undefined for a bare local name. */

@@ -12,10 +12,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
 import lockfile from 'proper-lockfile';
-import { ciHome } from '../home.js';
-import { digestHex, isDigest, sha256, type Digest } from '../digest.js';
-import { writeFileAtomic } from '../fsutil.js';
-import { DigestMismatchError, ImageNotFoundError, StoreError } from '../errors.js';
+import { ciHome } from '../kernel/home.js';
+import { digestHex, isDigest, sha256, type Digest } from '../kernel/digest.js';
+import { writeFileAtomic } from '../kernel/fsutil.js';
+import { DigestMismatchError, ImageNotFoundError, StoreError } from '../kernel/errors.js';
 import { MEDIA, REF_NAME, STORED_AT, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
 import { normalizeReference, parseReference } from './reference.js';
 

@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { extract } from 'tar';
-import type { Digest } from '../digest.js';
+import type { Digest } from '../kernel/digest.js';
 import { scanLayer } from './layer-check.js';
 import { canonicalName, classifyName, LayerTree, type LayerStep } from './layer-tree.js';
 import type { ImageStore } from './store.js';

@@ -4,9 +4,9 @@
  * callers' choice: anything a retry may cure is thrown as TransientError.
  */
 import type { Readable } from 'node:stream';
-import { RegistryError, TransientError } from '../errors.js';
-import { registerSecret } from '../redact.js';
-import type { Digest } from '../digest.js';
+import { RegistryError, TransientError } from '../kernel/errors.js';
+import { registerSecret } from '../kernel/redact.js';
+import type { Digest } from '../kernel/digest.js';
 import { MEDIA } from '../image/oci.js';
 import { HttpTransport, discard, header, readBody, type Body, type HttpResponse, type TlsOptions } from './http.js';
 import { parseChallenge, scopeKey, type Challenge } from './auth.js';

@@ -6,10 +6,10 @@
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ciHome } from '../home.js';
-import { writeFileAtomic } from '../fsutil.js';
-import { registerSecret } from '../redact.js';
-import { RegistryError } from '../errors.js';
+import { ciHome } from '../kernel/home.js';
+import { writeFileAtomic } from '../kernel/fsutil.js';
+import { registerSecret } from '../kernel/redact.js';
+import { RegistryError } from '../kernel/errors.js';
 import type { TlsOptions } from './http.js';
 
 export interface Credentials {

@@ -8,7 +8,7 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { RegistryError, TransientError } from '../errors.js';
+import { RegistryError, TransientError } from '../kernel/errors.js';
 
 export interface TlsOptions {
   /** Extra CA certificates (PEM file) trusted in addition to the system ones. */

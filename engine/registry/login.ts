@@ -2,7 +2,7 @@
 import { RegistryClient } from './client.js';
 import { registerCredentials, saveLogin, type Credentials } from './credentials.js';
 import type { TlsOptions } from './http.js';
-import { RegistryError } from '../errors.js';
+import { RegistryError } from '../kernel/errors.js';
 
 export async function login(registry: string, creds: Credentials, tls: TlsOptions = {}, home?: string): Promise<string> {
   registerCredentials(creds);

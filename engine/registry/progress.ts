@@ -2,7 +2,7 @@
  * Per-blob progress for push and pull, for a terminal: one line per blob, redrawn in place at most ten
  * times a second. The CLI passes its stderr and only uses this when stderr is a TTY.
  */
-import { shortDigest } from '../digest.js';
+import { shortDigest } from '../kernel/digest.js';
 import type { ProgressEvent } from './transfer.js';
 
 const WORDS: Record<ProgressEvent['state'], string> = {

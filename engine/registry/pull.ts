@@ -6,9 +6,9 @@
 import { pipeline } from 'node:stream/promises';
 import { PassThrough } from 'node:stream';
 import pLimit from 'p-limit';
-import { retry } from '../retry.js';
-import { sha256, type Digest } from '../digest.js';
-import { DigestMismatchError, ImageNotFoundError, RegistryError } from '../errors.js';
+import { retry } from '../kernel/retry.js';
+import { sha256, type Digest } from '../kernel/digest.js';
+import { DigestMismatchError, ImageNotFoundError, RegistryError } from '../kernel/errors.js';
 import { MEDIA, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from '../image/oci.js';
 import { checkStoredLayers } from '../image/layer-check.js';
 import { UnsafeLayerError } from '../image/layer-tree.js';

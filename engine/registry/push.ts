@@ -5,9 +5,9 @@
  */
 import { createReadStream } from 'node:fs';
 import pLimit from 'p-limit';
-import { retry } from '../retry.js';
-import type { Digest } from '../digest.js';
-import { RegistryError } from '../errors.js';
+import { retry } from '../kernel/retry.js';
+import type { Digest } from '../kernel/digest.js';
+import { RegistryError } from '../kernel/errors.js';
 import { MEDIA, type Descriptor, type Manifest } from '../image/oci.js';
 import { parseReference, formatReference } from '../image/reference.js';
 import type { ImageStore } from '../image/store.js';

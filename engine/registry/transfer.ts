@@ -1,8 +1,8 @@
 /** Shared shapes for push and pull: options, progress events, retry policy. */
 import { Transform } from 'node:stream';
-import type { RetryOptions } from '../retry.js';
-import type { Digest } from '../digest.js';
-import { RegistryError } from '../errors.js';
+import type { RetryOptions } from '../kernel/retry.js';
+import type { Digest } from '../kernel/digest.js';
+import { RegistryError } from '../kernel/errors.js';
 import { parseReference, type Reference } from '../image/reference.js';
 import type { ClientOptions } from './client.js';
 

@@ -3,7 +3,7 @@
  * coloured (`color: isTTY`).
  */
 import { Chalk } from 'chalk';
-import { shortDigest } from '../../engine/digest.js';
+import { shortDigest } from '../../engine/kernel/digest.js';
 import type { Action, Impact, Plan, PlannedHost } from '../actions.js';
 
 export interface RenderOptions {

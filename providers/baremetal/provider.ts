@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
-import { CiError } from '../../engine/errors.js';
+import { CiError } from '../../engine/kernel/errors.js';
 import type { DesiredCluster, DesiredSsh } from '../../engine/clusterfile/types.js';
 import type { HostProvider } from '../../engine/executor/host-provider.js';
 import type { HostState } from '../../state/model.js';

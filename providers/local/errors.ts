@@ -1,4 +1,4 @@
-import { CiError } from '../../engine/errors.js';
+import { CiError } from '../../engine/kernel/errors.js';
 
 /** A local test host could not be created, reached or removed. */
 export class LocalHostError extends CiError {

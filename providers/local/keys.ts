@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { exists } from '../../engine/fsutil.js';
+import { exists } from '../../engine/kernel/fsutil.js';
 import { mustRun } from './run.js';
 
 /** Creates an unencrypted ed25519 key pair at `path` (+ .pub) unless one is there; returns the public line. */

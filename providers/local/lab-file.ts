@@ -2,7 +2,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { writeFileAtomic } from '../../engine/fsutil.js';
+import { writeFileAtomic } from '../../engine/kernel/fsutil.js';
 import { LocalHostError } from './errors.js';
 
 const ProcRefSchema = z.object({ pid: z.number().int(), startTime: z.string() });

@@ -5,9 +5,9 @@
 import { promises as fs, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { exists } from '../../engine/fsutil.js';
-import { retry } from '../../engine/retry.js';
-import { HostUnreachableError, StateIdentityError, TransientError } from '../../engine/errors.js';
+import { exists } from '../../engine/kernel/fsutil.js';
+import { retry } from '../../engine/kernel/retry.js';
+import { HostUnreachableError, StateIdentityError, TransientError } from '../../engine/kernel/errors.js';
 import { connectSsh } from '../ssh/session.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalHostError, requireRoot } from './errors.js';

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import lockfile from 'proper-lockfile';
-import { exists } from '../../engine/fsutil.js';
+import { exists } from '../../engine/kernel/fsutil.js';
 import { mustRun } from './run.js';
 
 export const ROOTFS_SUITE = 'bookworm';

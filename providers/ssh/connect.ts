@@ -3,9 +3,9 @@
  * only (through the one retry helper), and typed errors for everything a user has to fix.
  */
 import { Client, type ConnectConfig } from 'ssh2';
-import { HostKeyMismatchError, HostUnreachableError, TransientError, CiError } from '../../engine/errors.js';
-import { registerSecret, redact } from '../../engine/redact.js';
-import { retry } from '../../engine/retry.js';
+import { HostKeyMismatchError, HostUnreachableError, TransientError, CiError } from '../../engine/kernel/errors.js';
+import { registerSecret, redact } from '../../engine/kernel/redact.js';
+import { retry } from '../../engine/kernel/retry.js';
 import { SshAuthError, SshHandshakeError, SshKeyError } from './errors.js';
 import { fingerprintOfKeyBlob } from './fingerprint.js';
 import { configuredAuthMethods, describeTarget, type SshTarget } from './target.js';

@@ -1,4 +1,4 @@
-import { CiError, TransientError } from '../../engine/errors.js';
+import { CiError, TransientError } from '../../engine/kernel/errors.js';
 
 /** The server rejected every configured login method. Never retried: the same credentials fail again. */
 export class SshAuthError extends CiError {

@@ -1,4 +1,4 @@
-import { CiError } from '../../engine/errors.js';
+import { CiError } from '../../engine/kernel/errors.js';
 
 /** POSIX single quoting: safe for any byte string, including quotes and newlines. */
 export function shellQuote(s: string): string {

@@ -1,5 +1,5 @@
 /** A large synthetic cluster and image as plain data, the shapes the Clusterfile parser and image store produce. */
-import { sha256 } from '../../engine/digest.js';
+import { sha256 } from '../../engine/kernel/digest.js';
 import { clusterDigest } from '../../engine/clusterfile/parse.js';
 import type { DesiredCluster, DesiredHost } from '../../engine/clusterfile/types.js';
 import type { ImageInfo } from '../../plans/actions.js';

@@ -5,7 +5,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import { Header } from 'tar';
-import { sha256, type Digest } from '../../engine/digest.js';
+import { sha256, type Digest } from '../../engine/kernel/digest.js';
 import { MEDIA, type ImageConfig, type Manifest } from '../../engine/image/oci.js';
 import type { ImageStore } from '../../engine/image/store.js';
 

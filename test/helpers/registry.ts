@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createSign, randomBytes } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import * as tar from 'tar';
-import { sha256, type Digest } from '../../engine/digest.js';
+import { sha256, type Digest } from '../../engine/kernel/digest.js';
 import { MEDIA, type ImageConfig, type Manifest } from '../../engine/image/oci.js';
 import { ImageStore } from '../../engine/image/store.js';
 import { afterAll } from 'vitest';

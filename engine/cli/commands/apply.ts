@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { ciHome } from '../../home.js';
+import { ciHome } from '../../kernel/home.js';
 import { applyCluster } from '../../executor/converge.js';
 import { loadPlanFile } from '../../../plans/planfile.js';
 import { parseDuration } from '../../../state/local.js';

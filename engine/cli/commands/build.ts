@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { buildImage } from '../../image/build.js';
 import { ImageStore } from '../../image/store.js';
-import { UsageError } from '../../errors.js';
+import { UsageError } from '../../kernel/errors.js';
 
 function collectArg(value: string, prev: Record<string, string>): Record<string, string> {
   const eq = value.indexOf('=');

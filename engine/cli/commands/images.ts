@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { ImageStore } from '../../image/store.js';
 import { parseReference } from '../../image/reference.js';
-import { shortDigest } from '../../digest.js';
+import { shortDigest } from '../../kernel/digest.js';
 import { humanSize, relativeTime, table } from '../format.js';
-import { redact } from '../../redact.js';
+import { redact } from '../../kernel/redact.js';
 
 export function register(program: Command): void {
   program

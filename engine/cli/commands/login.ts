@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { login } from '../../registry/login.js';
-import { registerSecret } from '../../redact.js';
-import { UsageError } from '../../errors.js';
+import { registerSecret } from '../../kernel/redact.js';
+import { UsageError } from '../../kernel/errors.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { positiveInt } from '../options.js';
 import { planCluster } from '../../executor/converge.js';
-import { redact } from '../../redact.js';
+import { redact } from '../../kernel/redact.js';
 import { savePlanFile } from '../../../plans/planfile.js';
 import { renderPlanJson, renderPlanText } from '../../../plans/render/index.js';
 import { useColor } from '../color.js';

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { ImageStore } from '../../image/store.js';
 import { pullImage } from '../../registry/pull.js';
 import { ProgressView } from '../../registry/progress.js';
-import { UsageError } from '../../errors.js';
+import { UsageError } from '../../kernel/errors.js';
 
 export function parseSize(text: string): number {
   const m = /^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(text.trim());

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { ImageStore } from '../../image/store.js';
-import type { StoreError } from '../../errors.js';
+import type { StoreError } from '../../kernel/errors.js';
 
 export function register(program: Command): void {
   program

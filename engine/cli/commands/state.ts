@@ -3,9 +3,9 @@
  * a rebuilt host's key, and break a lock whose holder is gone.
  */
 import type { Command } from 'commander';
-import { UsageError, StateError } from '../../errors.js';
-import { ciHome } from '../../home.js';
-import { shortDigest } from '../../digest.js';
+import { UsageError, StateError } from '../../kernel/errors.js';
+import { ciHome } from '../../kernel/home.js';
+import { shortDigest } from '../../kernel/digest.js';
 import { loadClusterfile } from '../../clusterfile/parse.js';
 import { LocalStateBackend, describeState, withStateLock } from '../../../state/local.js';
 import { statePathFor } from '../../../state/paths.js';
