@@ -4,7 +4,7 @@
  * its rendering and the executor's progress lines all name the same step the same way.
  */
 import type { Digest } from '../engine/kernel/digest.js';
-import type { HookName, LocalKind, Provider } from '../state/model.js';
+import type { HookName, ProviderData, ProviderName } from '../engine/kernel/types.js';
 
 export const PLAN_VERSION = 1 as const;
 
@@ -27,11 +27,31 @@ interface ActionBase {
   deps: string[];
 }
 
-/** LOCAL provider only: make the host on this machine. */
+/**
+ * Make hosts, for providers that make them: one action per batch the provider asks for (a local host alone; the
+ * instances of one role, in one request). On success each host's address, host key and `machine` data are recorded.
+ */
 export interface CreateHostAction extends ActionBase {
   kind: 'create-host';
-  host: string;
-  local: { kind: LocalKind };
+  /** Set when the batch is this one host: the plan shows the step under it. */
+  host?: string;
+  hosts: { key: string; name?: string; spec: ProviderData }[];
+  /** How the plan shows it, in the provider's words (`create light host`, `create 3 ecs.g7.large instances`). */
+  summary: string;
+}
+
+/** Make, change or remove a piece of cluster-level infrastructure (a VPC, a security group) through the provider. */
+export interface InfraAction extends ActionBase {
+  kind: 'infra';
+  op: 'create' | 'update' | 'delete';
+  /** The resource's key (`vpc`, `security-group`). */
+  resource: string;
+  spec: ProviderData;
+  /** Digest of `spec`, recorded with the resource so a later change of settings shows as an update. */
+  specDigest: Digest;
+  /** Keys of the resources it needs (recorded too, so destroy removes them in the reverse order). */
+  needs: string[];
+  summary: string;
 }
 
 /** Stream the layers the host lacks into its layer store. */
@@ -75,7 +95,7 @@ export interface RemoveFilesAction extends ActionBase {
   host: string;
 }
 
-/** LOCAL: remove the local host. After it (or after remove-files on BAREMETAL) the host is dropped from state. */
+/** Remove a host its provider made. After it (or after remove-files for a host that stays) the host is dropped from state. */
 export interface DeleteHostAction extends ActionBase {
   kind: 'delete-host';
   host: string;
@@ -90,6 +110,7 @@ export interface SetImageAction extends ActionBase {
 }
 
 export type Action =
+  | InfraAction
   | CreateHostAction
   | SendLayersAction
   | UnpackAction
@@ -116,7 +137,7 @@ export interface Plan {
   version: typeof PLAN_VERSION;
   operation: 'apply' | 'destroy';
   cluster: string;
-  provider: Provider;
+  provider: ProviderName;
   /** Lineage and serial of the state this plan was made against (null lineage: no state yet). */
   lineage: string | null;
   serial: number;

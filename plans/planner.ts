@@ -8,11 +8,13 @@ import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/kerne
 import { CiError, InternalError } from '../engine/kernel/errors.js';
 import type { DesiredCluster, DesiredHost } from '../engine/clusterfile/types.js';
 import type { ClusterState, HookName, HostState } from '../state/model.js';
+import type { InfraResource } from '../providers/contract.js';
 import {
   PLAN_VERSION,
   type Action,
   type HookAction,
   type ImageInfo,
+  type InfraAction,
   type Impact,
   type Plan,
   type PlannedHost,
@@ -29,11 +31,14 @@ export interface PlanInput {
   desired: DesiredCluster;
   image: ImageInfo;
   state?: ClusterState;
+  /** Cluster-level infrastructure the provider needs (from its block and the image), in dependency order. */
+  infra?: InfraResource[];
   options?: { maxUnavailable?: number };
 }
 
 export const id = {
-  create: (k: string) => `create-host:${k}`,
+  infra: (k: string) => `infra:${k}`,
+  create: (batch: string) => `create-host:${batch}`,
   send: (k: string) => `send-layers:${k}`,
   unpack: (k: string) => `unpack:${k}`,
   hook: (h: HookName, k: string) => `hook:${h}:${k}`,
@@ -150,12 +155,56 @@ export function plan(input: PlanInput): Plan {
   }
   const rolling = new Set(rollOrder.map((h) => h.key));
 
-  // Phase 1: every desired host gets its files: create (LOCAL), missing layers, rootfs, init-host.
+  // Phase 0: infrastructure the provider needs, made or brought up to date before any host is made.
+  const infraSteps: string[] = [];
+  for (const r of input.infra ?? []) {
+    const current = state?.infra?.[r.key];
+    const specDigest = sha256(canonicalJson(r.spec));
+    if (current?.spec === specDigest) continue;
+    const a: InfraAction = {
+      id: id.infra(r.key),
+      kind: 'infra',
+      op: current ? 'update' : 'create',
+      resource: r.key,
+      spec: r.spec,
+      specDigest,
+      needs: [...r.deps],
+      summary: r.summary,
+      reason: current ? 'settings changed' : state?.image ? 'new infrastructure' : 'new cluster',
+      deps: r.deps.map(id.infra),
+    };
+    add(a);
+    infraSteps.push(a.id);
+  }
+
+  // Hosts the provider makes, one step per batch (a local host alone, the instances of one role together).
+  const batchOf = new Map<string, string>();
+  const makeBatches = new Map<string, DesiredHost[]>();
   for (const h of desired.hosts) {
     const hs = hostsState[h.key];
-    if (desired.provider === 'LOCAL' && (!hs || !hs.ip)) {
-      add({ id: id.create(h.key), kind: 'create-host', host: h.key, local: { kind: h.local?.kind ?? 'light' }, reason: hs ? 'resume: not completed' : 'new host', deps: [] });
-    }
+    if (!h.make || (hs && hs.ip)) continue;
+    batchOf.set(h.key, id.create(h.make.batch));
+    const list = makeBatches.get(h.make.batch);
+    if (list) list.push(h);
+    else makeBatches.set(h.make.batch, [h]);
+  }
+  for (const [batch, members] of makeBatches) {
+    const alone = members.length === 1 && members[0].key === batch;
+    add({
+      id: id.create(batch),
+      kind: 'create-host',
+      ...(alone ? { host: batch } : {}),
+      hosts: members.map((h) => ({ key: h.key, ...(h.name ? { name: h.name } : {}), spec: h.make!.spec })),
+      summary: members[0].make!.summary,
+      reason: members.some((h) => hostsState[h.key]) ? 'resume: not completed' : alone ? 'new host' : `new host${members.length === 1 ? '' : 's'}`,
+      deps: infraSteps,
+    });
+  }
+  const made = (k: string) => present(batchOf.get(k) ?? id.create(k));
+
+  // Phase 1: every desired host gets its files: made (providers that make hosts), missing layers, rootfs, init-host.
+  for (const h of desired.hosts) {
+    const hs = hostsState[h.key];
     const held = new Set(hs?.layers ?? []);
     const missing = imageLayers.filter((d) => !held.has(d));
     if (missing.length > 0) {
@@ -168,14 +217,14 @@ export function plan(input: PlanInput): Plan {
         layers: missing,
         bytes,
         reason: reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${imageLayers.length})` : reason,
-        deps: present(id.create(h.key)),
+        deps: made(h.key),
       });
     }
     if (hs?.rootfsImage !== D && !rolling.has(h.key)) {
-      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: reasonFor(h, 'rootfs'), deps: present(id.create(h.key), id.send(h.key)) });
+      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: reasonFor(h, 'rootfs'), deps: [...made(h.key), ...present(id.send(h.key))] });
     }
     if (!hs?.hooks['init-host']) {
-      hook(h, 'init-host', reasonFor(h, 'hook'), present(id.create(h.key), id.send(h.key), id.unpack(h.key)));
+      hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(id.send(h.key), id.unpack(h.key))]);
     }
   }
 
@@ -216,7 +265,7 @@ export function plan(input: PlanInput): Plan {
   const joins: string[] = [];
   let lastMasterJoin: string | undefined;
   const needsJoin = (h: DesiredHost) => !isExisting(h);
-  const prep = (h: DesiredHost) => present(id.create(h.key), id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key));
+  const prep = (h: DesiredHost) => [...made(h.key), ...present(id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key))];
   const m0 = desired.hosts.find((h) => h.key === master0)!;
   if (!initialised && needsJoin(m0)) {
     const a = hook(m0, 'init-master0', hostsState[m0.key] ? 'resume: not completed' : 'new cluster', [...prep(m0), ...masterUpgrades], D, true);
@@ -255,10 +304,15 @@ export function plan(input: PlanInput): Plan {
     }
     if (hs.rootfsImage && !hs.hooks.clean) prev = [hook(hs, 'clean', reason, prev, img).id];
     add({ id: id.removeFiles(hs.key), kind: 'remove-files', host: hs.key, reason, deps: prev });
-    if (desired.provider === 'LOCAL' || hs.local) {
+    if (desired.makesHosts || hs.machine !== undefined) {
       add({ id: id.deleteHost(hs.key), kind: 'delete-host', host: hs.key, reason, deps: [id.removeFiles(hs.key)] });
     }
   }
+  const hostRemovals = removed.map((hs) => (actions.has(id.deleteHost(hs.key)) ? id.deleteHost(hs.key) : id.removeFiles(hs.key)));
+
+  // Infrastructure no longer needed goes last, after the hosts that used it, dependants first.
+  const wantedInfra = new Set((input.infra ?? []).map((r) => r.key));
+  for (const a of infraDeletes(state, (k) => !wantedInfra.has(k), hostRemovals, 'no longer needed')) add(a);
 
   // Phase 5: current members learn the new membership (hosts added, removed, or master0 promoted).
   const reconfigures: string[] = [];
@@ -321,11 +375,34 @@ export function plan(input: PlanInput): Plan {
     actions: list,
     hosts,
     summary: {
-      add: hosts.filter((h) => h.impact === 'add').length,
-      change: hosts.filter((h) => h.impact === 'change').length + (clusterChanged ? 1 : 0),
-      destroy: hosts.filter((h) => h.impact === 'destroy').length,
+      add: hosts.filter((h) => h.impact === 'add').length + infraCount(list, 'create'),
+      change: hosts.filter((h) => h.impact === 'change').length + (clusterChanged ? 1 : 0) + infraCount(list, 'update'),
+      destroy: hosts.filter((h) => h.impact === 'destroy').length + infraCount(list, 'delete'),
     },
   };
+}
+
+const infraCount = (actions: Action[], op: InfraAction['op']) => actions.filter((a) => a.kind === 'infra' && a.op === op).length;
+
+/**
+ * Removal of the recorded infrastructure that `drop` selects: each after `after` (the hosts' removals) and after
+ * every dropped resource that needs it, so a VPC goes after its vSwitch.
+ */
+function infraDeletes(state: ClusterState | undefined, drop: (key: string) => boolean, after: string[], reason: string): InfraAction[] {
+  const recorded = Object.entries(state?.infra ?? {}).filter(([k]) => drop(k));
+  const dropped = new Set(recorded.map(([k]) => k));
+  return recorded.map(([key, r]) => ({
+    id: id.infra(key),
+    kind: 'infra',
+    op: 'delete',
+    resource: key,
+    spec: {},
+    specDigest: r.spec,
+    needs: [...(r.needs ?? [])],
+    summary: r.summary ?? key,
+    reason,
+    deps: [...after, ...recorded.filter(([, o]) => (o.needs ?? []).includes(key) && dropped.has(key)).map(([k]) => id.infra(k))],
+  }));
 }
 
 function planned(key: string, ip: string | undefined, name: string | undefined, roles: string[], impact: Impact): PlannedHost {
@@ -341,6 +418,7 @@ function orderHosts(hosts: HostState[]): HostState[] {
 }
 
 const KIND_ORDER: Record<Action['kind'], number> = {
+  infra: -1,
   'create-host': 0,
   'send-layers': 1,
   unpack: 2,
@@ -405,11 +483,14 @@ export function planDestroy(state: ClusterState, unrecorded: string[] = []): Pla
       prev = [id.hook('clean', hs.key)];
     }
     actions.push({ id: id.removeFiles(hs.key), kind: 'remove-files', host: hs.key, reason, deps: prev });
-    if (state.provider === 'LOCAL' || hs.local) {
+    if (hs.machine !== undefined) {
       actions.push({ id: id.deleteHost(hs.key), kind: 'delete-host', host: hs.key, reason, deps: [id.removeFiles(hs.key)] });
     }
   }
   for (const k of strays) actions.push({ id: id.deleteHost(k), kind: 'delete-host', host: k, reason: 'not in state', deps: [] });
+  const hostSteps = actions.map((a) => a.id);
+  const infra = infraDeletes(state, () => true, hostSteps, 'destroy');
+  actions.push(...infra);
   return {
     version: PLAN_VERSION,
     operation: 'destroy',
@@ -424,7 +505,7 @@ export function planDestroy(state: ClusterState, unrecorded: string[] = []): Pla
       ...hosts.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
       ...strays.map((k) => planned(k, undefined, undefined, [], 'destroy')),
     ],
-    summary: { add: 0, change: 0, destroy: hosts.length + strays.length },
+    summary: { add: 0, change: 0, destroy: hosts.length + strays.length + infra.length },
   };
 }
 

@@ -16,6 +16,8 @@ import { stateKeys } from '../state/keys.js';
 import type { ImageInfo, Plan } from './actions.js';
 import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
+import { providerNamed } from '../providers/registry.js';
+import type { InfraResource } from '../providers/contract.js';
 
 export interface PrepareOptions {
   clusterfile: string;
@@ -40,6 +42,8 @@ export interface PreparedPlan {
   image: ImageInfo;
   /** The image's layers as checked against the layer rules: what every host's unpack follows. */
   checked: CheckedImage;
+  /** The cluster-level infrastructure its provider needs. */
+  infra: InfraResource[];
   state?: ClusterState;
   statePath: string;
   backend: StateBackend;
@@ -62,9 +66,23 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const backend = opts.backend ?? new LocalStateBackend(statePath, { keys: stateKeys(home) });
   const state = await backend.read();
   await opts.beforePlan?.(desired, state, statePath);
-  const p = plan({ desired, image, state, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
-  return { desired, resolved, image, checked, state, statePath, backend, plan: p };
+  // What the provider needs besides hosts (a VPC, a security group open to the image's ports), as plain data.
+  const infra =
+    providerNamed(desired.provider).infrastructure?.({ cluster: desired.name, block: desired.providerBlock, image: declaredByImage(resolved) }) ?? [];
+  const p = plan({ desired, image, state, infra, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
+  return { desired, resolved, image, checked, infra, state, statePath, backend, plan: p };
 }
+
+/** The image's labels, and the ports it declares: `io.cloudimage.ports` (`2379/tcp,2380/tcp`) and OCI ExposedPorts. */
+function declaredByImage(img: ResolvedImage): { labels: Record<string, string>; ports: string[] } {
+  const labels = img.config.config?.Labels ?? {};
+  const exposed = Object.keys((img.config.config as { ExposedPorts?: Record<string, unknown> } | undefined)?.ExposedPorts ?? {});
+  const listed = (labels[PORTS_LABEL] ?? '').split(/[\s,]+/).filter(Boolean);
+  return { labels, ports: [...new Set([...listed, ...exposed])].sort() };
+}
+
+/** The label with which an image declares the ports it serves. */
+export const PORTS_LABEL = 'io.cloudimage.ports';
 
 async function resolveImage(store: ImageStore, ref: string): Promise<ResolvedImage> {
   try {

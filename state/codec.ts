@@ -51,6 +51,13 @@ export function parseState(text: string, where: string): StoredState {
     throw new StateError(`state ${where} has a damaged sealedOutputs field`, damagedHint(where));
   }
   v.cmdsRun ??= [];
+  // Before providers owned their data, local hosts recorded `local: {kind}`: the same data, under the provider's name for it now.
+  for (const h of Object.values(v.hosts as Record<string, any>)) {
+    if (h && typeof h === 'object' && h.local && h.machine === undefined) {
+      h.machine = h.local;
+      delete h.local;
+    }
+  }
   return v as StoredState;
 }
 

@@ -21,13 +21,13 @@ import { retry } from '../engine/kernel/retry.js';
 import type { Lock, LockInfo, StateBackend } from './backend.js';
 import { decodeState, encodeState, parseState, type StoredState } from './codec.js';
 import { stateKeys, type KeySource } from './keys.js';
-import { emptyState, type ClusterState, type Provider } from './model.js';
+import { emptyState, type ClusterState, type ProviderName } from './model.js';
 import { backupPathFor, lockPathFor } from './paths.js';
 
 export { parseState } from './codec.js';
 
 /** A new state with a fresh lineage, for a cluster applied for the first time. */
-export function createState(cluster: string, provider: Provider): ClusterState {
+export function createState(cluster: string, provider: ProviderName): ClusterState {
   return emptyState(cluster, provider, randomUUID());
 }
 

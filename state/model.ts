@@ -5,34 +5,14 @@
  * (state/codec.ts), and wherever text is printed they are masked.
  */
 import type { Digest } from '../engine/kernel/digest.js';
+import type { HookName, ProviderData, ProviderName } from '../engine/kernel/types.js';
 
 /** Version 2: hook outputs sealed at rest. Version 1 files (outputs in clear) are still read. */
 export const STATE_VERSION = 2 as const;
 
-export type Provider = 'BAREMETAL' | 'LOCAL';
-export type LocalKind = 'light' | 'systemd';
+export type { HookName, ProviderName } from '../engine/kernel/types.js';
+export { HOOK_NAMES } from '../engine/kernel/types.js';
 export type HostStatus = 'creating' | 'active' | 'leaving';
-
-export type HookName =
-  | 'init-host'
-  | 'init-master0'
-  | 'join-master'
-  | 'join-node'
-  | 'reconfigure'
-  | 'upgrade'
-  | 'leave'
-  | 'clean';
-
-export const HOOK_NAMES: readonly HookName[] = [
-  'init-host',
-  'init-master0',
-  'join-master',
-  'join-node',
-  'reconfigure',
-  'upgrade',
-  'leave',
-  'clean',
-];
 
 /** The image last fully applied to the cluster. */
 export interface StateImage {
@@ -71,7 +51,22 @@ export interface HostState {
    */
   members?: Digest;
   status: HostStatus;
-  local?: { kind: LocalKind };
+  /**
+   * For hosts a provider makes: what it made, as the provider recorded it (a local host's kind, an instance's id).
+   * A host with this is removed by its provider when it leaves the cluster; one without (bare metal) stays.
+   */
+  machine?: ProviderData;
+}
+
+/** Infrastructure a provider made for the cluster (a VPC, a security group): its settings' digest and its data. */
+export interface InfraState {
+  /** Digest of the settings it was made or last updated with. */
+  spec: Digest;
+  data: ProviderData;
+  /** Keys of the resources it needs: it is removed before them. */
+  needs?: string[];
+  /** How plans show it. */
+  summary?: string;
 }
 
 export interface ClusterState {
@@ -81,7 +76,7 @@ export interface ClusterState {
   /** Incremented on every write. */
   serial: number;
   cluster: string;
-  provider: Provider;
+  provider: ProviderName;
   image?: StateImage;
   /** Key of the first master (where init-master0 ran and CMDs run). */
   master0?: string;
@@ -90,9 +85,16 @@ export interface ClusterState {
   /** Hook outputs: secrets (join tokens...), sealed in the file and masked in everything printed. */
   outputs: Record<string, string>;
   hosts: Record<string, HostState>;
+  /** Cluster-level infrastructure by resource key; absent for providers that make none. */
+  infra?: Record<string, InfraState>;
+  /**
+   * What a provider wrote before it acted, by action id (a ClientToken before a create), so an apply killed in the
+   * middle resumes with the same request and never makes anything twice. Removed when the action succeeds.
+   */
+  pending?: Record<string, ProviderData>;
 }
 
 /** A fresh, empty state for a cluster not yet applied. `lineage` is passed in so this stays pure. */
-export function emptyState(cluster: string, provider: Provider, lineage: string): ClusterState {
+export function emptyState(cluster: string, provider: ProviderName, lineage: string): ClusterState {
   return { version: STATE_VERSION, lineage, serial: 0, cluster, provider, cmdsRun: [], outputs: {}, hosts: {} };
 }

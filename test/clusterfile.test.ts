@@ -86,7 +86,7 @@ spec:
       'Clusterfile',
       {},
     );
-    expect(c.hosts.map((h) => [h.key, h.local?.kind])).toEqual([
+    expect(c.hosts.map((h) => [h.key, h.make?.spec.kind])).toEqual([
       ['lab-master-1', 'systemd'],
       ['lab-master-2', 'systemd'],
       ['lab-node-1', 'light'],

@@ -195,7 +195,7 @@ describe('planner', () => {
     const p = plan({ desired: d, image: v1 });
     assertDag(p);
     expect(find(p, 'send-layers:demo-node-1').deps).toEqual(['create-host:demo-node-1']);
-    expect(find(p, 'create-host:demo-node-1')).toMatchObject({ local: { kind: 'light' } });
+    expect(find(p, 'create-host:demo-node-1')).toMatchObject({ host: 'demo-node-1', summary: 'create light host', hosts: [{ key: 'demo-node-1', spec: { kind: 'light' } }] });
     const s = simulate(p, d, undefined);
     const d2 = desired([{ count: 1, roles: ['master'] }, { count: 1, roles: ['node'] }], { provider: 'LOCAL' });
     const p2 = plan({ desired: d2, image: v1, state: s });

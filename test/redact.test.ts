@@ -78,7 +78,7 @@ describe("the CLI's standard streams", () => {
     const dist = fileURLToPath(new URL('../dist/engine/', import.meta.url));
     const s = secret('stream');
     const script = `
-      import { registerSecret } from ${JSON.stringify(join(dist, 'redact.js'))};
+      import { registerSecret } from ${JSON.stringify(join(dist, 'kernel', 'redact.js'))};
       import { redactStandardStreams } from ${JSON.stringify(join(dist, 'cli/output.js'))};
       redactStandardStreams();
       registerSecret(process.env.S);

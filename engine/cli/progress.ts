@@ -8,7 +8,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import { describeAction, type ExecEvent, type Reporter } from '../executor/events.js';
 import type { ExecuteResult } from '../executor/executor.js';
 import { CiError } from '../kernel/errors.js';
-import type { Released } from '../executor/host-provider.js';
+import type { Released } from '../../providers/contract.js';
 import { redact } from '../kernel/redact.js';
 import { humanSize } from './format.js';
 
@@ -68,6 +68,11 @@ export class LineReporter implements Reporter {
       case 'output':
         this.emit(`${prefix(e.host)}${e.line}`, `${c.cyan(prefix(e.host))}${e.line}`);
         break;
+      case 'note': {
+        const t = `${prefix(e.host)}${e.message}`;
+        this.emit(t, c.dim(t));
+        break;
+      }
       case 'warning': {
         const t = `${prefix(e.host)}warning: ${e.message}`;
         this.emit(t, c.yellow(t));

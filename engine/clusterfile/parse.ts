@@ -11,11 +11,11 @@ import type { z } from 'zod';
 import { canonicalJson, sha256 } from '../kernel/digest.js';
 import { ClusterfileError } from '../kernel/errors.js';
 import { registerSecret } from '../kernel/redact.js';
-import type { LocalKind } from '../../state/model.js';
+import { providerNamed, DEFAULT_PROVIDER } from '../../providers/registry.js';
 import { ClusterfileInvalidError, type ClusterfileIssue } from './errors.js';
 import { expandVars, parseEnvList, UnsetVariable } from './env.js';
 import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
-import { RULES } from './rules.js';
+import { groupInputs, providerBlock, RULES } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
 import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
@@ -220,35 +220,26 @@ function mergeSsh(base: SshDoc | undefined, over: SshDoc | undefined, env: NodeJ
 
 function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocument[], env: NodeJS.ProcessEnv): DesiredCluster {
   const name = doc.metadata.name;
-  const provider = doc.spec.provider ?? 'BAREMETAL';
+  const provider = providerNamed(doc.spec.provider ?? DEFAULT_PROVIDER);
   const clusterEnv = envRecord(doc.spec.env);
-  const defaultKind: LocalKind = doc.spec.local?.kind ?? 'light';
-  const hosts: DesiredHost[] = [];
-  // Local names number per role; a second group of the same role gets its own series so that scaling one
-  // group never renames the hosts of another.
-  const groupsPerRole = new Map<string, number>();
-  doc.spec.hosts.forEach((g) => {
-    const hostEnv = { ...clusterEnv, ...envRecord(g.env) };
-    const ssh = () => mergeSsh(doc.spec.ssh, g.ssh, env);
-    if (provider === 'BAREMETAL') {
-      for (const ip of g.ips ?? []) hosts.push({ key: ip, ip, roles: [...g.roles], env: hostEnv, ssh: ssh() });
-    } else {
-      const role = g.roles[0];
-      const nth = (groupsPerRole.get(role) ?? 0) + 1;
-      groupsPerRole.set(role, nth);
-      const series = nth === 1 ? role : `${role}${nth}`;
-      for (let i = 1; i <= (g.count ?? 0); i++) {
-        const hostName = `${name}-${series}-${i}`;
-        hosts.push({ key: hostName, name: hostName, roles: [...g.roles], env: hostEnv, ssh: ssh(), local: { kind: g.kind ?? defaultKind } });
-      }
-    }
+  const block = providerBlock(doc);
+  const groups = doc.spec.hosts;
+  const hosts: DesiredHost[] = provider.clusterfile.expand({ cluster: name, block, groups: groupInputs(doc) }).map((e) => {
+    const g = groups[e.group];
+    const h: DesiredHost = { key: e.key, roles: [...g.roles], env: { ...clusterEnv, ...envRecord(g.env) }, ssh: mergeSsh(doc.spec.ssh, g.ssh, env) };
+    if (e.ip !== undefined) h.ip = e.ip;
+    if (e.name !== undefined) h.name = e.name;
+    if (e.make) h.make = e.make;
+    return h;
   });
   const ordered = [...hosts.filter((h) => h.roles.includes('master')), ...hosts.filter((h) => !h.roles.includes('master'))];
-  const withoutDigest = {
+  const withoutDigest: Omit<DesiredCluster, 'digest'> = {
     name,
     apiVersion: doc.apiVersion,
     image: doc.spec.image.trim(),
-    provider,
+    provider: provider.name,
+    makesHosts: provider.makesHosts,
+    ...(block !== undefined ? { providerBlock: block } : {}),
     env: clusterEnv,
     hosts: ordered,
     plugins,

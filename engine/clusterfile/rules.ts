@@ -2,8 +2,9 @@
  * Semantic rules over a schema-valid Cluster document. Each rule has a name (shown in tests and useful in bug
  * reports) and returns every problem it finds, so a user fixes a file in one round.
  */
-import { isIP } from 'node:net';
-import type { ClusterDoc } from './schema.js';
+import { fieldOwners, SHARED_GROUP_FIELDS, type ClusterDoc } from './schema.js';
+import { DEFAULT_PROVIDER, providerNamed } from '../../providers/registry.js';
+import type { GroupInput, ProviderModule } from '../../providers/contract.js';
 import { parseEnvList } from './env.js';
 import { parseReference } from '../image/reference.js';
 import { InvalidReferenceError } from '../kernel/errors.js';
@@ -25,8 +26,50 @@ export interface Rule {
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ROLE_RE = /^[a-z][a-z0-9-]{0,30}$/;
 
-function providerOf(doc: ClusterDoc): 'BAREMETAL' | 'LOCAL' {
-  return doc.spec.provider ?? 'BAREMETAL';
+const providerOf = (doc: ClusterDoc): ProviderModule => providerNamed(doc.spec.provider ?? DEFAULT_PROVIDER);
+
+/** A host group's fields that belong to providers, as the provider reads them. */
+export function groupInputs(doc: ClusterDoc): GroupInput[] {
+  const shared = new Set<string>(SHARED_GROUP_FIELDS);
+  return doc.spec.hosts.map((g, index) => ({
+    index,
+    roles: [...g.roles],
+    fields: Object.fromEntries(Object.entries(g as Record<string, unknown>).filter(([k, v]) => !shared.has(k) && v !== undefined)),
+  }));
+}
+
+export function providerBlock(doc: ClusterDoc): unknown {
+  const key = providerOf(doc).clusterfile.block?.key;
+  return key ? (doc.spec as Record<string, unknown>)[key] : undefined;
+}
+
+const list = (names: string[]) => (names.length === 1 ? `provider ${names[0]}` : `providers ${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`);
+
+/**
+ * The chosen provider's own rules, then every field that belongs to another provider (a group's `count` on
+ * BAREMETAL, a `local` block on ALI_CLOUD) named as such, where the provider's rules did not already speak of it.
+ */
+function providerIssues(doc: ClusterDoc): RuleIssue[] {
+  const p = providerOf(doc);
+  const groups = groupInputs(doc);
+  const out: RuleIssue[] = p.clusterfile.check({ block: providerBlock(doc), groups });
+  const reported = new Set(out.map((i) => JSON.stringify(i.path)));
+  const own = new Set(Object.keys(p.clusterfile.groupFields));
+  const owners = fieldOwners('group');
+  for (const g of groups) {
+    for (const field of Object.keys(g.fields)) {
+      const path = ['spec', 'hosts', g.index, field];
+      if (own.has(field) || reported.has(JSON.stringify(path))) continue;
+      const message = p.clusterfile.foreignFieldHints?.[field] ?? `${field} is only for ${list(owners.get(field) ?? [])}: remove it`;
+      out.push({ rule: 'hosts-for-provider', path, atKey: true, message });
+    }
+  }
+  const blockOwners = fieldOwners('block');
+  for (const [key, names] of blockOwners) {
+    if (key === p.clusterfile.block?.key || (doc.spec as Record<string, unknown>)[key] === undefined) continue;
+    out.push({ rule: 'hosts-for-provider', path: ['spec', key], atKey: true, message: `${key} is only for ${list(names)}: remove it` });
+  }
+  return out;
 }
 
 export const RULES: Rule[] = [
@@ -88,68 +131,7 @@ export const RULES: Rule[] = [
         ? []
         : [{ rule: 'no-master', path: ['spec', 'hosts'], message: 'no host group has the role "master": at least one master is needed' }],
   },
-  {
-    name: 'count-with-ips',
-    check: (doc) =>
-      doc.spec.hosts.flatMap((g, gi) =>
-        g.count !== undefined && g.ips !== undefined
-          ? [{ rule: 'count-with-ips', path: ['spec', 'hosts', gi, 'count'], atKey: true, message: 'give either ips (BAREMETAL) or count (LOCAL), not both' }]
-          : [],
-      ),
-  },
-  {
-    name: 'hosts-for-provider',
-    check: (doc) => {
-      const provider = providerOf(doc);
-      const out: RuleIssue[] = [];
-      doc.spec.hosts.forEach((g, gi) => {
-        if (g.count !== undefined && g.ips !== undefined) return; // reported by count-with-ips
-        if (provider === 'BAREMETAL') {
-          if (g.count !== undefined)
-            out.push({ rule: 'hosts-for-provider', path: ['spec', 'hosts', gi, 'count'], atKey: true, message: 'count is only for provider LOCAL: list the hosts under ips instead' });
-          else if (!g.ips || g.ips.length === 0)
-            out.push({ rule: 'hosts-for-provider', path: ['spec', 'hosts', gi], message: 'the group lists no ips: add at least one host IP' });
-          if (g.kind !== undefined)
-            out.push({ rule: 'hosts-for-provider', path: ['spec', 'hosts', gi, 'kind'], atKey: true, message: 'kind is only for provider LOCAL: remove it' });
-        } else {
-          if (g.ips !== undefined)
-            out.push({ rule: 'hosts-for-provider', path: ['spec', 'hosts', gi, 'ips'], atKey: true, message: 'LOCAL hosts get their IPs when created: give count instead of ips' });
-          else if (g.count === undefined)
-            out.push({ rule: 'hosts-for-provider', path: ['spec', 'hosts', gi], message: 'the group has no count: say how many LOCAL hosts to create' });
-        }
-      });
-      if (provider === 'BAREMETAL' && doc.spec.local !== undefined)
-        out.push({ rule: 'hosts-for-provider', path: ['spec', 'local'], atKey: true, message: 'local is only for provider LOCAL: remove it' });
-      return out;
-    },
-  },
-  {
-    name: 'bad-ip',
-    check: (doc) =>
-      doc.spec.hosts.flatMap((g, gi) =>
-        (g.ips ?? []).flatMap((ip, ii) =>
-          isIP(ip)
-            ? []
-            : [{ rule: 'bad-ip', path: ['spec', 'hosts', gi, 'ips', ii], message: `"${ip}" is not a valid IPv4 or IPv6 address` }],
-        ),
-      ),
-  },
-  {
-    name: 'duplicate-ip',
-    check: (doc) => {
-      const seen = new Map<string, string>();
-      const out: RuleIssue[] = [];
-      doc.spec.hosts.forEach((g, gi) =>
-        (g.ips ?? []).forEach((ip, ii) => {
-          const where = `spec.hosts[${gi}].ips[${ii}]`;
-          const first = seen.get(ip);
-          if (first) out.push({ rule: 'duplicate-ip', path: ['spec', 'hosts', gi, 'ips', ii], message: `${ip} is listed twice (first at ${first}): list each host once` });
-          else seen.set(ip, where);
-        }),
-      );
-      return out;
-    },
-  },
+  { name: 'provider', check: providerIssues },
   {
     name: 'bad-env',
     check: (doc) => {

@@ -3,11 +3,10 @@
  * Fields sealer's v2 Cluster accepts but cloudimage does not act on yet (cmd_args, registry, labels...) are
  * declared so that sealer files parse as they are. No transforms here: the same schema is published as JSON Schema.
  */
-import { z } from 'zod';
+import { z, type ZodType } from 'zod';
+import { providerModules, providerNames } from '../../providers/registry.js';
 
 export const API_VERSIONS = ['sealer.cloud/v2', 'cloudimage.io/v1'] as const;
-export const PROVIDERS = ['BAREMETAL', 'LOCAL'] as const;
-export const LOCAL_KINDS = ['light', 'systemd'] as const;
 
 const port = z.union([z.number().int().min(1).max(65535), z.string().regex(/^[0-9]{1,5}$/)]);
 
@@ -31,16 +30,41 @@ const Metadata = z.strictObject({
   creationTimestamp: z.union([z.string(), z.null()]).optional(),
 });
 
+/** Which providers read a host-group field or a spec block, for the schema's descriptions and the rules' messages. */
+export function fieldOwners(kind: 'group' | 'block'): Map<string, string[]> {
+  const owners = new Map<string, string[]>();
+  for (const p of providerModules()) {
+    const keys = kind === 'group' ? Object.keys(p.clusterfile.groupFields) : p.clusterfile.block ? [p.clusterfile.block.key] : [];
+    for (const k of keys) owners.set(k, [...(owners.get(k) ?? []), p.name]);
+  }
+  return owners;
+}
+
+/** Every provider's fields, each optional here: which ones a group may use depends on spec.provider (see rules.ts). */
+function providerFields(kind: 'group' | 'block'): Record<string, ZodType> {
+  const out: Record<string, ZodType> = {};
+  const owners = fieldOwners(kind);
+  for (const p of providerModules()) {
+    const fields = kind === 'group' ? p.clusterfile.groupFields : p.clusterfile.block ? { [p.clusterfile.block.key]: p.clusterfile.block.schema } : {};
+    for (const [k, schema] of Object.entries(fields)) {
+      if (out[k]) continue;
+      out[k] = schema.optional().describe(`${owners.get(k)!.join(', ')}: ${schema.description ?? ''}`);
+    }
+  }
+  return out;
+}
+
 export const HostGroupSchema = z.strictObject({
-  ips: z.array(z.string()).optional().describe('BAREMETAL: the hosts of this group'),
-  count: z.number().int().min(1).optional().describe('LOCAL: how many hosts to create on this machine'),
-  kind: z.enum(LOCAL_KINDS).optional().describe('LOCAL: host kind for this group'),
   roles: z.array(z.string()).min(1),
   ssh: SshSchema.optional(),
   env: envList.optional(),
   labels: z.record(z.string(), z.string()).optional(),
   taints: z.array(z.string()).optional(),
+  ...providerFields('group'),
 });
+
+/** Host-group fields every provider shares; the others belong to providers. */
+export const SHARED_GROUP_FIELDS = ['roles', 'ssh', 'env', 'labels', 'taints'] as const;
 
 export const ClusterDocSchema = z.strictObject({
   apiVersion: z.enum(API_VERSIONS),
@@ -48,8 +72,8 @@ export const ClusterDocSchema = z.strictObject({
   metadata: Metadata,
   spec: z.strictObject({
     image: z.string(),
-    provider: z.enum(PROVIDERS).optional(),
-    local: z.strictObject({ kind: z.enum(LOCAL_KINDS).optional() }).optional(),
+    provider: z.enum(providerNames() as [string, ...string[]]).optional(),
+    ...providerFields('block'),
     ssh: SshSchema.optional(),
     env: envList.optional(),
     hosts: z.array(HostGroupSchema),

@@ -1,6 +1,7 @@
 /** The normalised, validated Clusterfile: what the planner and executor consume. */
 import type { Digest } from '../kernel/digest.js';
-import type { LocalKind, Provider } from '../../state/model.js';
+import type { ProviderName } from '../kernel/types.js';
+import type { MakeSpec } from '../../providers/contract.js';
 
 export interface DesiredSsh {
   user: string;
@@ -20,7 +21,8 @@ export interface DesiredHost {
   /** Cluster env overlaid with the group's env. */
   env: Record<string, string>;
   ssh: DesiredSsh;
-  local?: { kind: LocalKind };
+  /** Hosts the provider makes: what to make, in which batch, and how the plan shows it. */
+  make?: MakeSpec;
 }
 
 /** Other kinds in the same file, kept as written (sealer shape). */
@@ -35,7 +37,11 @@ export interface DesiredCluster {
   name: string;
   apiVersion: string;
   image: string;
-  provider: Provider;
+  provider: ProviderName;
+  /** Whether the provider makes the hosts (and removes them), or they exist already. */
+  makesHosts: boolean;
+  /** The provider's block of the Clusterfile (`spec.local`, `spec.cloud`), as validated. */
+  providerBlock?: unknown;
   env: Record<string, string>;
   /** Masters in file order first, then the other hosts in file order. */
   hosts: DesiredHost[];

@@ -6,7 +6,7 @@
 import { InternalError } from '../kernel/errors.js';
 import { connectSsh, type SshSession } from '../../providers/ssh/session.js';
 import type { HostState } from '../../state/model.js';
-import type { HostProvider } from './host-provider.js';
+import type { ProviderRuntime } from '../../providers/contract.js';
 import { judgeMark, markScript, parseMark, stateKnowsHost } from './host-claim.js';
 
 export interface ConnectionTuning {
@@ -28,7 +28,7 @@ export class Connections {
   private readonly sessions = new Map<string, Promise<SshSession>>();
 
   constructor(
-    private readonly provider: HostProvider,
+    private readonly provider: Pick<ProviderRuntime, 'target'>,
     private readonly tuning: ConnectionTuning = DEFAULT_TUNING,
     private readonly owner?: Ownership,
   ) {}

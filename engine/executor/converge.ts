@@ -15,14 +15,14 @@ import type { Plan } from '../../plans/actions.js';
 import { LocalStateBackend, createState } from '../../state/local.js';
 import { statePathFor } from '../../state/paths.js';
 import { stateKeys } from '../../state/keys.js';
-import { emptyState, type ClusterState, type Provider } from '../../state/model.js';
+import { emptyState, type ClusterState } from '../../state/model.js';
 import { Relay, revokeScript } from './relay.js';
-import { BaremetalProvider } from '../../providers/baremetal/provider.js';
-import { LocalProvider, labDirFor } from '../../providers/local/provider.js';
+import { providerNamed } from '../../providers/registry.js';
+import type { ProviderRuntime, Released } from '../../providers/contract.js';
+import type { ProviderName } from '../kernel/types.js';
 import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connections.js';
 import type { Reporter } from './events.js';
 import { execute, type ExecuteResult } from './executor.js';
-import type { HostProvider, Released } from './host-provider.js';
 import { checkIdentity, DEFAULT_PROBE, type IdentityWarning } from './identity.js';
 
 export interface ConvergeOptions {
@@ -55,9 +55,29 @@ export interface ConvergeResult {
   released?: Released;
 }
 
-/** With `lineage`, a LOCAL lab is claimed for that state when first used. */
-function providerFor(provider: Provider, home: string, cluster: string, desired: DesiredCluster | undefined, lineage?: string): HostProvider {
-  return provider === 'LOCAL' ? new LocalProvider(labDirFor(home, cluster), lineage) : new BaremetalProvider(desired);
+/**
+ * The run-time side of the cluster's provider, found in the registry. With `lineage`, a provider that keeps records
+ * of its own (a local lab) claims them for that state. `reporter` receives what the provider says while it works.
+ */
+function providerFor(
+  name: ProviderName,
+  home: string,
+  cluster: string,
+  desired: DesiredCluster | undefined,
+  opts: { lineage?: string; env?: NodeJS.ProcessEnv; reporter?: Reporter; signal?: AbortSignal } = {},
+): ProviderRuntime {
+  return providerNamed(name).open({
+    home,
+    cluster,
+    lineage: opts.lineage,
+    block: desired?.providerBlock,
+    hosts: (desired?.hosts ?? []).map((h) => ({ key: h.key, ip: h.ip, ssh: h.ssh })),
+    env: opts.env ?? process.env,
+    report: opts.reporter
+      ? (e) => opts.reporter!.event(e.level === 'warning' ? { type: 'warning', host: e.host, message: e.message } : { type: 'note', host: e.host, message: e.message })
+      : undefined,
+    signal: opts.signal,
+  });
 }
 
 export interface ClusterPlan extends PreparedPlan {
@@ -76,7 +96,7 @@ export async function planCluster(opts: PrepareOptions & { probe?: { timeoutMs: 
     ...opts,
     home,
     beforePlan: async (desired, state, statePath) => {
-      const provider = providerFor(desired.provider, home, desired.name, desired);
+      const provider = providerFor(desired.provider, home, desired.name, desired, { env: opts.env });
       warnings = await checkIdentity({ desired, state, statePath, provider, probe: opts.probe ?? DEFAULT_PROBE });
     },
   });
@@ -109,7 +129,12 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     if (!(await opts.confirm(plan))) throw new AbortError('apply cancelled');
     // A new cluster's state is written before any host is touched: every host it claims has a state that names it.
     const state = prepared.state ?? (await backend.write(createState(prepared.desired.name, prepared.desired.provider)));
-    const provider = providerFor(prepared.desired.provider, home, prepared.desired.name, prepared.desired, state.lineage);
+    const provider = providerFor(prepared.desired.provider, home, prepared.desired.name, prepared.desired, {
+      lineage: state.lineage,
+      env: opts.env,
+      reporter: opts.reporter(plan.cluster),
+      signal: opts.signal,
+    });
     const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning }, { cluster: state.cluster, lineage: state.lineage, claim: true });
     const relay = opts.relay === false ? undefined : relayFor(state, prepared.desired);
     try {
@@ -136,7 +161,12 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
   const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
   try {
     const state = await backend.read();
-    const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired, state?.lineage);
+    const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired, {
+      lineage: state?.lineage,
+      env: opts.env,
+      reporter: opts.reporter(state?.cluster ?? desired.name),
+      signal: opts.signal,
+    });
     // Without a state (and without a backup: reading refuses then), whatever is left of the cluster on this machine
     // was made by an apply that never recorded it; with one, it must be this cluster's own state.
     if (state) await checkIdentity({ desired, state, statePath: backend.path, provider });
@@ -173,7 +203,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
  */
 async function destroyLeftovers(
   plan: Plan,
-  provider: HostProvider,
+  provider: ProviderRuntime,
   backend: LocalStateBackend,
   state: ClusterState | undefined,
   opts: ConvergeOptions,

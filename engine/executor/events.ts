@@ -12,7 +12,9 @@ export type ExecEvent =
   | { type: 'output'; host: string; stream: 'stdout' | 'stderr'; line: string }
   | { type: 'interrupted' }
   /** Something could not be checked before the plan; the step that needs it checks again. */
-  | { type: 'warning'; host?: string; message: string };
+  | { type: 'warning'; host?: string; message: string }
+  /** What a provider says while it works (waiting for instances, retrying a throttled call). */
+  | { type: 'note'; host?: string; message: string };
 
 export interface Reporter {
   event(e: ExecEvent): void;

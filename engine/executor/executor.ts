@@ -87,6 +87,13 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
     return p;
   };
 
+  // A provider's data written before it acts (a ClientToken before a create) is durable before the call is made.
+  ctx.checkpoint ??= async (actionId, data) => {
+    ctx.state.pending = { ...ctx.state.pending, [actionId]: data };
+    await save();
+    if (writeError) throw writeError;
+  };
+
   const skipDependents = (id: string, because: string) => {
     for (const a of dependents.get(id) ?? []) {
       if (status.get(a.id) !== 'pending') continue;

@@ -8,7 +8,7 @@ import { HostClaimedError, StateIdentityError } from '../kernel/errors.js';
 import type { DesiredCluster, DesiredHost } from '../clusterfile/types.js';
 import { connectSsh } from '../../providers/ssh/session.js';
 import type { ClusterState } from '../../state/model.js';
-import type { HostProvider } from './host-provider.js';
+import type { ProviderRuntime } from '../../providers/contract.js';
 import { judgeMark, markScript, parseMark, stateKnowsHost } from './host-claim.js';
 
 export interface IdentityWarning {
@@ -20,7 +20,7 @@ export interface IdentityInput {
   desired: DesiredCluster;
   state: ClusterState | undefined;
   statePath: string;
-  provider: HostProvider;
+  provider: ProviderRuntime;
   /** Look at hosts the state does not know yet (one SSH round trip each, in parallel); off for destroy. */
   probe?: { timeoutMs: number; parallelism?: number };
 }
@@ -51,7 +51,7 @@ async function checkProviderHosts({ desired, state, statePath, provider }: Ident
   if (!state) {
     throw new StateIdentityError(
       `there is no state at ${statePath}, but ${held.where} holds ${hosts} of cluster ${desired.name}: the cluster exists`,
-      `put its state back at ${statePath} (or pass it with --state); a plan without it would initialise the running cluster again`,
+      held.hint ?? `put its state back at ${statePath} (or pass it with --state); a plan without it would initialise the running cluster again`,
     );
   }
   if (held.lineage && held.lineage !== state.lineage) {
@@ -64,8 +64,8 @@ async function checkProviderHosts({ desired, state, statePath, provider }: Ident
 
 /** Hosts that exist before ci makes them (BAREMETAL) and that the state has not worked on yet. */
 function unknownHosts(desired: DesiredCluster, state: ClusterState | undefined): DesiredHost[] {
-  if (desired.provider !== 'BAREMETAL') return [];
-  return desired.hosts.filter((h) => !h.local && !stateKnowsHost(state?.hosts[h.key]));
+  if (desired.makesHosts) return [];
+  return desired.hosts.filter((h) => !h.make && !stateKnowsHost(state?.hosts[h.key]));
 }
 
 async function probeUnknownHosts(input: IdentityInput, probe: { timeoutMs: number; parallelism?: number }): Promise<IdentityWarning[]> {

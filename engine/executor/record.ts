@@ -5,6 +5,8 @@
 import type { Action } from '../../plans/actions.js';
 import type { DesiredCluster, DesiredHost } from '../clusterfile/types.js';
 import type { ClusterState, HostState } from '../../state/model.js';
+import type { ProviderData } from '../kernel/types.js';
+import type { MadeHost } from '../../providers/contract.js';
 
 export interface HostFacts {
   ip?: string;
@@ -27,7 +29,8 @@ export function ensureHost(state: ClusterState, desired: DesiredCluster | undefi
       status: 'creating',
     };
     if (d?.name) hs.name = d.name;
-    if (d?.local) hs.local = { ...d.local };
+    // Made by its provider: removed by it too, even if its creation never finished.
+    if (d?.make) hs.machine = structuredClone(d.make.spec);
     state.hosts[key] = hs;
   }
   if (facts.ip) hs.ip = facts.ip;
@@ -39,6 +42,10 @@ export function ensureHost(state: ClusterState, desired: DesiredCluster | undefi
 export interface ActionResult {
   facts?: HostFacts;
   outputs?: Record<string, string>;
+  /** create-host: each host the provider made, by key. */
+  made?: Record<string, MadeHost>;
+  /** infra create/update: the resource's data. */
+  infra?: ProviderData;
 }
 
 const JOINS = new Set(['init-master0', 'join-master', 'join-node']);
@@ -56,8 +63,21 @@ export function recordSuccess(
   imageRef?: string,
 ): void {
   switch (action.kind) {
+    case 'infra':
+      if (action.op === 'delete') {
+        if (state.infra) delete state.infra[action.resource];
+      } else {
+        state.infra = { ...state.infra, [action.resource]: { spec: action.specDigest, data: result.infra ?? {}, needs: [...action.needs], summary: action.summary } };
+      }
+      clearPending(state, action.id);
+      return;
     case 'create-host':
-      ensureHost(state, desired, action.host, result.facts);
+      for (const h of action.hosts) {
+        const m = result.made?.[h.key];
+        const hs = ensureHost(state, desired, h.key, m ? { ip: m.ip, hostname: m.hostname, hostKey: m.hostKey } : {});
+        if (m) hs.machine = structuredClone(m.machine);
+      }
+      clearPending(state, action.id);
       return;
     case 'send-layers': {
       const hs = ensureHost(state, desired, action.host, result.facts);
@@ -96,7 +116,7 @@ export function recordSuccess(
       hs.layers = [];
       delete hs.rootfsImage;
       // Without a host to delete afterwards (bare metal), the host is now gone from the cluster.
-      if (!(state.provider === 'LOCAL' || hs.local)) delete state.hosts[action.host];
+      if (hs.machine === undefined) delete state.hosts[action.host];
       return;
     }
     case 'delete-host':
@@ -107,4 +127,10 @@ export function recordSuccess(
       if (action.master0) state.master0 = action.master0;
       return;
   }
+}
+
+function clearPending(state: ClusterState, id: string): void {
+  if (!state.pending?.[id]) return;
+  delete state.pending[id];
+  if (Object.keys(state.pending).length === 0) delete state.pending;
 }

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../kernel/digest.js';
 import { registerSecret } from '../kernel/redact.js';
-import { ensureEd25519Key } from '../../providers/local/keys.js';
+import { ensureEd25519Key } from '../../providers/ssh/keys.js';
 import { shellQuote } from '../../providers/ssh/shell.js';
 import { fingerprintOfPublicKeyLine } from '../../providers/ssh/fingerprint.js';
 import type { SshSession } from '../../providers/ssh/session.js';

@@ -13,7 +13,8 @@ import type { DesiredCluster } from '../clusterfile/types.js';
 import type { Plan } from '../../plans/actions.js';
 import { ensureHost, type ActionResult } from './record.js';
 import type { Connections } from './connections.js';
-import type { HostProvider } from './host-provider.js';
+import type { ProviderRuntime } from '../../providers/contract.js';
+import type { ProviderData } from '../kernel/types.js';
 import type { Reporter } from './events.js';
 import { hookEnv } from './hook-env.js';
 import {
@@ -35,7 +36,7 @@ export interface RunContext {
   desired?: DesiredCluster;
   state: ClusterState;
   store: ImageStore;
-  provider: HostProvider;
+  provider: ProviderRuntime;
   connections: Connections;
   reporter: Reporter;
   /** Bytes of layer data each host received (from this machine or from another host). */
@@ -46,6 +47,8 @@ export interface RunContext {
   relay?: Relay;
   /** The plan image's layers as checked against the layer rules (absent for destroy, which unpacks nothing). */
   checked?: CheckedImage;
+  /** Stores a provider's data for an action durably in the state before the provider acts on it (see contract.ts). */
+  checkpoint?: (actionId: string, data: ProviderData) => Promise<void>;
 }
 
 const RELAY_MIN_BYTES = 1 << 20;
@@ -207,13 +210,29 @@ async function runHook(ctx: RunContext, session: SshSession, action: HookAction,
 
 export async function runAction(ctx: RunContext, action: Action): Promise<ActionResult> {
   if (action.kind === 'set-image') return {};
+  const checkpoint = (data: ProviderData) => {
+    if (!ctx.checkpoint) throw new InternalError(`no way to record ${action.id} before it runs`);
+    return ctx.checkpoint(action.id, data);
+  };
+  const infra = () => Object.fromEntries(Object.entries(ctx.state.infra ?? {}).map(([k, r]) => [k, r.data]));
+  if (action.kind === 'infra') {
+    if (!ctx.provider.applyInfra) throw new InternalError(`provider ${ctx.plan.provider} makes no infrastructure, but the plan has ${action.id}`);
+    const data = await ctx.provider.applyInfra(
+      { id: action.id, op: action.op, key: action.resource, spec: action.spec, current: ctx.state.infra?.[action.resource]?.data, pending: ctx.state.pending?.[action.id], infra: infra() },
+      checkpoint,
+    );
+    return data ? { infra: data } : {};
+  }
   if (action.kind === 'create-host') {
-    const facts = await ctx.provider.create(action.host, action.local.kind);
-    return { facts };
+    if (!ctx.provider.makeHosts) throw new InternalError(`provider ${ctx.plan.provider} makes no hosts, but the plan has ${action.id}`);
+    const made = await ctx.provider.makeHosts({ id: action.id, hosts: action.hosts, pending: ctx.state.pending?.[action.id], infra: infra() }, checkpoint);
+    const missing = action.hosts.filter((h) => !made[h.key]);
+    if (missing.length) throw new InternalError(`provider ${ctx.plan.provider} did not report ${missing.map((h) => h.key).join(', ')} after ${action.id}`);
+    return { made };
   }
   if (action.kind === 'delete-host') {
     await ctx.connections.drop(action.host);
-    await ctx.provider.remove(action.host);
+    await ctx.provider.removeHost?.({ key: action.host, machine: ctx.state.hosts[action.host]?.machine });
     return {};
   }
   const cluster = ctx.plan.cluster;

@@ -12,6 +12,10 @@ export interface RetryOptions {
   /** Decides whether an error is worth another try. Default: TransientError only. */
   retryable?: (err: unknown) => boolean;
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  /** Adjusts the jittered delay for an error (a server's retry-after, a floor for throttling); default: as computed. */
+  delayFor?: (err: unknown, computedMs: number) => number;
+  /** Gives up once this much time (ms) has passed since the first attempt, whatever the attempts left. */
+  deadlineMs?: number;
   /** Injected for tests; defaults to Math.random and setTimeout. */
   random?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -34,12 +38,15 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
   const retryable = opts.retryable ?? defaultRetryable;
   const random = opts.random ?? Math.random;
   const sleep = opts.sleep ?? realSleep;
+  const started = Date.now();
   for (let attempt = 0; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
       if (attempt + 1 >= attempts || !retryable(err) || opts.signal?.aborted) throw err;
-      const delay = backoffDelay(attempt, baseMs, capMs, random);
+      const computed = backoffDelay(attempt, baseMs, capMs, random);
+      const delay = Math.max(0, Math.round(opts.delayFor ? opts.delayFor(err, computed) : computed));
+      if (opts.deadlineMs !== undefined && Date.now() - started + delay > opts.deadlineMs) throw err;
       opts.onRetry?.(err, attempt + 1, delay);
       await sleep(delay);
     }

@@ -27,7 +27,9 @@ export function formatBytes(n: number): string {
 export function describeAction(a: Action): string {
   switch (a.kind) {
     case 'create-host':
-      return `create ${a.local.kind} host`;
+      return a.summary;
+    case 'infra':
+      return `${a.op} ${a.summary}`;
     case 'send-layers':
       return `send ${a.layers.length} layer${a.layers.length === 1 ? '' : 's'} (${formatBytes(a.bytes)})`;
     case 'unpack':
@@ -72,6 +74,17 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   );
   lines.push(`  ${c.green('+')} add   ${c.yellow('~')} change   ${c.red('-')} destroy`);
   lines.push('');
+  // Infrastructure and hosts made in batches come first: the hosts' steps need them.
+  const infraActs = plan.actions.filter((a) => a.kind === 'infra' || (a.kind === 'create-host' && a.host === undefined));
+  if (infraActs.length) {
+    const sym = (a: Action) => (a.kind === 'infra' ? (a.op === 'create' ? '+' : a.op === 'update' ? '~' : '-') : '+');
+    const impactOf = (a: Action): Impact => (sym(a) === '+' ? 'add' : sym(a) === '~' ? 'change' : 'destroy');
+    const worst = infraActs.some((a) => sym(a) === '-') ? 'destroy' : infraActs.some((a) => sym(a) === '+') ? 'add' : 'change';
+    lines.push(paint[worst](`${SYMBOL[worst]} infrastructure (${plan.provider})`));
+    const texts = infraActs.map((a) => `${sym(a)} ${describeAction(a)}${a.kind === 'create-host' ? `: ${a.hosts.map((h) => h.key).join(', ')}` : ''}`);
+    const width = Math.max(...texts.map((t) => t.length));
+    infraActs.forEach((a, i) => lines.push(`    ${paint[impactOf(a)](texts[i].padEnd(width))}  ${c.dim(`# ${a.reason}`)}`));
+  }
   // Grouped once: filtering every action per host is quadratic and takes seconds on thousands of hosts.
   const byHost = new Map<string, Action[]>();
   for (const a of plan.actions) {
@@ -80,10 +93,11 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
     if (list) list.push(a);
     else byHost.set(a.host, [a]);
   }
+  const inBatch = new Set(plan.actions.flatMap((a) => (a.kind === 'create-host' && a.host === undefined ? a.hosts.map((x) => x.key) : [])));
   for (const h of plan.hosts) {
     const acts = byHost.get(h.key) ?? [];
     if (acts.length === 0) continue;
-    block(h.impact, hostTitle(h), acts);
+    block(h.impact, hostTitle(h) + (inBatch.has(h.key) && !h.ip ? ', address known after apply' : ''), acts);
   }
   const clusterActs = plan.actions.filter((a) => a.kind === 'run-cmd' || a.kind === 'set-image');
   if (clusterActs.length) block('change', `cluster ${plan.cluster}`, clusterActs);

@@ -1,54 +1,51 @@
 /**
- * Bare-metal hosts: they exist already; cloudimage only logs in. Credentials come from the Clusterfile
+ * Provider BAREMETAL: the hosts exist already; cloudimage only logs in. Credentials come from the Clusterfile
  * (password, key file with passphrase, or the operator's ssh-agent) and are never stored in state.
  */
-import { promises as fs } from 'node:fs';
-import { homedir } from 'node:os';
-import { CiError } from '../../engine/kernel/errors.js';
-import type { DesiredCluster, DesiredSsh } from '../../engine/clusterfile/types.js';
-import type { HostProvider } from '../../engine/executor/host-provider.js';
-import type { HostState } from '../../state/model.js';
-import type { SshTarget } from '../ssh/target.js';
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import type { ExpandedHost, GroupInput, ProviderContext, ProviderIssue, ProviderModule } from '../contract.js';
+import { ClusterfileLogins } from '../ssh/login.js';
 
-export class BaremetalProvider implements HostProvider {
-  private readonly keys = new Map<string, Promise<string>>();
-
-  constructor(private readonly desired: DesiredCluster | undefined) {}
-
-  async create(key: string): Promise<never> {
-    throw new CiError('PROVIDER_UNSUPPORTED', `cannot create host ${key}: bare-metal hosts must already exist`);
-  }
-
-  async remove(): Promise<void> {
-    // Bare-metal machines stay; their cloudimage files were removed by remove-files.
-  }
-
-  async target(host: Pick<HostState, 'key' | 'ip' | 'ssh'>): Promise<SshTarget> {
-    const d = this.desired?.hosts.find((h) => h.key === host.key);
-    // A host removed from the Clusterfile keeps its port and user from state and borrows the credentials of the
-    // cluster's other hosts with the same user.
-    const ssh: DesiredSsh | undefined = d?.ssh ?? this.desired?.hosts.find((h) => h.ssh.user === host.ssh.user)?.ssh ?? this.desired?.hosts[0]?.ssh;
-    const t: SshTarget = { host: host.ip || host.key, port: d?.ssh.port ?? host.ssh.port, user: d?.ssh.user ?? host.ssh.user };
-    if (ssh?.password) t.password = ssh.password;
-    if (ssh?.privateKeyPath) {
-      t.privateKey = await this.readKey(ssh.privateKeyPath);
-      if (ssh.passphrase) t.passphrase = ssh.passphrase;
+function check({ groups }: { groups: GroupInput[] }): ProviderIssue[] {
+  const out: ProviderIssue[] = [];
+  const seen = new Map<string, string>();
+  for (const g of groups) {
+    const ips = g.fields.ips as string[] | undefined;
+    if (g.fields.count !== undefined && ips !== undefined) {
+      out.push({ rule: 'count-with-ips', path: ['spec', 'hosts', g.index, 'count'], atKey: true, message: 'give either ips (BAREMETAL) or count (providers that make hosts), not both' });
     }
-    if (!t.password && !t.privateKey && process.env.SSH_AUTH_SOCK) t.agent = process.env.SSH_AUTH_SOCK;
-    return t;
-  }
-
-  private readKey(path: string): Promise<string> {
-    const full = path.startsWith('~/') ? `${homedir()}${path.slice(1)}` : path;
-    let p = this.keys.get(full);
-    if (!p) {
-      p = fs.readFile(full, 'utf8').catch((err) => {
-        throw new CiError('SSH_KEY_UNREADABLE', `cannot read SSH private key ${path}: ${err?.code === 'ENOENT' ? 'no such file' : err?.message}`, {
-          hint: 'fix spec.ssh.pk in the Clusterfile',
-        });
-      });
-      this.keys.set(full, p);
+    if (ips === undefined || ips.length === 0) {
+      if (g.fields.count === undefined) out.push({ rule: 'hosts-for-provider', path: ['spec', 'hosts', g.index], message: 'the group lists no ips: add at least one host IP' });
+      continue;
     }
-    return p;
+    ips.forEach((ip, ii) => {
+      const path = ['spec', 'hosts', g.index, 'ips', ii];
+      if (!isIP(ip)) {
+        out.push({ rule: 'bad-ip', path, message: `"${ip}" is not a valid IPv4 or IPv6 address` });
+        return;
+      }
+      const first = seen.get(ip);
+      if (first) out.push({ rule: 'duplicate-ip', path, message: `${ip} is listed twice (first at ${first}): list each host once` });
+      else seen.set(ip, `spec.hosts[${g.index}].ips[${ii}]`);
+    });
   }
+  return out;
 }
+
+function expand({ groups }: { groups: GroupInput[] }): ExpandedHost[] {
+  return groups.flatMap((g) => ((g.fields.ips as string[] | undefined) ?? []).map((ip) => ({ key: ip, ip, group: g.index })));
+}
+
+export const baremetalProvider: ProviderModule = {
+  name: 'BAREMETAL',
+  description: 'hosts that exist already, reached over SSH at the addresses the Clusterfile lists',
+  makesHosts: false,
+  clusterfile: {
+    groupFields: { ips: z.array(z.string()).describe('the hosts of this group') },
+    foreignFieldHints: { count: 'count is only for providers that make hosts: list the hosts under ips instead' },
+    check,
+    expand,
+  },
+  open: (ctx: ProviderContext) => new ClusterfileLogins(ctx.hosts, ctx.env),
+};

@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fingerprintOfPublicKeyLine } from '../ssh/fingerprint.js';
-import { ensureEd25519Key } from './keys.js';
+import { ensureEd25519Key } from '../ssh/keys.js';
 
 export type HostKind = 'light' | 'systemd';
 

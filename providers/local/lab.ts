@@ -12,7 +12,7 @@ import { connectSsh } from '../ssh/session.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalHostError, requireRoot } from './errors.js';
 import { hostPaths, seedHost, LIGHT_OVERLAY_DIRS, type HostKind } from './host-dirs.js';
-import { ensureEd25519Key } from './keys.js';
+import { ensureEd25519Key } from '../ssh/keys.js';
 import { readLabFile, writeLabFile, type HostRecord, type LabFile } from './lab-file.js';
 import { bridgeName, checkHostName, machineName, netnsName, newLabId, vethName } from './names.js';
 import {

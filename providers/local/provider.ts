@@ -1,16 +1,27 @@
-/** Provider LOCAL: the cluster's hosts are made on this machine, in a lab kept under `$CI_HOME/local/<cluster>`. */
+/**
+ * Provider LOCAL: the cluster's hosts are made on this machine, in a lab kept under `$CI_HOME/local/<cluster>`.
+ * Each host is its own batch: `create light host`, `create systemd host`.
+ */
 import { join } from 'node:path';
-import type { HostProvider, Released } from '../../engine/executor/host-provider.js';
-import type { HostState, LocalKind } from '../../state/model.js';
+import { z } from 'zod';
+import type { ProviderData } from '../../engine/kernel/types.js';
+import type {
+  ExpandedHost, GroupInput, Held, HostRef, MadeHost, MakeRequest, ProviderContext, ProviderIssue, ProviderModule, ProviderRuntime, Released,
+} from '../contract.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalLab } from './lab.js';
 import { labFilePath, readLabFile } from './lab-file.js';
+import type { HostKind } from './host-dirs.js';
+
+export const LOCAL_KINDS = ['light', 'systemd'] as const;
 
 export function labDirFor(home: string, cluster: string): string {
   return join(home, 'local', cluster);
 }
 
-export class LocalProvider implements HostProvider {
+const kindOf = (data: ProviderData | undefined): HostKind => (data?.kind === 'systemd' ? 'systemd' : 'light');
+
+export class LocalRuntime implements ProviderRuntime {
   private lab: Promise<LocalLab> | undefined;
 
   /** With `lineage`, the lab is claimed for that state when first used (and refused when it holds another's hosts). */
@@ -28,22 +39,30 @@ export class LocalProvider implements HostProvider {
   }
 
   /** Read from lab.json only: nothing is created, and no root is needed. */
-  async held(): Promise<{ where: string; hosts: string[]; lineage?: string } | undefined> {
+  async held(): Promise<Held | undefined> {
     const lab = await readLabFile(this.dir);
     if (!lab) return undefined;
     return { where: labFilePath(this.dir), hosts: Object.keys(lab.hosts), lineage: lab.lineage };
   }
 
-  async create(key: string, kind: LocalKind) {
-    const host = await (await this.open()).addHost(key, kind);
-    return { ip: host.ip, hostname: host.hostname, hostKey: host.hostKey };
+  async makeHosts(request: MakeRequest): Promise<Record<string, MadeHost>> {
+    const lab = await this.open();
+    const made: Record<string, MadeHost> = {};
+    await Promise.all(
+      request.hosts.map(async (h) => {
+        const kind = kindOf(h.spec);
+        const host = await lab.addHost(h.key, kind);
+        made[h.key] = { ip: host.ip, hostname: host.hostname, hostKey: host.hostKey, machine: { kind } };
+      }),
+    );
+    return made;
   }
 
-  async remove(key: string): Promise<void> {
-    await (await this.open()).removeHost(key);
+  async removeHost(host: { key: string }): Promise<void> {
+    await (await this.open()).removeHost(host.key);
   }
 
-  async target(host: Pick<HostState, 'key' | 'ip' | 'ssh'>): Promise<SshTarget> {
+  async target(host: HostRef): Promise<SshTarget> {
     return (await this.open()).sshTarget(host.key);
   }
 
@@ -59,3 +78,52 @@ export class LocalProvider implements HostProvider {
     return { hosts: removal.hosts, resources };
   }
 }
+
+const LocalBlock = z.strictObject({ kind: z.enum(LOCAL_KINDS).optional() }).describe('defaults for the hosts this machine makes');
+
+function check({ groups }: { groups: GroupInput[] }): ProviderIssue[] {
+  const out: ProviderIssue[] = [];
+  for (const g of groups) {
+    if (g.fields.count === undefined && g.fields.ips === undefined) {
+      out.push({ rule: 'hosts-for-provider', path: ['spec', 'hosts', g.index], message: 'the group has no count: say how many LOCAL hosts to create' });
+    }
+  }
+  return out;
+}
+
+function expand({ cluster, block, groups }: { cluster: string; block: unknown; groups: GroupInput[] }): ExpandedHost[] {
+  const defaultKind = ((block as { kind?: HostKind } | undefined)?.kind ?? 'light') as HostKind;
+  const hosts: ExpandedHost[] = [];
+  // Names number per role; a second group of the same role gets its own series so that scaling one group never
+  // renames the hosts of another.
+  const groupsPerRole = new Map<string, number>();
+  for (const g of groups) {
+    const role = g.roles[0];
+    const nth = (groupsPerRole.get(role) ?? 0) + 1;
+    groupsPerRole.set(role, nth);
+    const series = nth === 1 ? role : `${role}${nth}`;
+    const kind = (g.fields.kind as HostKind | undefined) ?? defaultKind;
+    for (let i = 1; i <= Number(g.fields.count ?? 0); i++) {
+      const key = `${cluster}-${series}-${i}`;
+      hosts.push({ key, name: key, group: g.index, make: { batch: key, spec: { kind }, summary: `create ${kind} host` } });
+    }
+  }
+  return hosts;
+}
+
+export const localProvider: ProviderModule = {
+  name: 'LOCAL',
+  description: 'hosts this machine makes (network namespaces with their own root and sshd; needs root)',
+  makesHosts: true,
+  clusterfile: {
+    block: { key: 'local', schema: LocalBlock },
+    groupFields: {
+      count: z.number().int().min(1).describe('how many hosts to make'),
+      kind: z.enum(LOCAL_KINDS).describe('host kind for this group'),
+    },
+    foreignFieldHints: { ips: 'LOCAL hosts get their IPs when created: give count instead of ips' },
+    check,
+    expand,
+  },
+  open: (ctx: ProviderContext) => new LocalRuntime(labDirFor(ctx.home, ctx.cluster), ctx.lineage),
+};

@@ -27,6 +27,7 @@ export function syntheticCluster(hostCount: number, masters = 3, image = 'bench/
     apiVersion: 'cloudimage.io/v1',
     image,
     provider: 'BAREMETAL',
+    makesHosts: false,
     env: { APP_MODE: 'bench' },
     hosts,
     plugins: [],

@@ -1,0 +1,33 @@
+/** Types every layer shares: lifecycle hook names, provider names, and the opaque data providers keep. */
+
+/** A provider as named in a Clusterfile's `spec.provider` (BAREMETAL, LOCAL, ALI_CLOUD...). */
+export type ProviderName = string;
+
+export type HookName =
+  | 'init-host'
+  | 'init-master0'
+  | 'join-master'
+  | 'join-node'
+  | 'reconfigure'
+  | 'upgrade'
+  | 'leave'
+  | 'clean';
+
+export const HOOK_NAMES: readonly HookName[] = [
+  'init-host',
+  'init-master0',
+  'join-master',
+  'join-node',
+  'reconfigure',
+  'upgrade',
+  'leave',
+  'clean',
+];
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/**
+ * What a provider keeps in plans and state about what it makes (a host's kind, an instance id, a ClientToken): plain
+ * JSON that only the provider reads. The engine stores and passes it on, and never looks inside.
+ */
+export type ProviderData = { [key: string]: Json };
