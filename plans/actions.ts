@@ -36,7 +36,7 @@ export interface CreateHostAction extends ActionBase {
   /** Set when the batch is this one host: the plan shows the step under it. */
   host?: string;
   hosts: { key: string; name?: string; spec: ProviderData }[];
-  /** How the plan shows it, in the provider's words (`create light host`, `create 3 ecs.g7.large instances`). */
+  /** What one host is, in the provider's words (`light host`, `ecs.g7.large instance (node)`). */
   summary: string;
 }
 

@@ -389,7 +389,13 @@ const infraCount = (actions: Action[], op: InfraAction['op']) => actions.filter(
  * every dropped resource that needs it, so a VPC goes after its vSwitch.
  */
 function infraDeletes(state: ClusterState | undefined, drop: (key: string) => boolean, after: string[], reason: string): InfraAction[] {
-  const recorded = Object.entries(state?.infra ?? {}).filter(([k]) => drop(k));
+  const all = state?.infra ?? {};
+  // Dependants first (a vSwitch before its VPC), so the list reads in the order things go.
+  const depth = (k: string, seen = new Set<string>()): number =>
+    seen.has(k) ? 0 : 1 + Math.max(0, ...(all[k]?.needs ?? []).filter((n) => all[n]).map((n) => depth(n, new Set([...seen, k]))));
+  const recorded = Object.entries(all)
+    .filter(([k]) => drop(k))
+    .sort(([a], [b]) => depth(b) - depth(a) || (a < b ? -1 : 1));
   const dropped = new Set(recorded.map(([k]) => k));
   return recorded.map(([key, r]) => ({
     id: id.infra(key),
@@ -401,7 +407,7 @@ function infraDeletes(state: ClusterState | undefined, drop: (key: string) => bo
     needs: [...(r.needs ?? [])],
     summary: r.summary ?? key,
     reason,
-    deps: [...after, ...recorded.filter(([, o]) => (o.needs ?? []).includes(key) && dropped.has(key)).map(([k]) => id.infra(k))],
+    deps: [...after, ...recorded.filter(([k, o]) => (o.needs ?? []).includes(key) && dropped.has(k)).map(([k]) => id.infra(k))],
   }));
 }
 

@@ -66,15 +66,18 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const backend = opts.backend ?? new LocalStateBackend(statePath, { keys: stateKeys(home) });
   const state = await backend.read();
   await opts.beforePlan?.(desired, state, statePath);
-  // What the provider needs besides hosts (a VPC, a security group open to the image's ports), as plain data.
-  const infra =
-    providerNamed(desired.provider).infrastructure?.({ cluster: desired.name, block: desired.providerBlock, image: declaredByImage(resolved) }) ?? [];
+  const infra = desiredInfrastructure(desired, declaredByImage(resolved));
   const p = plan({ desired, image, state, infra, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
   return { desired, resolved, image, checked, infra, state, statePath, backend, plan: p };
 }
 
+/** What the cluster's provider needs besides hosts (a VPC, a security group open to the image's ports), as plain data. */
+export function desiredInfrastructure(desired: DesiredCluster, image: { labels: Record<string, string>; ports: string[] }): InfraResource[] {
+  return providerNamed(desired.provider).infrastructure?.({ cluster: desired.name, block: desired.providerBlock, image }) ?? [];
+}
+
 /** The image's labels, and the ports it declares: `io.cloudimage.ports` (`2379/tcp,2380/tcp`) and OCI ExposedPorts. */
-function declaredByImage(img: ResolvedImage): { labels: Record<string, string>; ports: string[] } {
+export function declaredByImage(img: Pick<ResolvedImage, 'config'>): { labels: Record<string, string>; ports: string[] } {
   const labels = img.config.config?.Labels ?? {};
   const exposed = Object.keys((img.config.config as { ExposedPorts?: Record<string, unknown> } | undefined)?.ExposedPorts ?? {});
   const listed = (labels[PORTS_LABEL] ?? '').split(/[\s,]+/).filter(Boolean);

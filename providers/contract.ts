@@ -44,7 +44,7 @@ export interface MakeSpec {
   batch: string;
   /** What to make; compared by digest, so a change shows in the plan and makes a saved plan stale. */
   spec: ProviderData;
-  /** How the plan shows the creation of its batch, e.g. `create light host`, `create 3 ecs.g7.large instances`. */
+  /** What one host is, as the plan shows it: `create light host`, `create 3 × ecs.g7.large instance (node)`. */
   summary: string;
 }
 

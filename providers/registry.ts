@@ -7,8 +7,9 @@ import type { ProviderName } from '../engine/kernel/types.js';
 import type { ProviderModule } from './contract.js';
 import { baremetalProvider } from './baremetal/provider.js';
 import { localProvider } from './local/provider.js';
+import { aliyunProvider } from './aliyun/provider.js';
 
-const PROVIDERS: readonly ProviderModule[] = [baremetalProvider, localProvider];
+const PROVIDERS: readonly ProviderModule[] = [baremetalProvider, localProvider, aliyunProvider];
 
 /** The provider a Clusterfile gets when it names none. */
 export const DEFAULT_PROVIDER: ProviderName = 'BAREMETAL';

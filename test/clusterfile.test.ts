@@ -112,7 +112,7 @@ spec:
 
   test('wrong types and enums name the field', () => {
     expect(issuesOf(edit('provider: BAREMETAL', 'provider: CLOUD'))).toEqual([
-      { at: '6:13', path: 'spec.provider', rule: 'schema', message: 'must be one of "BAREMETAL", "LOCAL"' },
+      { at: '6:13', path: 'spec.provider', rule: 'schema', message: 'must be one of "BAREMETAL", "LOCAL", "ALI_CLOUD"' },
     ]);
     expect(issuesOf(edit('roles: [node], labels', 'roles: node, labels'))[0]).toMatchObject({ at: '11:30', path: 'spec.hosts[0].roles', message: 'must be a list, not a string' });
     expect(issuesOf(edit('  image: etcd-example:v1\n', ''))[0]).toMatchObject({ path: 'spec.image', message: 'is required', at: '5:3' });
@@ -284,5 +284,57 @@ spec:
     const generated = JSON.stringify(clusterfileJsonSchema(), null, 2) + '\n';
     if (process.env.CI_ACCEPT === '1') writeFileSync(path, generated);
     expect(readFileSync(path, 'utf8')).toBe(generated);
+  });
+});
+
+describe('provider ALI_CLOUD in the Clusterfile', () => {
+  const doc = (spec: string, hosts = '  - {count: 1, roles: [master]}\n  - {count: 2, roles: [node], dataDisks: [200]}\n') =>
+    `apiVersion: cloudimage.io/v1\nkind: Cluster\nmetadata: {name: demo}\nspec:\n  image: etcd-example:v1\n  provider: ALI_CLOUD\n${spec}  hosts:\n${hosts}`;
+  const CLOUD = '  cloud: {regionId: cn-hangzhou, zoneId: cn-hangzhou-h, imageId: debian_12_x64, instanceType: ecs.g7.xlarge}\n';
+  const issues = (text: string) => {
+    try {
+      parseClusterfile(text, 'Clusterfile', {});
+    } catch (err) {
+      return (err as ClusterfileInvalidError).issues.map((i) => ({ at: `${i.location.line}:${i.location.column}`, path: i.path, rule: i.rule, message: i.message }));
+    }
+    return [];
+  };
+
+  test('counts become named hosts made in one request per group, with the group\'s instance spec', () => {
+    const c = parseClusterfile(doc(CLOUD), 'Clusterfile', {});
+    expect(c.provider).toBe('ALI_CLOUD');
+    expect(c.makesHosts).toBe(true);
+    expect(c.hosts.map((h) => [h.key, h.make?.batch, h.make?.spec.instanceType, h.make?.spec.dataDisks])).toEqual([
+      ['demo-master-1', 'demo-master', 'ecs.g7.xlarge', []],
+      ['demo-node-1', 'demo-node', 'ecs.g7.xlarge', [200]],
+      ['demo-node-2', 'demo-node', 'ecs.g7.xlarge', [200]],
+    ]);
+    expect(c.providerBlock).toMatchObject({ regionId: 'cn-hangzhou' });
+  });
+
+  test('missing settings, a vSwitch outside its VPC, and fields of other providers are located', () => {
+    expect(issues(doc(''))).toEqual([{ at: '5:3', path: 'spec', rule: 'cloud-settings', message: 'provider ALI_CLOUD needs spec.cloud: at least regionId, zoneId and imageId' }]);
+    expect(issues(doc('  cloud: {regionId: r, zoneId: z, imageId: i}\n', '  - {count: 1, roles: [master]}\n')).map((i) => [i.path, i.message])).toEqual([
+      ['spec.hosts[0]', 'no instance type: give instanceType in the group or in spec.cloud'],
+    ]);
+    expect(issues(doc('  cloud: {regionId: r, zoneId: z, imageId: i, instanceType: t, vpcCidr: 10.0.0.0/16, vswitchCidr: 10.1.0.0/24}\n')).map((i) => [i.path, i.message])).toEqual([
+      ['spec.cloud.vswitchCidr', 'the vSwitch range 10.1.0.0/24 is not inside the VPC range 10.0.0.0/16'],
+    ]);
+    expect(issues(doc(CLOUD, '  - {ips: [10.0.0.2], roles: [master]}\n')).map((i) => [i.path, i.rule, i.message])).toEqual([
+      ['spec.hosts[0].ips', 'hosts-for-provider', 'ALI_CLOUD hosts get their addresses when made: give count instead of ips'],
+    ]);
+    expect(issues(doc(CLOUD, '  - {count: 1, roles: [master], kind: light}\n')).map((i) => [i.path, i.message])).toEqual([['spec.hosts[0].kind', 'kind is only for provider LOCAL: remove it']]);
+    expect(issues(doc(CLOUD + '  local: {kind: light}\n')).map((i) => [i.path, i.message])).toEqual([['spec.local', 'local is only for provider LOCAL: remove it']]);
+    expect(issues(doc('  cloud: {regionId: r, zoneId: z, imageId: i, instanceType: t, vpcCidr: "10.0.0.0"}\n')).map((i) => [i.path, i.message])).toEqual([
+      ['spec.cloud.vpcCidr', 'must be an IPv4 CIDR such as 172.16.0.0/16'],
+    ]);
+  });
+
+  test('cloud settings of a BAREMETAL cluster are refused by name', () => {
+    const text = doc(CLOUD, '  - {ips: [10.0.0.2], roles: [master], instanceType: x}\n').replace('provider: ALI_CLOUD', 'provider: BAREMETAL');
+    expect(issues(text).map((i) => [i.path, i.message])).toEqual([
+      ['spec.hosts[0].instanceType', 'instanceType is only for provider ALI_CLOUD: remove it'],
+      ['spec.cloud', 'cloud is only for provider ALI_CLOUD: remove it'],
+    ]);
   });
 });

@@ -43,8 +43,13 @@ export function simulate(plan: Plan, d: DesiredCluster | undefined, state: Clust
   const s: ClusterState = structuredClone(state ?? emptyState(plan.cluster, plan.provider, 'lineage-1'));
   plan.actions.slice(0, limit).forEach((a: Action, i) => {
     recordStart(s, a);
-    const facts = a.kind === 'create-host' ? { ip: `192.168.77.${10 + Object.keys(s.hosts).length + i}` } : undefined;
-    recordSuccess(s, d, a, { facts }, plan.image?.ref);
+    // What a provider would report: an address per host made, an id per piece of infrastructure.
+    const made =
+      a.kind === 'create-host'
+        ? Object.fromEntries(a.hosts.map((h, j) => [h.key, { ip: `192.168.77.${10 + Object.keys(s.hosts).length + i + j}`, machine: { ...h.spec, id: `m-${h.key}` } }]))
+        : undefined;
+    const infra = a.kind === 'infra' && a.op !== 'delete' ? { id: `${a.resource}-1` } : undefined;
+    recordSuccess(s, d, a, { ...(made ? { made } : {}), ...(infra ? { infra } : {}) }, plan.image?.ref);
   });
   s.serial++;
   return s;

@@ -3,6 +3,8 @@ import { plan, planDestroy, PlanRefusedError } from '../plans/planner.js';
 import type { Action, HookAction, Plan } from '../plans/actions.js';
 import { assertDag, desired, makeImage, simulate } from './planner.helpers.js';
 import { hookEnv } from '../engine/executor/hook-env.js';
+import { parseClusterfile } from '../engine/clusterfile/parse.js';
+import { desiredInfrastructure } from '../plans/prepare.js';
 
 const M = ['10.0.0.2', '10.0.0.3', '10.0.0.4'];
 const N = ['10.0.0.5'];
@@ -195,7 +197,7 @@ describe('planner', () => {
     const p = plan({ desired: d, image: v1 });
     assertDag(p);
     expect(find(p, 'send-layers:demo-node-1').deps).toEqual(['create-host:demo-node-1']);
-    expect(find(p, 'create-host:demo-node-1')).toMatchObject({ host: 'demo-node-1', summary: 'create light host', hosts: [{ key: 'demo-node-1', spec: { kind: 'light' } }] });
+    expect(find(p, 'create-host:demo-node-1')).toMatchObject({ host: 'demo-node-1', summary: 'light host', hosts: [{ key: 'demo-node-1', spec: { kind: 'light' } }] });
     const s = simulate(p, d, undefined);
     const d2 = desired([{ count: 1, roles: ['master'] }, { count: 1, roles: ['node'] }], { provider: 'LOCAL' });
     const p2 = plan({ desired: d2, image: v1, state: s });
@@ -290,5 +292,77 @@ describe('rolling back to an earlier image', () => {
     const env = hookEnv({ plan: revert, desired: d1, state: partial }, find(revert, 'hook:upgrade:10.0.0.2') as HookAction);
     expect(env.CI_PREVIOUS_IMAGE).toBe('etcd-example:v2');
     expect(env.CI_IMAGE).toBe('etcd-example:v1');
+  });
+});
+
+describe('provider ALI_CLOUD: infrastructure first, instances in one request per group, scaling by count', () => {
+  const yaml = (nodes: number, extra = '') => `apiVersion: cloudimage.io/v1
+kind: Cluster
+metadata: {name: demo}
+spec:
+  image: etcd-example:v1
+  provider: ALI_CLOUD
+  cloud: {regionId: cn-hangzhou, zoneId: cn-hangzhou-h, imageId: debian_12_x64, instanceType: ecs.g7.xlarge${extra}}
+  hosts:
+  - {count: 1, roles: [master], instanceType: ecs.g7.2xlarge}
+  - {count: ${nodes}, roles: [node], dataDisks: [200]}
+`;
+  const at = (nodes: number, extra = '') => parseClusterfile(yaml(nodes, extra), 'Clusterfile', {});
+  const infraOf = (d: ReturnType<typeof at>, ports: string[] = []) => desiredInfrastructure(d, { labels: {}, ports });
+
+  test('a new cluster: VPC, vSwitch, security group and key pair, then one create per group, then the hosts', () => {
+    const d = at(2);
+    const p = plan({ desired: d, image: v1, infra: infraOf(d, ['2379/tcp']) });
+    assertDag(p);
+    expect(p.actions.filter((a) => a.kind === 'infra').map((a) => a.id)).toEqual(['infra:vpc', 'infra:vswitch', 'infra:security-group', 'infra:key-pair']);
+    expect(find(p, 'infra:vswitch').deps).toEqual(['infra:vpc']);
+    const creates = p.actions.filter((a): a is Extract<Action, { kind: 'create-host' }> => a.kind === 'create-host');
+    expect(creates.map((a) => [a.id, a.hosts.map((h) => h.key)])).toEqual([
+      ['create-host:demo-master', ['demo-master-1']],
+      ['create-host:demo-node', ['demo-node-1', 'demo-node-2']],
+    ]);
+    for (const c of creates) expect(c.deps).toEqual(['infra:vpc', 'infra:vswitch', 'infra:security-group', 'infra:key-pair']);
+    expect(creates[1].hosts[0].spec).toEqual({ group: 'node', role: 'node', instanceType: 'ecs.g7.xlarge', systemDisk: 40, dataDisks: [200] });
+    expect(find(p, 'send-layers:demo-node-2').deps).toEqual(['create-host:demo-node']);
+    expect(p.summary).toEqual({ add: 7, change: 0, destroy: 0 });
+    const rules = (find(p, 'infra:security-group') as Extract<Action, { kind: 'infra' }>).spec.rules;
+    expect(rules).toEqual([
+      { protocol: 'TCP', ports: '22/22', source: '0.0.0.0/0' },
+      { protocol: 'TCP', ports: '2379/2379', source: '0.0.0.0/0' },
+    ]);
+  });
+
+  test('scaling out makes only the new host, in one request; scaling in removes the newest; nothing else moves', () => {
+    const d2 = at(2);
+    const s2 = simulate(plan({ desired: d2, image: v1, infra: infraOf(d2) }), d2, undefined);
+    expect(plan({ desired: d2, image: v1, state: s2, infra: infraOf(d2) }).actions).toEqual([]);
+    const d3 = at(3);
+    const up = plan({ desired: d3, image: v1, state: s2, infra: infraOf(d3) });
+    assertDag(up);
+    expect(up.actions.filter((a) => a.kind === 'infra')).toEqual([]);
+    expect(up.actions.filter((a) => a.kind === 'create-host').map((a) => [a.id, (a as Extract<Action, { kind: 'create-host' }>).hosts.map((h) => h.key)])).toEqual([
+      ['create-host:demo-node', ['demo-node-3']],
+    ]);
+    const s3 = simulate(up, d3, s2);
+    const d1 = at(1);
+    const down = plan({ desired: d1, image: v1, state: s3, infra: infraOf(d1) });
+    assertDag(down);
+    expect(down.actions.filter((a) => a.kind === 'delete-host').map((a) => a.host)).toEqual(['demo-node-2', 'demo-node-3']);
+    expect(find(down, 'delete-host:demo-node-3').deps).toEqual(['remove-files:demo-node-3']);
+    expect(down.actions.filter((a) => a.kind === 'infra' || a.kind === 'create-host')).toEqual([]);
+  });
+
+  test('changed settings of existing infrastructure are an update; destroy removes hosts, then infrastructure, dependants first', () => {
+    const d = at(1);
+    const s = simulate(plan({ desired: d, image: v1, infra: infraOf(d) }), d, undefined);
+    const p = plan({ desired: d, image: v1, state: s, infra: infraOf(d, ['2379/tcp']) });
+    expect(p.actions.map((a) => a.id)).toEqual(['infra:security-group']);
+    expect(find(p, 'infra:security-group')).toMatchObject({ op: 'update', reason: 'settings changed' });
+    const gone = planDestroy(s);
+    assertDag(gone);
+    const order = gone.actions.map((a) => a.id);
+    expect(order.indexOf('infra:vswitch')).toBeLessThan(order.indexOf('infra:vpc'));
+    expect(order.indexOf('delete-host:demo-node-1')).toBeLessThan(order.indexOf('infra:security-group'));
+    expect(find(gone, 'infra:vpc').deps).toEqual(expect.arrayContaining(['infra:vswitch', 'infra:security-group']));
   });
 });

@@ -6,6 +6,7 @@ import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import { plan, planDestroy } from '../plans/planner.js';
 import { renderPlanJson, renderPlanText, formatBytes } from '../plans/render/index.js';
 import { checkPlanFresh, loadPlanFile, savePlanFile } from '../plans/planfile.js';
+import { desiredInfrastructure } from '../plans/prepare.js';
 import { StalePlanError } from '../engine/kernel/errors.js';
 import type { ImageInfo, Plan } from '../plans/actions.js';
 import type { ClusterState } from '../state/model.js';
@@ -26,7 +27,9 @@ function load(name: string) {
 
 function planFor(name: string): Plan {
   const { desired, image, state } = load(name);
-  return desired ? plan({ desired, image: image!, state }) : planDestroy(state!);
+  if (!desired) return planDestroy(state!);
+  const infra = desiredInfrastructure(desired, { labels: {}, ports: (image as ImageInfo & { ports?: string[] }).ports ?? [] });
+  return plan({ desired, image: image!, state, infra });
 }
 
 function golden(dir: string, file: string, actual: string) {

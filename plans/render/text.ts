@@ -27,7 +27,7 @@ export function formatBytes(n: number): string {
 export function describeAction(a: Action): string {
   switch (a.kind) {
     case 'create-host':
-      return a.summary;
+      return a.hosts.length === 1 ? `create ${a.summary}` : `create ${a.hosts.length} × ${a.summary}`;
     case 'infra':
       return `${a.op} ${a.summary}`;
     case 'send-layers':
@@ -74,17 +74,19 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   );
   lines.push(`  ${c.green('+')} add   ${c.yellow('~')} change   ${c.red('-')} destroy`);
   lines.push('');
-  // Infrastructure and hosts made in batches come first: the hosts' steps need them.
-  const infraActs = plan.actions.filter((a) => a.kind === 'infra' || (a.kind === 'create-host' && a.host === undefined));
-  if (infraActs.length) {
+  // Infrastructure and hosts made in batches come before the hosts' steps, which need them; infrastructure that goes
+  // comes after, as it goes last.
+  const infraBlock = (acts: Action[]) => {
+    if (acts.length === 0) return;
     const sym = (a: Action) => (a.kind === 'infra' ? (a.op === 'create' ? '+' : a.op === 'update' ? '~' : '-') : '+');
     const impactOf = (a: Action): Impact => (sym(a) === '+' ? 'add' : sym(a) === '~' ? 'change' : 'destroy');
-    const worst = infraActs.some((a) => sym(a) === '-') ? 'destroy' : infraActs.some((a) => sym(a) === '+') ? 'add' : 'change';
+    const worst: Impact = acts.some((a) => sym(a) === '-') ? 'destroy' : acts.some((a) => sym(a) === '+') ? 'add' : 'change';
     lines.push(paint[worst](`${SYMBOL[worst]} infrastructure (${plan.provider})`));
-    const texts = infraActs.map((a) => `${sym(a)} ${describeAction(a)}${a.kind === 'create-host' ? `: ${a.hosts.map((h) => h.key).join(', ')}` : ''}`);
+    const texts = acts.map((a) => `${sym(a)} ${describeAction(a)}${a.kind === 'create-host' ? `: ${a.hosts.map((h) => h.key).join(', ')}` : ''}`);
     const width = Math.max(...texts.map((t) => t.length));
-    infraActs.forEach((a, i) => lines.push(`    ${paint[impactOf(a)](texts[i].padEnd(width))}  ${c.dim(`# ${a.reason}`)}`));
-  }
+    acts.forEach((a, i) => lines.push(`    ${paint[impactOf(a)](texts[i].padEnd(width))}  ${c.dim(`# ${a.reason}`)}`));
+  };
+  infraBlock(plan.actions.filter((a) => (a.kind === 'infra' && a.op !== 'delete') || (a.kind === 'create-host' && a.host === undefined)));
   // Grouped once: filtering every action per host is quadratic and takes seconds on thousands of hosts.
   const byHost = new Map<string, Action[]>();
   for (const a of plan.actions) {
@@ -99,6 +101,7 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
     if (acts.length === 0) continue;
     block(h.impact, hostTitle(h) + (inBatch.has(h.key) && !h.ip ? ', address known after apply' : ''), acts);
   }
+  infraBlock(plan.actions.filter((a) => a.kind === 'infra' && a.op === 'delete'));
   const clusterActs = plan.actions.filter((a) => a.kind === 'run-cmd' || a.kind === 'set-image');
   if (clusterActs.length) block('change', `cluster ${plan.cluster}`, clusterActs);
   lines.push('');

@@ -105,7 +105,7 @@ function expand({ cluster, block, groups }: { cluster: string; block: unknown; g
     const kind = (g.fields.kind as HostKind | undefined) ?? defaultKind;
     for (let i = 1; i <= Number(g.fields.count ?? 0); i++) {
       const key = `${cluster}-${series}-${i}`;
-      hosts.push({ key, name: key, group: g.index, make: { batch: key, spec: { kind }, summary: `create ${kind} host` } });
+      hosts.push({ key, name: key, group: g.index, make: { batch: key, spec: { kind }, summary: `${kind} host` } });
     }
   }
   return hosts;
