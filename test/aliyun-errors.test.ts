@@ -92,7 +92,7 @@ describe('retries and backoff', () => {
     for (const [code, cls] of [['OperationDenied.NoStock', 'NO_STOCK'], ['QuotaExceed.ElasticQuota', 'QUOTA'], ['SignatureDoesNotMatch', 'AUTH'], ['InvalidParameter', 'INVALID']]) {
       const delays: number[] = [];
       const a = api(delays);
-      const err = await a.call('instances of group node (demo-node-1)', 'RunInstances', failing([client(code)])).catch((e) => e);
+      const err = (await a.call('instances of group node (demo-node-1)', 'RunInstances', failing([client(code)])).catch((e: unknown) => e)) as AliyunApiError;
       expect(err).toBeInstanceOf(AliyunApiError);
       expect(err.code).toBe(`ALIYUN_${cls}`);
       expect(err.message).toBe(`instances of group node (demo-node-1): RunInstances failed with ${code} (HTTP 400): something (request 1F2E-REQ)`);
