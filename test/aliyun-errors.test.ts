@@ -107,14 +107,14 @@ describe('retries and backoff', () => {
     const delays: number[] = [];
     await expect(api(delays).call('VPC vpc-1', 'DeleteVpc', failing([client('DependencyViolation.VSwitch'), client('DependencyViolation')]), { waitDependencies: true })).resolves.toBe('ok');
     expect(delays).toHaveLength(2);
-    const err = await api([]).call('VPC vpc-1', 'DeleteVpc', failing([client('DependencyViolation')])).catch((e: unknown) => e as AliyunApiError);
+    const err = (await api([]).call('VPC vpc-1', 'DeleteVpc', failing([client('DependencyViolation')])).catch((e: unknown) => e)) as AliyunApiError;
     expect(err.code).toBe('ALIYUN_DEPENDENCY');
   });
 
   test('retrying stops at the operation\'s deadline with the last failure', async () => {
     const a = new AliyunApi({ regionId: 'r', endpoint: '127.0.0.1:1', protocol: 'http', timeoutMs: 5000, maxConcurrentCalls: 1 }, { random: () => 1 });
     const started = Date.now();
-    const err = await a.call('VPC', 'DescribeVpcs', failing(Array(50).fill(client('Throttling.User'))), { deadlineMs: 2500 }).catch((e: unknown) => e as AliyunApiError);
+    const err = (await a.call('VPC', 'DescribeVpcs', failing(Array(50).fill(client('Throttling.User'))), { deadlineMs: 2500 }).catch((e: unknown) => e)) as AliyunApiError;
     expect(err.code).toBe('ALIYUN_THROTTLED');
     expect(Date.now() - started).toBeLessThan(2500);
     expect(a.calls).toBe(2);
