@@ -7,6 +7,7 @@ import { UsageError, StateError } from '../../kernel/errors.js';
 import { ciHome } from '../../kernel/home.js';
 import { shortDigest } from '../../kernel/digest.js';
 import { loadClusterfile } from '../../clusterfile/parse.js';
+import { importFromTags } from '../../executor/import.js';
 import { LocalStateBackend, describeState, withStateLock } from '../../../state/local.js';
 import { statePathFor } from '../../../state/paths.js';
 import type { ClusterState, HostState } from '../../../state/model.js';
@@ -88,6 +89,22 @@ export function register(program: Command): void {
       if (r.movedAside) process.stdout.write(`Moved the state file that was there to ${r.movedAside}.\n`);
       process.stdout.write(`Restored ${path} from ${backend.backupPath}: ${what}.\n`);
     });
+
+  whereOptions(
+    state
+      .command('import')
+      .description("rebuild a lost state from the cluster's resources, found by their tags (providers that tag what they make)")
+      .requiredOption('--from-tags', 'find the resources by the tags the provider put on them'),
+  ).action(async (flags: Where) => {
+    const r = await importFromTags({ clusterfile: flags.file ?? 'Clusterfile', statePath: flags.state });
+    const n = Object.keys(r.state.hosts).length;
+    process.stdout.write(
+      `Imported ${n} host${n === 1 ? '' : 's'} and ${Object.keys(r.state.infra ?? {}).length} piece(s) of infrastructure into ${r.path} (${describeState(r.state)}).\n` +
+        `Each host is taken to run ${r.state.image?.ref} and to have joined with the roles the Clusterfile gives; run \`ci plan\` to see what differs.\n` +
+        (r.extra.length ? `Found but not in the Clusterfile (the next apply removes them): ${r.extra.join(', ')}.\n` : '') +
+        (r.missing.length ? `In the Clusterfile but not found (the next apply makes them): ${r.missing.join(', ')}.\n` : ''),
+    );
+  });
 
   whereOptions(state.command('rm-host-key <host>').description('forget the pinned SSH host key of a host that was rebuilt (by key, IP or name)')).action(
     async (host: string, flags: Where) => {
