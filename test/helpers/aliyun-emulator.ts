@@ -29,8 +29,8 @@ export interface TestEmulator {
   accessKeyId: string;
   accessKeySecret: string;
   emulator: RunningEmulator;
-  /** Every event the emulator emitted, in order. */
-  events: EmulatorEvent[];
+  /** Every event the emulator emitted, in order, with when it came (epoch ms). */
+  events: (EmulatorEvent & { at: number })[];
   /** SDK configuration for this emulator; `extra` overrides fields (signatureAlgorithm, readTimeout, credentials). */
   config(extra?: Record<string, unknown>): $OpenApiUtil.Config;
   ecs(extra?: Record<string, unknown>): EcsClient;
@@ -45,7 +45,7 @@ export async function startTestEmulator(opts: Partial<EmulatorOptions> = {}): Pr
   const dataDir = join(parent, 'data');
   const accessKeyId = 'LTAI5tEmulatorTest';
   const accessKeySecret = randomBytes(15).toString('base64url');
-  const events: EmulatorEvent[] = [];
+  const events: (EmulatorEvent & { at: number })[] = [];
   let current: Partial<EmulatorOptions> = opts;
   const start = (port: number) =>
     startEmulator({
@@ -57,7 +57,7 @@ export async function startTestEmulator(opts: Partial<EmulatorOptions> = {}): Pr
       latency: 'fast',
       ...current,
       onEvent: (e) => {
-        events.push(e);
+        events.push({ ...e, at: Date.now() });
         current.onEvent?.(e);
       },
     });

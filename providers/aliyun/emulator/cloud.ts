@@ -113,7 +113,7 @@ export class Cloud {
     for (const inst of Object.values(this.data.instances)) {
       if (inst.releasing && this.settled(inst, now)) {
         delete this.data.instances[inst.id];
-        this.emit({ type: 'instance', instanceId: inst.id, message: `${inst.id} released` });
+        this.emit({ type: 'instance', instanceId: inst.id, change: 'released', message: `${inst.id} released` });
         changed = true;
       }
     }
@@ -186,7 +186,7 @@ export class Cloud {
     inst.ip = ip;
     inst.hostUpAt ??= Date.now();
     this.commitLater();
-    this.emit({ type: 'instance', instanceId: id, message: `${id} host up at ${ip}` });
+    this.emit({ type: 'instance', instanceId: id, change: 'host-up', message: `${id} host up at ${ip}` });
   }
 
   private hostFailed(id: string, err: unknown): void {
@@ -210,7 +210,7 @@ export class Cloud {
       inst.releasing.hostRemoved = true;
       this.commitLater();
     }
-    this.emit({ type: 'instance', instanceId: id, message: `${id} host removed` });
+    this.emit({ type: 'instance', instanceId: id, change: 'host-removed', message: `${id} host removed` });
   }
 
   private sshReachableAt(id: string): number | undefined {

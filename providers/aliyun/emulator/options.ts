@@ -29,6 +29,8 @@ export interface EmulatorEvent {
   status?: number;
   code?: string;
   instanceId?: string;
+  /** For instance events: what happened to it. */
+  change?: 'host-up' | 'host-removed' | 'released';
 }
 
 export interface EmulatorOptions {
