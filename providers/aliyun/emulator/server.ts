@@ -102,14 +102,15 @@ export class ApiServer {
       const path = q < 0 ? url : url.slice(0, q);
       const query = decodePairs(q < 0 ? '' : url.slice(q + 1));
       const form = /^application\/x-www-form-urlencoded/i.test(header(req, 'content-type') ?? '') ? decodePairs(raw.toString('utf8')) : [];
-      this.opts.auth.verify({ method: req.method ?? 'GET', path, query, form, headers: req.headers, body: raw });
       const all = [...query, ...form];
       const param = (k: string) => all.find(([n]) => n === k)?.[1];
+      // Named before the signature is checked, so that a refused call is still logged and answered by its name.
       action = header(req, 'x-acs-action') ?? param('Action');
-      if (!action) throw errors.missingAction();
       const version = header(req, 'x-acs-version') ?? param('Version');
+      product = version === undefined ? undefined : productByVersion(version);
+      this.opts.auth.verify({ method: req.method ?? 'GET', path, query, form, headers: req.headers, body: raw });
+      if (!action) throw errors.missingAction();
       if (!version) throw errors.missingVersion();
-      product = productByVersion(version);
       if (!product) throw errors.badVersion();
       const def = Object.hasOwn(product.actions, action) ? product.actions[action] : undefined;
       if (!def) throw errors.unknownAction();
