@@ -1,12 +1,12 @@
 /**
  * `ci emulator aliyun` run as a user runs it (the compiled CLI): it prints its endpoint and data directory but never
  * the secret, serves the real SDK, stops on SIGTERM and SIGINT keeping its data, refuses a second emulator on the same
- * data, starts empty with --reset, and refuses bad flags with usage errors.
+ * data, starts empty with --reset, and refuses bad flags (and a data directory light hosts cannot use) changing nothing.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as $Vpc from '@alicloud/vpc20160428';
 import { $OpenApiUtil } from '@alicloud/openapi-core';
@@ -102,6 +102,7 @@ describe.skipIf(!labsAvailable())('ci emulator aliyun', () => {
     expect(second).toMatch(/exited 1/);
     expect(second).toContain(`error: the data directory ${data} is in use by another emulator (pid ${r.child.pid})`);
     expect(second).not.toContain(SECRET);
+    await expect(resetEmulatorData(data)).rejects.toThrow(`in use by another emulator (pid ${r.child.pid})`);
 
     r.child.kill('SIGINT');
     expect(await r.exited).toBe(0);
@@ -131,6 +132,11 @@ describe.skipIf(!labsAvailable())('ci emulator aliyun', () => {
       expect(r.stderr).toContain(message);
       expect(r.stdout + r.stderr).not.toContain(SECRET);
     }
+    const inVar = join('/var/tmp', `ci-emu-refused-${process.pid}`, 'data');
+    const overlaid = await runCli(['emulator', 'aliyun', '--access-key-id', ACCESS_KEY_ID, '--access-key-secret', SECRET, '--data', inVar], { env });
+    expect(overlaid.code).toBe(1);
+    expect(overlaid.stderr).toContain(`error: the data directory ${inVar} is inside /var, which light instance hosts overlay`);
+    expect(existsSync(dirname(inVar))).toBe(false);
     const noSecret = await runCli(['emulator', 'aliyun', '--access-key-id', ACCESS_KEY_ID], { env: { ...env, ALIBABA_CLOUD_ACCESS_KEY_SECRET: '' } });
     expect(noSecret.code).toBe(64);
     expect(noSecret.stderr).toContain('hint: pass --access-key-secret SECRET (or set ALIBABA_CLOUD_ACCESS_KEY_SECRET)');

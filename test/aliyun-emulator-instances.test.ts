@@ -310,3 +310,33 @@ describe.skipIf(!labsAvailable())('Aliyun emulator instances as systemd hosts', 
     expect(existsSync(join(t.dataDir, 'lab', 'hosts', id))).toBe(false);
   });
 });
+
+describe.skipIf(!labsAvailable())('Aliyun emulator instances with realistic latency', () => {
+  let t: TestEmulator;
+  let keyDir: string;
+  beforeAll(async () => {
+    keyDir = mkdtempSync(join(tmpdir(), 'ci-aliyun-keys-'));
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(keyDir, 'id')]);
+    t = await startTestEmulator({ latency: 'realistic' });
+  });
+  afterAll(async () => {
+    await t?.cleanup();
+    if (keyDir) rmSync(keyDir, { recursive: true, force: true });
+  });
+
+  it('answers SSH only some seconds after the instance is Running, as a booting machine does', async () => {
+    const net = await makeNetwork(t, keyDir, '172.23');
+    const id = (await t.ecs().runInstances(runRequest(net))).body!.instanceIdSets!.instanceIdSet![0];
+    const [inst] = await until(async () => {
+      const all = await describe1(t, [id]);
+      return all[0]?.status === 'Running' && all;
+    }, 'the instance to be Running', 60_000);
+    const ip = inst.vpcAttributes!.privateIpAddress!.ipAddress![0];
+    const early = await connectSsh({ host: ip, port: 22, user: 'root', privateKey: net.privateKey }, { attempts: 1, timeoutMs: 1000 }).then(
+      (s) => s.close().then(() => 'answered'),
+      (e: Error) => e.name,
+    );
+    expect(early).toBe('HostUnreachableError');
+    await until(() => sshRun({ host: ip, privateKey: net.privateKey }, 'hostname'), 'sshd to answer', 30_000);
+  });
+});

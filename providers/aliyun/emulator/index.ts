@@ -4,10 +4,11 @@
  * reachable over SSH with the instance's key pair or password.
  */
 import { promises as fs } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CiError } from '../../../engine/kernel/errors.js';
-import { createFileExclusive } from '../../../engine/kernel/fsutil.js';
-import { LocalLab } from '../../local/lab.js';
+import { createFileExclusive, exists } from '../../../engine/kernel/fsutil.js';
+import { LIGHT_OVERLAY_DIRS } from '../../local/host-dirs.js';
+import { LocalLab, type HostKind } from '../../local/lab.js';
 import { isAlive, procRef, type ProcRef } from '../../local/procs.js';
 import { Authenticator } from './auth.js';
 import { Cloud } from './cloud.js';
@@ -45,27 +46,56 @@ async function claimDataDir(dataDir: string): Promise<() => Promise<void>> {
         if (now.trim() === JSON.stringify(mine)) await fs.rm(path, { force: true });
       };
     }
-    let holder: ProcRef | undefined;
-    try {
-      holder = JSON.parse(await fs.readFile(path, 'utf8')) as ProcRef;
-    } catch {
-      holder = undefined;
-    }
-    if (holder && isAlive(holder)) throw new EmulatorBusyError(dataDir, holder.pid);
+    const running = await holder(dataDir);
+    if (running) throw new EmulatorBusyError(dataDir, running.pid);
     await fs.rm(path, { force: true });
   }
   throw new EmulatorBusyError(dataDir, NaN);
 }
 
-/** Releases every host of the emulator kept in `dataDir` and empties its resources. Safe to repeat. */
+async function holder(dataDir: string): Promise<ProcRef | undefined> {
+  try {
+    const ref = JSON.parse(await fs.readFile(pidFile(dataDir), 'utf8')) as ProcRef;
+    return isAlive(ref) ? ref : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Releases every host of the emulator kept in `dataDir` and empties its resources. Safe to repeat; refused while
+ * another process serves from that directory.
+ */
 export async function resetEmulatorData(dataDir: string): Promise<void> {
   const dir = resolve(dataDir);
+  const running = await holder(dir);
+  if (running && running.pid !== process.pid) throw new EmulatorBusyError(dir, running.pid);
   await LocalLab.remove(labDirOf(dir));
   await fs.rm(storePath(dir), { force: true });
 }
 
+/** Light hosts overlay these directories with layers kept in their lab: a lab inside them would overlap itself. */
+async function checkDataDir(dataDir: string, kind: HostKind): Promise<void> {
+  if (kind !== 'light') return;
+  // Checked before anything is made: the real path of the nearest existing parent, and the rest of the path.
+  let existing = dataDir;
+  const rest: string[] = [];
+  while (!(await exists(existing)) && dirname(existing) !== existing) {
+    rest.unshift(basename(existing));
+    existing = dirname(existing);
+  }
+  const real = join(await fs.realpath(existing), ...rest);
+  const clash = LIGHT_OVERLAY_DIRS.find((d) => real === `/${d}` || real.startsWith(`/${d}/`));
+  if (clash) {
+    throw new CiError('ALIYUN_EMULATOR_DATA_DIR', `the data directory ${real} is inside /${clash}, which light instance hosts overlay`, {
+      hint: 'pass --data with a directory outside /etc, /var, /opt, /usr and /srv, or use --instance-kind systemd',
+    });
+  }
+}
+
 export async function startEmulator(options: EmulatorOptions): Promise<RunningEmulator> {
   const dataDir = resolve(options.dataDir);
+  await checkDataDir(dataDir, options.instanceKind ?? 'light');
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const release = await claimDataDir(dataDir);
   const emit = (e: EmulatorEvent) => {
