@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import EcsModule from '@alicloud/ecs20140526';
 import VpcModule from '@alicloud/vpc20160428';
 import { $OpenApiUtil } from '@alicloud/openapi-core';
+import { waitFor } from './e2e.js';
 import { resetEmulatorData, startEmulator, type EmulatorEvent, type EmulatorOptions, type RunningEmulator } from '../../providers/aliyun/emulator/index.js';
 
 // The SDK packages are CommonJS with a default export: Node hands the module object to `import X from`, vitest the
@@ -116,21 +117,9 @@ export async function startTestEmulator(opts: Partial<EmulatorOptions> = {}): Pr
   return t;
 }
 
-/** Polls (every 100 ms) until fn returns a truthy value; fails naming `what` when the time is up. */
-export async function until<T>(fn: () => Promise<T | undefined | false | null>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+/** Polls every 100 ms (the emulator's fast states last tenths of a second) until fn returns a truthy value. */
+export const until = <T>(fn: () => Promise<T | undefined | false | null>, what: string, timeoutMs = 30_000): Promise<T> =>
+  waitFor(fn, what, timeoutMs, 100) as Promise<T>;
 
 /** The error an SDK call fails with (its `code`, `statusCode`, `data`), or a failure if it succeeded. */
 export async function apiError(p: Promise<unknown>): Promise<{ code: string; statusCode: number; data: Record<string, unknown>; name: string; message: string }> {

@@ -173,7 +173,7 @@ export class Cloud {
   async resume(): Promise<void> {
     await this.hosts.open();
     const all = Object.values(this.data.instances);
-    await this.hosts.restoreLinks(all.map((i) => i.id));
+    await this.hosts.tidy(new Set(all.map((i) => i.id)));
     for (const inst of all) {
       if (!inst.releasing) this.startHost(inst);
       else if (!inst.releasing.hostRemoved) this.releaseHost(inst);

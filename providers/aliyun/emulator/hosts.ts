@@ -108,10 +108,17 @@ export class InstanceHosts {
     await LocalLab.remove(this.labDir);
   }
 
-  /** A host made running again after a crash may have been left with its link down. */
-  async restoreLinks(ids: string[]): Promise<void> {
+  /**
+   * After a restart: hosts of no known instance (a crash between a release and its record) are removed, and links a
+   * crash left down are brought up.
+   */
+  async tidy(known: Set<string>): Promise<void> {
     const lab = await this.open();
-    for (const id of ids) if (lab.host(id)) await lab.restoreLink(id).catch(() => undefined);
+    for (const h of lab.hosts()) {
+      if (!known.has(h.name)) this.release(h.name);
+      else await lab.restoreLink(h.name).catch(() => undefined);
+    }
+    await this.drain();
   }
 
   private async holdSsh(id: string): Promise<void> {
