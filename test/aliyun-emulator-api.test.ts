@@ -147,6 +147,13 @@ describe.skipIf(!labsAvailable())('Aliyun emulator API', () => {
       expect(zone.availableResourceCreation!.resourceTypes).toContain('Instance');
       const vpcZones = await t.vpc().describeZones(new $Vpc.DescribeZonesRequest({ regionId: R }));
       expect(vpcZones.body!.zones!.zone!.map((z) => z.zoneId)).toContain(TEST_ZONE);
+      const available = await t.ecs().describeAvailableResource(new $Ecs.DescribeAvailableResourceRequest({ regionId: R, destinationResource: 'InstanceType', cores: 2, memory: 8 }));
+      const zones2 = available.body!.availableZones!.availableZone!;
+      expect(zones2.map((z) => z.zoneId)).toContain(TEST_ZONE);
+      const offered = zones2[0].availableResources!.availableResource![0].supportedResources!.supportedResource!;
+      expect(offered.map((x) => x.value)).toContain('ecs.g7.large');
+      expect(offered.map((x) => x.value)).not.toContain('ecs.c7.large');
+      expect(offered.every((x) => x.statusCategory === 'WithStock')).toBe(true);
       const unknown = await apiError(t.ecs().describeZones(new $Ecs.DescribeZonesRequest({ regionId: 'mars-north-1' })));
       expect([unknown.statusCode, unknown.code]).toEqual([404, 'InvalidRegionId.NotFound']);
       const missing = await apiError(t.ecs().describeZones(new $Ecs.DescribeZonesRequest({})));

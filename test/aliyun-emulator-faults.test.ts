@@ -122,6 +122,11 @@ describe.skipIf(!labsAvailable())('Aliyun emulator faults', () => {
       expect(partial.body!.instanceIdSets!.instanceIdSet).toHaveLength(2);
       const none = await apiError(ecs.runInstances(run(net, { amount: 1 })));
       expect(none.code).toBe('OperationDenied.NoStock');
+      const stock = async (instanceType: string) =>
+        (await ecs.describeAvailableResource(new $Ecs.DescribeAvailableResourceRequest({ regionId: R, zoneId: TEST_ZONE, destinationResource: 'InstanceType', instanceType })))
+          .body!.availableZones!.availableZone![0].availableResources!.availableResource![0].supportedResources!.supportedResource![0];
+      expect(await stock('ecs.c7.large')).toMatchObject({ value: 'ecs.c7.large', status: 'SoldOut', statusCategory: 'WithoutStock' });
+      expect(await stock('ecs.g7.large')).toMatchObject({ value: 'ecs.g7.large', status: 'Available', statusCategory: 'WithStock' });
       // Another instance type has its own stock.
       const other = await ecs.runInstances(run(net, { instanceType: 'ecs.g7.large' }));
       expect(other.body!.instanceIdSets!.instanceIdSet).toHaveLength(1);

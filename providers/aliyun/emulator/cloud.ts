@@ -102,6 +102,12 @@ export class Cloud {
       .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
   }
 
+  /** Instances of a type a zone can still supply: the stock less what lives there (releases give it back). */
+  stockLeft(zoneId: string, instanceType: string): number {
+    const used = this.instances().filter((i) => !i.releasing && i.zoneId === zoneId && i.instanceType === instanceType).length;
+    return Math.max(0, this.stock - used);
+  }
+
   networkStatus(r: VpcRec | VSwitchRec, now = Date.now()): NetworkStatus {
     return now < r.availableAt ? 'Pending' : 'Available';
   }

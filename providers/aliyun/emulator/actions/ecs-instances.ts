@@ -133,7 +133,7 @@ async function runInstances(ctx: Ctx): Promise<Body> {
   // Capacity: the nostock fault, the zone's stock of this type, the vSwitch's free addresses, the lab's size.
   const live = cloud.instances().filter((i) => !i.releasing);
   const noStockFault = cloud.faults.noStock();
-  const inStock = Math.max(0, cloud.stock - live.filter((i) => i.zoneId === zoneId && i.instanceType === params.str('InstanceType')).length);
+  const inStock = cloud.stockLeft(zoneId, params.str('InstanceType')!);
   let count = amount <= inStock ? amount : minAmount !== undefined && minAmount <= inStock ? inStock : 0;
   if (noStockFault || count === 0) throw errors.noStock();
   const freeIps = cidrSize(vsw.cidrBlock) - 4 - live.filter((i) => i.vSwitchId === vsw.id).length;
