@@ -103,6 +103,11 @@ describe.skipIf(!labsAvailable())('ci emulator aliyun', () => {
     expect(second).toContain(`error: the data directory ${data} is in use by another emulator (pid ${r.child.pid})`);
     expect(second).not.toContain(SECRET);
     await expect(resetEmulatorData(data)).rejects.toThrow(`in use by another emulator (pid ${r.child.pid})`);
+    const elsewhere = join(home, 'other-data');
+    const taken = await runCli(['emulator', 'aliyun', '--listen', r.endpoint, '--data', elsewhere, '--access-key-id', ACCESS_KEY_ID, '--access-key-secret', SECRET], { env });
+    expect(taken.code).toBe(1);
+    expect(taken.stderr).toContain(`error: cannot serve on ${r.endpoint}: the address is in use`);
+    expect(existsSync(elsewhere)).toBe(false);
 
     r.child.kill('SIGINT');
     expect(await r.exited).toBe(0);

@@ -94,8 +94,14 @@ async function checkDataDir(dataDir: string, kind: HostKind): Promise<void> {
 }
 
 export async function startEmulator(options: EmulatorOptions): Promise<RunningEmulator> {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new CiError('ALIYUN_EMULATOR_NOT_ROOT', 'the Aliyun emulator needs root: its instances are local hosts (network namespaces, mounts, veth links)', {
+      hint: 'run `ci emulator aliyun` as root (for example with sudo)',
+    });
+  }
   const dataDir = resolve(options.dataDir);
   await checkDataDir(dataDir, options.instanceKind ?? 'light');
+  const fresh = !(await exists(dataDir));
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const release = await claimDataDir(dataDir);
   const emit = (e: EmulatorEvent) => {
@@ -108,6 +114,7 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
   let server: ApiServer | undefined;
   let cloud: Cloud | undefined;
   let sweeper: NodeJS.Timeout | undefined;
+  let listening = false;
   try {
     if (options.reset) await resetEmulatorData(dataDir);
     const timings = TIMINGS[options.latency ?? 'realistic'];
@@ -121,17 +128,20 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
       accessKeyId: options.accessKeyId,
       emit,
     });
-    await cloud.resume();
-    const c = cloud;
-    sweeper = setInterval(() => c.sweep(), options.latency === 'fast' ? 100 : 500);
-    sweeper.unref();
     server = new ApiServer({
       cloud,
       auth: new Authenticator(new Map([[options.accessKeyId, options.accessKeySecret]])),
       timeoutHoldMs: options.timeoutHoldMs ?? 300_000,
       emit,
     });
+    // Listening comes first: an address in use is the likeliest failure, and it must leave no lab behind. Calls
+    // answered while the hosts are resumed see their instances Starting.
     const address = await server.listen(options.host, options.port);
+    listening = true;
+    await cloud.resume();
+    const c = cloud;
+    sweeper = setInterval(() => c.sweep(), options.latency === 'fast' ? 100 : 500);
+    sweeper.unref();
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const s = server;
     let stopped: Promise<void> | undefined;
@@ -160,9 +170,10 @@ export async function startEmulator(options: EmulatorOptions): Promise<RunningEm
     };
   } catch (err) {
     clearInterval(sweeper);
-    await server?.close().catch(() => undefined);
+    if (listening) await server?.close().catch(() => undefined);
     await cloud?.hosts.stop().catch(() => undefined);
     await release();
+    if (fresh && !listening) await fs.rm(dataDir, { recursive: true, force: true });
     throw err;
   }
 }

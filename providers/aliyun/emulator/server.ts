@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { CiError } from '../../../engine/kernel/errors.js';
 import { errors } from './api-errors.js';
 import type { ActionDef, Ctx } from './actions/action.js';
 import { productByVersion, type Product } from './actions/index.js';
@@ -60,9 +61,13 @@ export class ApiServer {
 
   listen(host: string, port: number): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
+      this.server.once('error', (err: NodeJS.ErrnoException) => {
+        const why = err.code === 'EADDRINUSE' ? 'the address is in use' : err.code === 'EADDRNOTAVAIL' ? 'no interface has that address' : err.message;
+        reject(new CiError('ALIYUN_EMULATOR_LISTEN', `cannot serve on ${host}:${port}: ${why}`, { source: 'external', hint: 'pick another address with --listen HOST:PORT (port 0 takes any free one)', cause: err }));
+      });
       this.server.listen(port, host, () => {
-        this.server.off('error', reject);
+        this.server.removeAllListeners('error');
+        this.server.on('error', (err) => this.opts.emit({ type: 'warning', message: `the server failed: ${err.message}` }));
         resolve(this.server.address() as AddressInfo);
       });
     });
