@@ -121,3 +121,10 @@ export class ApiParams {
     return out.sort((a, b) => a[0] - b[0]);
   }
 }
+
+/** Name filters of Describe calls: `*` matches any run of characters, anything else itself. */
+export function wildcardMatch(pattern: string, value: string): boolean {
+  if (!pattern.includes('*')) return pattern === value;
+  const re = pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*');
+  return new RegExp(`^${re}$`).test(value);
+}

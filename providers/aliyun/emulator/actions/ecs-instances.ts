@@ -15,6 +15,7 @@ import type { DiskRec, InstanceRec, SecurityGroupRec } from '../store.js';
 import { ecsTags, matchesTags, tagFilters, tagsToSet } from '../tags.js';
 import { cidrSize } from '../cidr.js';
 import { isoMinutes, newId, type Body } from '../wire.js';
+import { wildcardMatch } from '../params.js';
 import { isDryRun, regionOf, type ActionTable, type Ctx } from './action.js';
 
 /** Every live instance is a host in one lab (253 addresses); past this, RunInstances answers a quota error. */
@@ -259,9 +260,6 @@ function renderInstance(cloud: Cloud, inst: InstanceRec, now: number): Body {
   };
 }
 
-const glob = (pattern: string, value: string) =>
-  pattern.includes('*') ? new RegExp('^' + pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$').test(value) : pattern === value;
-
 function describeInstances(ctx: Ctx): Body {
   const { cloud, params } = ctx;
   const r = regionOf(ctx);
@@ -293,7 +291,7 @@ function describeInstances(ctx: Ctx): Body {
       eq('InternetChargeType', i.internetChargeType) &&
       (params.nonEmpty('SecurityGroupId') === undefined || i.securityGroupIds.includes(params.nonEmpty('SecurityGroupId')!)) &&
       (status === undefined || cloud.instanceStatus(i, now) === status) &&
-      (name === undefined || glob(name, i.name)) &&
+      (name === undefined || wildcardMatch(name, i.name)) &&
       (privateIps === undefined || (i.ip !== undefined && privateIps.includes(i.ip))) &&
       (publicIps === undefined || (i.ip !== undefined && i.internetMaxBandwidthOut > 0 && publicIps.includes(i.ip))) &&
       matchesTags(i.tags, filters),

@@ -4,6 +4,7 @@ import { errors } from '../api-errors.js';
 import { byPageNumber } from '../paging.js';
 import { ecsTags, matchesTags, tagFilters, tagsToSet } from '../tags.js';
 import { isoMinutes, type Body } from '../wire.js';
+import { wildcardMatch } from '../params.js';
 import { regionOf, type ActionTable, type Ctx } from './action.js';
 
 const MAX_KEY_PAIRS = 500;
@@ -27,9 +28,6 @@ const fingerprint = (blob: Buffer) =>
     .digest('hex')
     .match(/../g)!
     .join(':');
-
-const glob = (pattern: string, value: string) =>
-  new RegExp('^' + pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$').test(value);
 
 function importKeyPair(ctx: Ctx): Body {
   const { cloud, params } = ctx;
@@ -66,7 +64,7 @@ function describeKeyPairs(ctx: Ctx): Body {
     .filter(
       (k) =>
         k.regionId === r.id &&
-        (name === undefined || glob(name, k.name)) &&
+        (name === undefined || wildcardMatch(name, k.name)) &&
         (fp === undefined || k.fingerprint === fp) &&
         (rg === undefined || k.resourceGroupId === rg) &&
         matchesTags(k.tags, filters),
