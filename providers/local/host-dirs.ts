@@ -1,8 +1,10 @@
 /** Files that give each host its own identity, written into the host's writable layer before it starts. */
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { exists, writeFileAtomic } from '../../engine/kernel/fsutil.js';
 import { fingerprintOfPublicKeyLine } from '../ssh/fingerprint.js';
+import { LocalHostError } from './errors.js';
 import { ensureEd25519Key } from '../ssh/keys.js';
 
 export type HostKind = 'light' | 'systemd';
@@ -32,8 +34,32 @@ export function hostPaths(hostDir: string, kind: HostKind): HostPaths {
   };
 }
 
-/** Creates the layer directories and identity files; returns the host key fingerprint. Idempotent. */
-export async function seedHost(p: HostPaths, kind: HostKind, hostname: string, operatorPublicKey: string): Promise<string> {
+/** Who may log in as root besides the lab's own key. */
+export interface RootAccess {
+  /** Public key lines (OpenSSH format) accepted for root. */
+  authorizedKeys?: string[];
+  /**
+   * crypt(3) hash of a password root may log in with over SSH. Without it, root logs in with keys only and the
+   * host's /etc/shadow is left as it is.
+   */
+  rootPasswordHash?: string;
+}
+
+/** Drop-in read by the sshd of systemd hosts (Debian's sshd_config includes sshd_config.d first). */
+const ROOT_PASSWORD_DROP_IN = 'etc/ssh/sshd_config.d/cloudimage-root-password.conf';
+
+/**
+ * Creates the layer directories and identity files; returns the host key fingerprint. Idempotent.
+ * `lowerEtc` is the /etc the host's overlay starts from (the machine's, or the systemd root filesystem's).
+ */
+export async function seedHost(
+  p: HostPaths,
+  kind: HostKind,
+  hostname: string,
+  operatorPublicKey: string,
+  access: RootAccess = {},
+  lowerEtc = '/etc',
+): Promise<string> {
   if (kind === 'light') {
     for (const d of LIGHT_OVERLAY_DIRS) {
       await fs.mkdir(join(p.upper, d), { recursive: true });
@@ -59,8 +85,45 @@ export async function seedHost(p: HostPaths, kind: HostKind, hostname: string, o
   await fs.mkdir(join(p.rootHome, '.ssh'), { recursive: true, mode: 0o700 });
   await fs.chmod(p.rootHome, 0o700);
   await fs.chmod(join(p.rootHome, '.ssh'), 0o700);
-  await fs.writeFile(join(p.rootHome, '.ssh/authorized_keys'), operatorPublicKey + '\n', { mode: 0o600 });
+  const keys = [operatorPublicKey, ...(access.authorizedKeys ?? []).map((k) => k.trim()).filter(Boolean)];
+  await fs.writeFile(join(p.rootHome, '.ssh/authorized_keys'), keys.join('\n') + '\n', { mode: 0o600 });
+  if (access.rootPasswordHash !== undefined) await seedRootPassword(p, access.rootPasswordHash, lowerEtc);
+  if (kind === 'systemd') {
+    const dropIn = join(p.upper, ROOT_PASSWORD_DROP_IN);
+    if (access.rootPasswordHash !== undefined) {
+      await fs.mkdir(dirname(dropIn), { recursive: true });
+      await fs.writeFile(dropIn, 'PermitRootLogin yes\n');
+    } else {
+      await fs.rm(dropIn, { force: true });
+    }
+  }
   // Light hosts share the machine's shell startup files otherwise; keep logins quiet and predictable.
   for (const f of ['.bashrc', '.profile']) await fs.writeFile(join(p.rootHome, f), '', { flag: 'a' });
   return fingerprintOfPublicKeyLine(pub);
+}
+
+/**
+ * Sets root's password hash in the host's own /etc/shadow (its upper layer): the host's current copy if it has one,
+ * else a copy of the lower one, with the lower file's owner and mode. Other entries are kept as they are.
+ */
+async function seedRootPassword(p: HostPaths, hash: string, lowerEtc: string): Promise<void> {
+  if (!/^\$[0-9a-z]+\$[^:\n]+$/.test(hash)) throw new LocalHostError('the root password hash is not a crypt(3) hash');
+  const lower = join(lowerEtc, 'shadow');
+  const upper = join(p.upper, 'etc/shadow');
+  const from = (await exists(upper)) ? upper : lower;
+  const st = await fs.stat(from);
+  const lines = (await fs.readFile(from, 'utf8')).replace(/\n+$/, '').split('\n');
+  const fields = (l: string) => l.split(':');
+  const i = lines.findIndex((l) => fields(l)[0] === 'root');
+  const days = String(Math.floor(Date.now() / 86_400_000));
+  if (i >= 0) {
+    const f = fields(lines[i]);
+    f[1] = hash;
+    f[2] = days;
+    lines[i] = f.join(':');
+  } else {
+    lines.unshift(`root:${hash}:${days}:0:99999:7:::`);
+  }
+  await writeFileAtomic(upper, lines.join('\n') + '\n', st.mode & 0o777);
+  await fs.chown(upper, st.uid, st.gid);
 }

@@ -11,7 +11,7 @@ import { HostUnreachableError, StateIdentityError, TransientError } from '../../
 import { connectSsh } from '../ssh/session.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalHostError, requireRoot } from './errors.js';
-import { hostPaths, seedHost, LIGHT_OVERLAY_DIRS, type HostKind } from './host-dirs.js';
+import { hostPaths, seedHost, LIGHT_OVERLAY_DIRS, type HostKind, type RootAccess } from './host-dirs.js';
 import { ensureEd25519Key } from '../ssh/keys.js';
 import { readLabFile, writeLabFile, type HostRecord, type LabFile } from './lab-file.js';
 import { bridgeName, checkHostName, machineName, netnsName, newLabId, vethName } from './names.js';
@@ -23,7 +23,15 @@ import { ensureRootfs } from './rootfs.js';
 import { startLightHost, startSystemdHost } from './start-host.js';
 import { claimSubnet, hostAddress, releaseSubnet } from './subnet.js';
 
-export type { HostKind } from './host-dirs.js';
+export type { HostKind, RootAccess } from './host-dirs.js';
+
+/** How a host is made beyond its kind; every field is optional and the defaults are what provider LOCAL uses. */
+export interface AddHostOptions extends RootAccess {
+  /** The host's hostname when it is first made (default: its name). */
+  hostname?: string;
+}
+
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,62}[A-Za-z0-9])?$/;
 
 export interface LabHost {
   name: string;
@@ -131,10 +139,14 @@ export class LocalLab {
   /**
    * Creates and starts a host, or returns it as is when it already runs. Waits until SSH answers. A host this
    * call started that fails on the way (or never answers) is removed with everything it had, before the error
-   * is thrown: a failed create leaves nothing behind.
+   * is thrown: a failed create leaves nothing behind. Access options are applied each time the host is (re)started.
    */
-  async addHost(name: string, kind: HostKind): Promise<LabHost> {
+  async addHost(name: string, kind: HostKind, opts: AddHostOptions = {}): Promise<LabHost> {
     checkHostName(name);
+    if (opts.hostname !== undefined && !HOSTNAME.test(opts.hostname)) {
+      throw new LocalHostError(`invalid hostname "${opts.hostname}" for local host "${name}"`, { code: 'LOCAL_HOST_NAME_INVALID' });
+    }
+    const access: RootAccess = { authorizedKeys: opts.authorizedKeys, rootPasswordHash: opts.rootPasswordHash };
     let started = false;
     const rec = await this.locked(async () => {
       let r = this.state.hosts[name];
@@ -150,7 +162,7 @@ export class LocalLab {
         const index = this.freeIndex();
         r = {
           name,
-          hostname: name,
+          hostname: opts.hostname ?? name,
           kind,
           ip: hostAddress(this.state.subnet, index),
           index,
@@ -168,12 +180,12 @@ export class LocalLab {
         await this.stopHost(r);
         const paths = hostPaths(this.hostDir(name), kind);
         const operatorKey = (await fs.readFile(`${this.privateKeyPath}.pub`, 'utf8')).trim();
-        r.hostKey = await seedHost(paths, kind, r.hostname, operatorKey);
+        r.hostKey = await seedHost(paths, kind, r.hostname, operatorKey, access, rootfs ? join(rootfs, 'etc') : '/etc');
         await ensureBridge(this.state.bridge, this.state.subnet.gateway);
         await ensureHostNetwork(r.netns, r.veth, this.state.bridge, r.ip);
         r.proc =
           kind === 'light'
-            ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip)
+            ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip, access.rootPasswordHash !== undefined)
             : startSystemdHost(paths, rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
         await this.save();
       } catch (err) {

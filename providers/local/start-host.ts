@@ -28,7 +28,7 @@ if [ -e "$4/lab.json" ]; then mount -t tmpfs -o mode=0700,size=64k ci-lab "$4"; 
 cd /
 hostname "$2"
 exec /usr/sbin/sshd -D -e -h /etc/ssh/ssh_host_ed25519_key -o ListenAddress="$3" -o UsePAM=no \\
-  -o PasswordAuthentication=yes -o PermitRootLogin=prohibit-password -o MaxStartups=100:30:200 \\
+  -o PasswordAuthentication=yes -o PermitRootLogin="$5" -o MaxStartups=100:30:200 \\
   -o MaxSessions=50 -o PidFile=none
 `;
 
@@ -53,11 +53,13 @@ function startDetached(cmd: string, args: string[], log: string): ProcRef {
   }
 }
 
-export function startLightHost(p: HostPaths, labDir: string, netns: string, hostname: string, ip: string): ProcRef {
+/** `rootPassword`: root may log in with the password set in the host's /etc/shadow, not only with keys. */
+export function startLightHost(p: HostPaths, labDir: string, netns: string, hostname: string, ip: string, rootPassword = false): ProcRef {
   return startDetached(
     'ip',
     ['netns', 'exec', netns, 'unshare', '--mount', '--uts', '--pid', '--fork', '--kill-child', '--mount-proc',
-      '--propagation', 'private', 'sh', '-c', LIGHT_INIT, 'ci-light-host', p.dir, hostname, ip, labDir],
+      '--propagation', 'private', 'sh', '-c', LIGHT_INIT, 'ci-light-host', p.dir, hostname, ip, labDir,
+      rootPassword ? 'yes' : 'prohibit-password'],
     p.log,
   );
 }

@@ -247,8 +247,8 @@ export async function cleanupHome(home: E2eHome, clusterfiles: string[] = []): P
   rmSync(home.dir, { recursive: true, force: true });
 }
 
-/** Polls until fn returns a truthy value or the time is up. */
-export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
+/** Polls (every `everyMs`) until fn returns a truthy value or the time is up. */
+export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 30_000, everyMs = 500): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -258,7 +258,7 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
     } catch (err) {
       last = err;
     }
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, everyMs));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
