@@ -75,6 +75,10 @@ describe('retries and backoff', () => {
     const a = api(delays, () => 0);
     await expect(a.call('instances of group node', 'RunInstances', failing([client('Throttling.User'), new ThrottlingError({ code: 'Throttling.User', statusCode: 400, message: 'x', retryAfter: 7000 })]))).resolves.toBe('ok');
     expect(delays).toEqual([2000, 7000]);
+    // A retry-after shorter than the floor is still what the server asked for.
+    const short: number[] = [];
+    await api(short, () => 1).call('x', 'DescribeVpcs', failing([new ThrottlingError({ code: 'Throttling.User', statusCode: 400, message: 'x', retryAfter: 50 })]));
+    expect(short).toEqual([50]);
     expect(a.calls).toBe(3);
   });
 

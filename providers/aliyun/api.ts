@@ -124,7 +124,8 @@ export class AliyunApi {
           retryable,
           delayFor: (err, computed) => {
             const c = classify(err);
-            if (c.retryAfterMs) return Math.max(c.retryAfterMs, computed);
+            // The server knows when it will answer again: wait exactly that.
+            if (c.retryAfterMs) return c.retryAfterMs;
             return c.cls === 'throttled' ? Math.max(THROTTLE_FLOOR_MS, computed) : computed;
           },
           onRetry: (err, _attempt, delayMs) => this.events.retrying?.(what, action, classify(err), delayMs),
