@@ -66,7 +66,14 @@ export class AliyunApi {
     private readonly settings: ApiSettings,
     private readonly events: ApiEvents = {},
   ) {
-    this.credential = new Credential();
+    const key = settings.accessKey;
+    this.credential = key
+      ? new Credential(
+          (key.securityToken
+            ? { type: 'sts', accessKeyId: key.id, accessKeySecret: key.secret, securityToken: key.securityToken }
+            : { type: 'access_key', accessKeyId: key.id, accessKeySecret: key.secret }) as ConstructorParameters<typeof Credential>[0],
+        )
+      : new Credential();
     const config = (endpoint: string | undefined) =>
       new $OpenApiUtil.Config({
         credential: this.credential,

@@ -62,6 +62,11 @@ export interface ApiSettings {
   protocol: 'https' | 'http';
   timeoutMs: number;
   maxConcurrentCalls: number;
+  /**
+   * An access key given in the command's environment; absent, the SDK's standard chain looks (environment of the
+   * process, profile files, RAM role).
+   */
+  accessKey?: { id: string; secret: string; securityToken?: string };
 }
 
 /** The first /24 of a larger range (172.16.0.0/16 -> 172.16.0.0/24), or the range itself when it is that small. */
@@ -99,6 +104,15 @@ export function apiSettings(block: unknown, env: NodeJS.ProcessEnv): ApiSettings
     protocol: protocol === 'http' ? 'http' : 'https',
     timeoutMs: (b.timeoutSeconds ?? 30) * 1000,
     maxConcurrentCalls: b.maxConcurrentCalls ?? 4,
+    ...(env.ALIBABA_CLOUD_ACCESS_KEY_ID && env.ALIBABA_CLOUD_ACCESS_KEY_SECRET
+      ? {
+          accessKey: {
+            id: env.ALIBABA_CLOUD_ACCESS_KEY_ID,
+            secret: env.ALIBABA_CLOUD_ACCESS_KEY_SECRET,
+            ...(env.ALIBABA_CLOUD_SECURITY_TOKEN ? { securityToken: env.ALIBABA_CLOUD_SECURITY_TOKEN } : {}),
+          },
+        }
+      : {}),
   };
 }
 
