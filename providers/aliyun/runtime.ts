@@ -43,6 +43,17 @@ const str = (v: Json | undefined) => (typeof v === 'string' ? v : undefined);
 const newToken = () => `ci-${randomBytes(12).toString('hex')}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+interface Pace {
+  firstMs: number;
+  maxMs: number;
+}
+
+/** How often to look again: the API (one call per poll) and a TCP port (no call at all). */
+const PACE = {
+  api: { firstMs: 300, maxMs: 2000 },
+  port: { firstMs: 200, maxMs: 500 },
+} satisfies Record<string, Pace>;
+
 interface Instance {
   instanceId: string;
   hostName: string;
@@ -377,10 +388,14 @@ export class AliyunRuntime implements ProviderRuntime {
     }
   }
 
-  /** Polls until `done` says so, with backoff from 0.5 s to 5 s, within the deadline. */
-  private async waitFor(what: string, done: () => Promise<boolean>, deadlineMs = 10 * 60_000): Promise<void> {
+  /**
+   * Polls until `done` says so, within the deadline. Intervals grow from `pace.firstMs` to `pace.maxMs`: short for
+   * what settles in a second or two (networks, a port), capped low enough that a machine found ready is not left
+   * waiting for the next poll, yet each poll of the API is one call for a whole batch.
+   */
+  private async waitFor(what: string, done: () => Promise<boolean>, deadlineMs = 10 * 60_000, pace: Pace = PACE.api): Promise<void> {
     const started = Date.now();
-    for (let delay = 500; ; delay = Math.min(5000, delay * 1.6)) {
+    for (let delay = pace.firstMs; ; delay = Math.min(pace.maxMs, delay * 1.5)) {
       if (await done()) return;
       if (Date.now() - started > deadlineMs) {
         throw new CiError('ALIYUN_TIMEOUT', `waited ${Math.round(deadlineMs / 1000)}s for ${what}`, {
@@ -528,7 +543,8 @@ export class AliyunRuntime implements ProviderRuntime {
   private async waitSsh(key: string, ip: string, port = 22): Promise<void> {
     await this.waitFor(`SSH on ${key} (${ip})`, () =>
       new Promise<boolean>((resolve) => {
-        const s = net.connect({ host: ip, port, timeout: 3000 });
+        // A machine still booting drops the SYN rather than refusing it: a short timeout, asked again soon.
+        const s = net.connect({ host: ip, port, timeout: 1000 });
         const done = (ok: boolean) => {
           s.destroy();
           resolve(ok);
@@ -537,6 +553,8 @@ export class AliyunRuntime implements ProviderRuntime {
         s.once('timeout', () => done(false));
         s.once('error', () => done(false));
       }),
+      10 * 60_000,
+      PACE.port,
     );
   }
 

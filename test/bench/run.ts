@@ -4,12 +4,14 @@
  *   --plan-hosts 5000       --plan-layers 50     --runs 5
  *   --big-layer-mb 20       --no-apply           (plan figures only)
  *   --fanout-hosts 8        --uplink-mbit 200    (relay on/off under a shaped operator uplink; 0 hosts skips)
+ *   --aliyun-masters 3      --aliyun-nodes 3     (ALI_CLOUD on the emulator, realistic latencies; 0 masters skips)
  */
 import { parseArgs } from 'node:util';
 import { machineFacts } from './machine.js';
 import { benchPlan } from './plan-bench.js';
 import { benchApply } from './apply-bench.js';
 import { benchFanout } from './fanout-bench.js';
+import { benchAliyun } from './aliyun-bench.js';
 
 function positiveInts(flag: string, text: string): number[] {
   const out = text.split(',').map((s) => Number(s.trim()));
@@ -29,6 +31,8 @@ const { values } = parseArgs({
     'no-apply': { type: 'boolean', default: false },
     'fanout-hosts': { type: 'string', default: '8' },
     'uplink-mbit': { type: 'string', default: '200' },
+    'aliyun-masters': { type: 'string', default: '3' },
+    'aliyun-nodes': { type: 'string', default: '3' },
   },
 });
 
@@ -47,6 +51,7 @@ async function main(): Promise<void> {
 
   let apply: unknown;
   let fanout: unknown = { skipped: 'needs root or --fanout-hosts 0' };
+  let aliyun: unknown = { skipped: 'needs root or --aliyun-masters 0' };
   if (values['no-apply']) apply = { skipped: '--no-apply' };
   else if (!machine.root) apply = { skipped: 'needs root' };
   else {
@@ -67,6 +72,13 @@ async function main(): Promise<void> {
         const [uplinkMbit] = positiveInts('--uplink-mbit', values['uplink-mbit']!);
         fanout = await benchFanout({ hosts: fanoutHosts, uplinkMbit, bigLayerBytes: bigMb * 1_000_000 * 2, log });
       }
+      const masters = Number(values['aliyun-masters']);
+      if (masters > 0 && !interrupt.signal.aborted) {
+        const [nodes] = positiveInts('--aliyun-nodes', values['aliyun-nodes']!);
+        const figures = await benchAliyun({ masters, nodes, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
+        if (figures.error) process.exitCode = 1;
+        aliyun = figures;
+      }
     } catch (err) {
       apply = { ...(apply as object), error: (err as Error).message };
       process.exitCode = 1;
@@ -76,7 +88,7 @@ async function main(): Promise<void> {
     }
     if (interrupt.signal.aborted) process.exitCode = 130;
   }
-  process.stdout.write(JSON.stringify({ machine, plan, apply, fanout }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ machine, plan, apply, fanout, aliyun }, null, 2) + '\n');
 }
 
 main().catch((err) => {
