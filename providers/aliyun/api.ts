@@ -63,7 +63,7 @@ export class AliyunApi {
   private readonly credential: InstanceType<typeof Credential>;
 
   constructor(
-    private readonly settings: ApiSettings,
+    settings: ApiSettings,
     private readonly events: ApiEvents = {},
   ) {
     const key = settings.accessKey;

@@ -97,6 +97,12 @@ export class InstanceHosts {
       this.clearLinkTimer(id);
       await lab?.restoreLink(id).catch(() => undefined);
     }
+    // With no instance left, nothing of the emulator stays on this machine but its data: the next start makes the
+    // bridge again.
+    if (lab && lab.hosts().length === 0) {
+      this.lab = undefined;
+      await LocalLab.remove(this.labDir);
+    }
   }
 
   /** Removes every host, the lab's network and its directory. */
