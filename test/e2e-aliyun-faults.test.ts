@@ -1,7 +1,7 @@
 /**
  * Provider ALI_CLOUD when things go wrong, through the `ci` a user runs, against the emulator: throttling, 5xx answers
- * and an ambiguous RunInstances timeout, ten runs in a row, with never an instance too many; and an apply killed while
- * instances are being made, rerun, making no second batch.
+ * and an ambiguous RunInstances timeout, ten runs in a row, with never an instance too many; an apply killed while
+ * instances are being made, rerun, making no second batch; and a zone out of stock, which is not retried.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
@@ -109,5 +109,45 @@ describe.skipIf(!labsAvailable())('provider ALI_CLOUD when an apply is killed wh
     expect(after.instances.map((i) => i.id).sort()).toEqual(made);
     expect(home.readState('killed')!.pending).toBeUndefined();
     await home.ci(['plan', '-f', f, '--detailed-exitcode'], { env }).then((r) => expect(r.code, describeRun(['plan'], r)).toBe(0));
+  }, LONG);
+});
+
+describe.skipIf(!labsAvailable())('provider ALI_CLOUD when the zone has no stock', () => {
+  let emu: TestEmulator;
+  let home: E2eHome;
+  let env: NodeJS.ProcessEnv;
+  let f: string;
+
+  beforeAll(async () => {
+    emu = await startTestEmulator({ faults: { noStock: 1 } });
+    home = makeHome('ci-e2e-aliyun-nostock-');
+    env = emulatorEnv(emu);
+    const built = await home.ci(['build', '-t', 'etcd-example:v1', EXAMPLE], { env });
+    expect(built.code, describeRun(['build'], built)).toBe(0);
+    f = join(home.dir, 'Clusterfile');
+    writeFileSync(f, clusterfile('nostock', emu.endpoint, 2));
+  }, 300_000);
+
+  afterAll(async () => {
+    if (home) {
+      await home.ci(['destroy', '-f', f, '--auto-approve'], { env }).catch(() => undefined);
+      await cleanupHome(home);
+    }
+    await emu?.cleanup();
+  }, 600_000);
+
+  it('stops at once, naming the group, the API action and the code; destroy then leaves nothing', async () => {
+    const apply = await home.ci(['apply', '-f', f, '--auto-approve'], { env });
+    expect(apply.code, describeRun(['apply'], apply)).toBe(1);
+    const said = apply.stdout + apply.stderr;
+    expect(said).toContain('instances of group node (nostock-node-1, nostock-node-2): RunInstances failed with OperationDenied.NoStock');
+    expect(said).toContain('instance of group master (nostock-master-1): RunInstances failed with OperationDenied.NoStock');
+    // Not retried: one RunInstances a group.
+    expect(emu.events.filter((e) => e.type === 'request' && e.action === 'RunInstances')).toHaveLength(2);
+    expect(said).not.toContain(emu.accessKeySecret);
+    expect((await inventory(emu)).instances).toEqual([]);
+    const destroy = await home.ci(['destroy', '-f', f, '--auto-approve'], { env });
+    expect(destroy.code, describeRun(['destroy'], destroy)).toBe(0);
+    expect(await inventory(emu)).toEqual(EMPTY);
   }, LONG);
 });

@@ -171,7 +171,9 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     // was made by an apply that never recorded it; with one, it must be this cluster's own state.
     if (state) await checkIdentity({ desired, state, statePath: backend.path, provider });
     const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? []);
-    if (!state || Object.keys(state.hosts).length === 0) return await destroyLeftovers(plan, provider, backend, state, opts);
+    // Infrastructure recorded by an apply that made no host yet is deleted by the plan's steps like any other.
+    const hasInfra = plan.actions.some((a) => a.kind === 'infra');
+    if (!state || (Object.keys(state.hosts).length === 0 && !hasInfra)) return await destroyLeftovers(plan, provider, backend, state, opts);
     if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
     // Checked, never claimed: destroy touches only hosts this state owns, and removes their files.
     const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning }, { cluster: state.cluster, lineage: state.lineage, claim: false });
