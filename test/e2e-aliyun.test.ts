@@ -66,7 +66,7 @@ describe.skipIf(!labsAvailable())('provider ALI_CLOUD on the emulator', () => {
     const plan = await ciOk(['plan', '-f', f]);
     expect(plan.stdout).toContain('+ infrastructure (ALI_CLOUD)');
     expect(plan.stdout).toContain('+ create 2 × ecs.g7.xlarge instance (node; disks 40 GiB + 200 GiB): etcd-aliyun-node-1, etcd-aliyun-node-2');
-    expect(plan.stdout).toContain('address known after apply');
+    expect(plan.stdout).toContain('address (known after apply)');
     const r = await ciOk(['apply', '-f', f, '--auto-approve']);
     expect(r.stdout).toContain('Apply complete!');
     expect(await running()).toEqual(['etcd-aliyun-master-1', 'etcd-aliyun-node-1', 'etcd-aliyun-node-2']);

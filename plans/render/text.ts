@@ -82,7 +82,9 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
     const impactOf = (a: Action): Impact => (sym(a) === '+' ? 'add' : sym(a) === '~' ? 'change' : 'destroy');
     const worst: Impact = acts.some((a) => sym(a) === '-') ? 'destroy' : acts.some((a) => sym(a) === '+') ? 'add' : 'change';
     lines.push(paint[worst](`${SYMBOL[worst]} infrastructure (${plan.provider})`));
-    const texts = acts.map((a) => `${sym(a)} ${describeAction(a)}${a.kind === 'create-host' ? `: ${a.hosts.map((h) => h.key).join(', ')}` : ''}`);
+    // What is made has no ID until the provider answers; Terraform says so the same way.
+    const unknown = (a: Action) => (a.kind === 'create-host' ? `: ${a.hosts.map((h) => h.key).join(', ')}; ${a.hosts.length === 1 ? 'ID' : 'IDs'} (known after apply)` : a.kind === 'infra' && a.op === 'create' ? ', ID (known after apply)' : '');
+    const texts = acts.map((a) => `${sym(a)} ${describeAction(a)}${unknown(a)}`);
     const width = Math.max(...texts.map((t) => t.length));
     acts.forEach((a, i) => lines.push(`    ${paint[impactOf(a)](texts[i].padEnd(width))}  ${c.dim(`# ${a.reason}`)}`));
   };
@@ -99,7 +101,7 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   for (const h of plan.hosts) {
     const acts = byHost.get(h.key) ?? [];
     if (acts.length === 0) continue;
-    block(h.impact, hostTitle(h) + (inBatch.has(h.key) && !h.ip ? ', address known after apply' : ''), acts);
+    block(h.impact, hostTitle(h) + (inBatch.has(h.key) && !h.ip ? ', address (known after apply)' : ''), acts);
   }
   infraBlock(plan.actions.filter((a) => a.kind === 'infra' && a.op === 'delete'));
   const clusterActs = plan.actions.filter((a) => a.kind === 'run-cmd' || a.kind === 'set-image');
