@@ -5,7 +5,8 @@
  */
 import { z } from 'zod';
 import type { ExpandedHost, GroupInput, InfraResource, ProviderContext, ProviderIssue, ProviderModule } from '../contract.js';
-import { AliyunRuntime, type InstanceSpec, type Rule } from './runtime.js';
+import type { InstanceSpec, Rule } from './runtime.js';
+import { LazyAliyunRuntime } from './lazy-runtime.js';
 import { CloudBlock, cidrInside, cloudSettings, GROUP_FIELDS, type CloudBlockDoc } from './settings.js';
 
 function check({ block, groups }: { block: unknown; groups: GroupInput[] }): ProviderIssue[] {
@@ -94,5 +95,5 @@ export const aliyunProvider: ProviderModule = {
     expand,
   },
   infrastructure,
-  open: (ctx: ProviderContext) => new AliyunRuntime(ctx),
+  open: (ctx: ProviderContext) => new LazyAliyunRuntime(ctx),
 };
