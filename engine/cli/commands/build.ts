@@ -8,19 +8,19 @@ import { registryBaseSource } from '../ensure-image.js';
 
 /** A repeatable `--flag key=value`, collected into one record (a later value of a key replaces an earlier one). */
 function keyValue(flag: string, what: string) {
-  return (value: string, prev: Record<string, string>): Record<string, string> => {
+  return (value: string, prev: Record<string, string> | undefined): Record<string, string> => {
     const eq = value.indexOf('=');
     if (eq <= 0) throw new UsageError(`${flag} "${value}" must be ${what}=value`);
-    return { ...prev, [value.slice(0, eq)]: value.slice(eq + 1) };
+    return { ...(prev ?? {}), [value.slice(0, eq)]: value.slice(eq + 1) };
   };
 }
 
 interface BuildFlags {
   file?: string;
   tag: string;
-  buildArg: Record<string, string>;
-  label: Record<string, string>;
-  annotation: Record<string, string>;
+  buildArg?: Record<string, string>;
+  label?: Record<string, string>;
+  annotation?: Record<string, string>;
   platform?: string;
   pull?: boolean;
   insecure?: boolean;
@@ -37,10 +37,10 @@ export function register(program: Command): void {
     .argument('[context]', 'build context directory', '.')
     .option('-f, --file <Kubefile>', 'path to the Kubefile (default: <context>/Kubefile)')
     .requiredOption('-t, --tag <name:tag>', 'name of the image to build')
-    .option('--build-arg <name=value>', 'set a build argument (repeatable)', keyValue('--build-arg', 'name'), {})
+    .option('--build-arg <name=value>', 'set a build argument (repeatable)', keyValue('--build-arg', 'name'))
     .option('--platform <os/arch[/variant]>', `platform of the image; sets TARGETOS, TARGETARCH, TARGETVARIANT, TARGETPLATFORM and ARCH (default: ${formatPlatform(hostPlatform())})`)
-    .option('--label <key=value>', 'add or replace an image label (repeatable)', keyValue('--label', 'key'), {})
-    .option('--annotation <key=value>', 'add an annotation to the image manifest (repeatable)', keyValue('--annotation', 'key'), {})
+    .option('--label <key=value>', 'add or replace an image label (repeatable)', keyValue('--label', 'key'))
+    .option('--annotation <key=value>', 'add an annotation to the image manifest (repeatable)', keyValue('--annotation', 'key'))
     .option('--pull', 'fetch the FROM image from its registry even when the store has it')
     .option('--ca-file <path>', 'PEM file of the CA that signed the certificate of the FROM image registry')
     .option('--insecure', 'the FROM image registry speaks plain HTTP')

@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .command('images')
     .description('list images in the local store')
     .option('--json', 'print JSON')
-    .option('-q, --quiet', 'print only image IDs, one per line, each image once (for `ci rmi $(ci images -q)`)')
+    .option('-q, --quiet', 'print only image IDs, one per line, each image once (`ci rmi --force $(ci images -q)` empties the store)')
     .action(async (o: { json?: boolean; quiet?: boolean }) => {
       const store = new ImageStore();
       if (o.quiet && o.json) throw new UsageError('--quiet and --json cannot be used together');
