@@ -2,10 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { list } from 'tar';
+import { list, extract } from 'tar';
 import { buildImage, type BuildOptions } from '../engine/image/build.js';
 import { ImageStore } from '../engine/image/store.js';
-import { BuildStepError, KubefileError, UsageError } from '../engine/kernel/errors.js';
+import { BuildStepError, KubefileError, KubefileErrors, UsageError } from '../engine/kernel/errors.js';
 import { removeDir, tempDir, writeTree, type Tree } from './helpers/tmp.js';
 import { injectImage, rawLayer } from './helpers/raw-layers.js';
 
@@ -242,5 +242,137 @@ describe('ci build and the layer rules', () => {
     dirs.push(root);
     execFileSync('tar', ['-xzf', store.blobPath(r.layers[1].digest), '-C', root]);
     expect(readFileSync(join(root, 'seen'), 'utf8')).toBe('/run/resolv.conf\n');
+  });
+});
+
+/** The files of a layer, unpacked into a temp dir: path -> content. */
+async function layerFiles(store: ImageStore, digest: string): Promise<Record<string, string>> {
+  const dir = tempDir('ci-layer-');
+  dirs.push(dir);
+  await extract({ file: store.blobPath(digest as `sha256:${string}`), cwd: dir });
+  const out: Record<string, string> = {};
+  const walk = (rel: string) => {
+    for (const e of readdirSync(join(dir, rel), { withFileTypes: true })) {
+      const p = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) walk(p);
+      else out[p] = readFileSync(join(dir, p), 'utf8');
+    }
+  };
+  walk('');
+  return out;
+}
+
+describe('ci build: every problem at once', () => {
+  it('reports each missing COPY source and a FROM not in the store, and writes nothing', async () => {
+    const { ctx, store } = fresh({
+      Kubefile: ['FROM nothere:v1', 'COPY missing-one /a', 'COPY ok.txt /b', 'COPY missing-two /c', 'COPY *.none /d/'].join('\n'),
+      'ok.txt': 'ok\n',
+    });
+    const err = await build(store, ctx).catch((e) => e);
+    expect(err).toBeInstanceOf(KubefileErrors);
+    const all = (err as KubefileErrors).errors;
+    expect(all.map((e) => e.location.line)).toEqual([1, 2, 4, 5]);
+    expect(all[0].message).toMatch(/Kubefile:1: FROM nothere:v1: image is not in the local store$/);
+    expect(all[1].message).toMatch(/Kubefile:2: COPY source "missing-one" does not exist/);
+    expect(all[2].message).toMatch(/Kubefile:4: COPY source "missing-two" does not exist/);
+    expect(all[3].message).toMatch(/Kubefile:5: .*matches nothing/);
+    expect(readdirSync(store.home)).toEqual([]);
+  });
+
+  it('a FROM that expands to nothing, or to a bad reference, is located', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'ARG BASE\nFROM ${BASE}\n' });
+    const empty = await build(store, ctx).catch((e) => e);
+    expect(empty).toBeInstanceOf(KubefileError);
+    expect(empty.message).toMatch(/Kubefile:2: FROM names no image once its variables are expanded$/);
+    const bad = await build(store, ctx, { buildArgs: { BASE: 'Not/Valid' } }).catch((e) => e);
+    expect(bad.message).toMatch(/Kubefile:2: FROM "Not\/Valid" is not an image reference: name component "Not"/);
+  });
+
+  it('names every undeclared --build-arg at once', async () => {
+    const { ctx, store } = fresh(APP);
+    const err = await build(store, ctx, { buildArgs: { NOPE: '1', ALSO: '2', VERSION: '3' } }).catch((e) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toMatch(/^--build-arg NOPE, ALSO are not declared by any ARG in /);
+  });
+});
+
+describe('ci build --platform', () => {
+  const PLATFORM_TREE: Tree = {
+    Kubefile: [
+      'FROM scratch',
+      'COPY bin/${ARCH}/tool /usr/bin/tool',
+      'COPY bin/${TARGETARCH}${TARGETVARIANT}/tool /usr/bin/tool-target',
+      'RUN echo "$TARGETPLATFORM|$TARGETOS|$TARGETARCH|$TARGETVARIANT|$ARCH|$BUILDOS" > platform',
+    ].join('\n'),
+    'bin/arm64/tool': 'arm64 tool\n',
+    'bin/arm/tool': 'arm tool\n',
+    'bin/armv7/tool': 'armv7 tool\n',
+    'bin/amd64/tool': 'amd64 tool\n',
+  };
+
+  it('sets ARCH and TARGET* for COPY and RUN, and the platform of the config and the store', async () => {
+    const { ctx, store } = fresh(PLATFORM_TREE);
+    const r = await build(store, ctx, { platform: { os: 'linux', architecture: 'arm64' } });
+    const files = Object.assign({}, ...(await Promise.all(r.layers.map((l) => layerFiles(store, l.digest)))));
+    expect(files['usr/bin/tool']).toBe('arm64 tool\n');
+    expect(files['usr/bin/tool-target']).toBe('arm64 tool\n');
+    expect(files['platform']).toBe('linux/arm64|linux|arm64||arm64|linux\n');
+    const img = await store.resolve('app:v1');
+    expect([img.config.os, img.config.architecture, img.config.variant]).toEqual(['linux', 'arm64', undefined]);
+    const index = JSON.parse(readFileSync(join(store.root, 'index.json'), 'utf8'));
+    expect(index.manifests[0].platform).toEqual({ os: 'linux', architecture: 'arm64' });
+
+    const v7 = await build(store, ctx, { tag: 'app:arm', platform: { os: 'linux', architecture: 'arm', variant: 'v7' } });
+    const v7files = Object.assign({}, ...(await Promise.all(v7.layers.map((l) => layerFiles(store, l.digest)))));
+    expect(v7files['usr/bin/tool']).toBe('arm tool\n');
+    expect(v7files['usr/bin/tool-target']).toBe('armv7 tool\n');
+    expect(v7files['platform']).toBe('linux/arm/v7|linux|arm|v7|arm|linux\n');
+    expect((await store.resolve('app:arm')).config).toMatchObject({ os: 'linux', architecture: 'arm', variant: 'v7' });
+  });
+
+  it("defaults to this machine's platform", async () => {
+    const { ctx, store } = fresh(PLATFORM_TREE);
+    await build(store, ctx);
+    const arch = ({ x64: 'amd64', arm64: 'arm64' } as Record<string, string>)[process.arch];
+    expect((await store.resolve('app:v1')).config.architecture).toBe(arch ?? process.arch);
+  });
+
+  it('ARCH is an argument with the platform as its default: ARG ARCH=… and --build-arg ARCH=… replace it, ARG TARGETARCH keeps it', async () => {
+    const tree: Tree = { Kubefile: 'FROM scratch\nARG ARCH=from-kubefile\nARG TARGETARCH\nRUN echo "$ARCH $TARGETARCH" > out\n' };
+    const { ctx, store } = fresh(tree);
+    const platform = { os: 'linux', architecture: 'arm64' };
+    const byDefault = await build(store, ctx, { platform });
+    expect((await layerFiles(store, byDefault.layers[0].digest)).out).toBe('from-kubefile arm64\n');
+    const byFlag = await build(store, ctx, { platform, buildArgs: { ARCH: 'from-flag' } });
+    expect((await layerFiles(store, byFlag.layers[0].digest)).out).toBe('from-flag arm64\n');
+    // Without an ARG, --build-arg ARCH needs no declaration (it is predefined) and the config still follows --platform.
+    const plain = fresh({ Kubefile: 'FROM scratch\nRUN echo "$ARCH" > out\n' });
+    const r = await build(plain.store, plain.ctx, { platform, buildArgs: { ARCH: 'aarch64' } });
+    expect((await layerFiles(plain.store, r.layers[0].digest)).out).toBe('aarch64\n');
+    expect((await plain.store.resolve('app:v1')).config.architecture).toBe('arm64');
+  });
+
+  it('refuses a base in the store made for another platform, naming both', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM base:v1\nRUN true\n', base: 'x' });
+    const baseCtx = fresh({ Kubefile: 'FROM scratch\nCOPY f /f\n', f: 'f\n' });
+    await buildImage(store, { kubefile: join(baseCtx.ctx, 'Kubefile'), context: baseCtx.ctx, tag: 'base:v1', platform: { os: 'linux', architecture: 'arm64' } });
+    const before = readFileSync(join(store.root, 'index.json'), 'utf8');
+    const err = await build(store, ctx, { platform: { os: 'linux', architecture: 's390x' } }).catch((e) => e);
+    expect(err).toBeInstanceOf(KubefileError);
+    expect(err.message).toMatch(/Kubefile:1: FROM base:v1: the image in the store is for linux\/arm64, but the build is for linux\/s390x$/);
+    expect(err.hint).toBe('build with --platform linux/arm64, or use a base made for linux/s390x');
+    expect(readFileSync(join(store.root, 'index.json'), 'utf8')).toBe(before);
+    const ok = await build(store, ctx, { platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
+    expect(ok.layers.length).toBeGreaterThan(0);
+  });
+});
+
+describe('ci build --label and --annotation', () => {
+  it('labels are added over the Kubefile LABELs; annotations go into the manifest', async () => {
+    const { ctx, store } = fresh(APP);
+    await build(store, ctx, { labels: { team: 'ops', 'org.example/tier': 'gold' }, annotations: { 'org.opencontainers.image.source': 'https://example.com/app' } });
+    const img = await store.resolve('app:v1');
+    expect(img.config.config.Labels).toEqual({ 'org.example/tier': 'gold', team: 'ops' });
+    expect(img.manifest.annotations).toEqual({ 'org.opencontainers.image.source': 'https://example.com/app' });
   });
 });

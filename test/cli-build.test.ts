@@ -63,4 +63,64 @@ describe('ci build / images / inspect / tag / rmi from the command line', () => 
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: image nope:v1 is not in the local store\nhint: /);
   });
+  it('several broken lines: each on its own line with its hint, then how many; exit 1, store unchanged', async () => {
+    const { ctx, home, env } = setup({ Kubefile: 'FROM scratch\nEXPOSE 80\nENV 1X=y\nRUN echo ok\nARG =oops\n' });
+    const before = indexOf(home);
+    const r = await runCli(['build', '-t', 'x:y', ctx], { env });
+    expect(r.code).toBe(1);
+    const file = join(ctx, 'Kubefile');
+    expect(r.stderr.split('\n')).toEqual([
+      `error: ${file}:2: unknown instruction "EXPOSE"`,
+      'hint: use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL',
+      `error: ${file}:3: ENV: "1X" is not a valid variable name`,
+      `error: ${file}:5: ARG: "" is not a valid argument name (letters, digits and _, not starting with a digit)`,
+      `error: 3 errors in ${file}; nothing was built`,
+      '',
+    ]);
+    expect(r.stdout).toBe('');
+    expect(indexOf(home)).toBe(before);
+  });
+
+  it('build --label/--annotation/--platform, images -q, inspect --format, rmi --force', async () => {
+    const { ctx, home, env } = setup({ Kubefile: 'FROM scratch\nLABEL team=infra\nCOPY f /f\nRUN echo "$ARCH" > arch\n', f: 'x' });
+    const b = await runCli(
+      ['build', '-q', '-t', 'demo:v1', '--label', 'team=ops', '--label', 'tier=gold', '--annotation', 'org.opencontainers.image.source=https://example.com/demo', '--platform', 'linux/arm64', ctx],
+      { env },
+    );
+    expect(b.code, b.stderr).toBe(0);
+    const digest = b.stdout.trim();
+    expect((await runCli(['inspect', '--format', 'digest', 'demo:v1'], { env })).stdout).toBe(`${digest}\n`);
+    const json = JSON.parse((await runCli(['inspect', 'demo:v1'], { env })).stdout);
+    expect(json.labels).toEqual({ team: 'ops', tier: 'gold' });
+    const layers = await runCli(['inspect', '--format', 'layers', 'demo:v1'], { env });
+    expect(layers.stdout).toBe(json.layers.map((l: { digest: string }) => `${l.digest}\n`).join(''));
+    const manifest = JSON.parse(readFileSync(join(home, 'images/blobs/sha256', digest.slice(7)), 'utf8'));
+    expect(manifest.annotations).toEqual({ 'org.opencontainers.image.source': 'https://example.com/demo' });
+    const config = JSON.parse(readFileSync(join(home, 'images/blobs/sha256', manifest.config.digest.slice(7)), 'utf8'));
+    expect([config.os, config.architecture]).toEqual(['linux', 'arm64']);
+
+    const badFormat = await runCli(['inspect', '--format', 'yaml', 'demo:v1'], { env });
+    expect(badFormat.code).toBe(64);
+    expect(badFormat.stderr).toMatch(/argument 'yaml' is invalid\. Allowed choices are json, digest, layers\./);
+    const badPlatform = await runCli(['build', '-t', 'demo:v2', '--platform', 'arm64', ctx], { env });
+    expect(badPlatform.code).toBe(64);
+    expect(badPlatform.stderr).toMatch(/^error: --platform "arm64" is not os\/arch\[\/variant\]\nhint: e\.g\. --platform linux\/amd64/);
+
+    expect((await runCli(['tag', 'demo:v1', 'demo:stable'], { env })).code).toBe(0);
+    const other = await runCli(['build', '-q', '-t', 'other:v1', '--label', 'x=1', ctx], { env });
+    const ids = await runCli(['images', '-q'], { env });
+    expect(ids.stdout.split('\n').filter(Boolean).sort()).toEqual([digest.slice(7, 19), other.stdout.trim().slice(7, 19)].sort());
+
+    const id = digest.slice(7, 19);
+    const refused = await runCli(['rmi', id], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(
+      `error: image ${id} has 2 names (demo:stable, demo:v1); removing it by ID would remove them all\n` +
+        `hint: remove the names one at a time (\`ci rmi demo:stable\`), or all of them with \`ci rmi --force ${id}\`\n`,
+    );
+    const forced = await runCli(['rmi', '--force', id], { env });
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toMatch(/^Untagged: demo:stable\nUntagged: demo:v1\nDeleted: /);
+    expect((await runCli(['images', '-q'], { env })).stdout).toBe(`${other.stdout.trim().slice(7, 19)}\n`);
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { expandVars, parseKubefile } from '../engine/image/kubefile.js';
-import { KubefileError } from '../engine/kernel/errors.js';
+import { KubefileError, KubefileErrors } from '../engine/kernel/errors.js';
 
 describe('Kubefile parser', () => {
   it('parses every instruction, continuations, comments and JSON forms', () => {
@@ -108,5 +108,52 @@ describe('Kubefile parser', () => {
 
   it('expands variables with defaults and escapes', () => {
     expect(expandVars('${A}-$B-${C:-dflt}-\\$A', { A: 'x', B: 'y' })).toBe('x-y-dflt-$A');
+  });
+  it('reports every broken line of a file, each at its own line, in file order', () => {
+    const src = [
+      'FROM scratch', // 1
+      'EXPOSE 80', // 2
+      'ENV 1BAD=x', // 3
+      'RUN echo fine', // 4
+      'ARG =oops', // 5
+      '', // 6
+      'CMD ["a" "b"]', // 7
+      'LABEL "unterminated', // 8
+      'FROM scratch', // 9
+      'COPY a \\', // 10 (continued into nothing)
+    ].join('\n');
+    let err: unknown;
+    try {
+      parseKubefile(src, 'Kubefile');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(KubefileErrors);
+    const all = (err as KubefileErrors).errors;
+    expect(all.every((e) => e instanceof KubefileError)).toBe(true);
+    expect(all.map((e) => e.location.line)).toEqual([2, 3, 5, 7, 8, 9, 10]);
+    expect(all.map((e) => e.message)).toEqual([
+      'Kubefile:2: unknown instruction "EXPOSE"',
+      'Kubefile:3: ENV: "1BAD" is not a valid variable name',
+      'Kubefile:5: ARG: "" is not a valid argument name (letters, digits and _, not starting with a digit)',
+      'Kubefile:7: CMD: the arguments start like the JSON form but are not valid JSON',
+      'Kubefile:8: LABEL: unterminated " quote',
+      'Kubefile:9: only one FROM is allowed (multi-stage builds are not supported)',
+      'Kubefile:10: the line ends with \\ (continued on the next line), but nothing follows it',
+    ]);
+    expect(all[0].hint).toBe('use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL');
+    expect((err as KubefileErrors).message.split('\n')[0]).toBe('7 errors in Kubefile; nothing was built');
+  });
+
+  it('a single problem is thrown as itself, and a broken first line is not also blamed for the missing FROM', () => {
+    const one = (() => {
+      try {
+        parseKubefile('FORM scratch\nRUN echo hi\n', 'Kubefile');
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(one).toBeInstanceOf(KubefileError);
+    expect((one as Error).message).toBe('Kubefile:1: unknown instruction "FORM"');
   });
 });

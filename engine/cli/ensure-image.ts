@@ -1,7 +1,8 @@
-/** `ci apply` fetches the Clusterfile's image when the local store lacks it, with the same progress as `ci pull`. */
-import { ensureImage } from '../registry/pull.js';
+/** `ci apply` fetches the Clusterfile's image, and `ci build` its FROM image, when the local store lacks it, with the progress of `ci pull`. */
+import { ensureImage, fetchRemoteImage, pullImage } from '../registry/pull.js';
 import { ProgressView } from '../registry/progress.js';
 import type { ImageStore } from '../image/store.js';
+import type { BaseImageSource } from '../image/build.js';
 
 export function ensureImageHook(tls: { insecure?: boolean; caFile?: string } = {}): (store: ImageStore, ref: string) => Promise<unknown> {
   return async (store, ref) => {
@@ -11,5 +12,20 @@ export function ensureImageHook(tls: { insecure?: boolean; caFile?: string } = {
     } finally {
       view?.finish();
     }
+  };
+}
+
+/** `ci build`'s FROM images from their registries, with the TLS settings and progress of `ci pull`. */
+export function registryBaseSource(store: ImageStore, tls: { insecure?: boolean; caFile?: string } = {}): BaseImageSource {
+  return {
+    describe: (ref, platform) => fetchRemoteImage(ref, { ...tls, platform }),
+    pull: async (ref, platform, digest) => {
+      const view = process.stderr.isTTY ? new ProgressView(process.stderr) : undefined;
+      try {
+        return await pullImage(store, ref, { ...tls, platform, expectedDigest: digest, ...(view ? { onProgress: view.update } : {}) });
+      } finally {
+        view?.finish();
+      }
+    },
   };
 }

@@ -3,7 +3,7 @@
  * the only place where errors become exit codes and text (the codes are in exit-codes.ts).
  */
 import { Command, CommanderError } from 'commander';
-import { CiError, UsageError } from '../kernel/errors.js';
+import { CiError, KubefileErrors, UsageError } from '../kernel/errors.js';
 import { redact } from '../kernel/redact.js';
 import { COMMANDS } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
@@ -49,6 +49,15 @@ export function reportError(err: unknown, debug: boolean, usageHint?: string): n
   if (err instanceof CommanderError) {
     // commander already printed its message (help, version, or the usage error and our hint).
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
+  if (err instanceof KubefileErrors) {
+    // Like a compiler: every problem on its own line (with its hint), then how many there were.
+    for (const e of err.errors) {
+      process.stderr.write(`error: ${redact(e.message)}\n`);
+      if (e.hint) process.stderr.write(`hint: ${redact(e.hint)}\n`);
+    }
+    process.stderr.write(`error: ${err.errors.length} errors in ${redact(err.file)}; nothing was built\n`);
+    return err.exitCode;
   }
   if (err instanceof CiError) {
     process.stderr.write(`error: ${redact(err.message)}\n`);

@@ -7,13 +7,14 @@ import { promises as fs } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { canonicalJson, sha256, type Digest } from '../kernel/digest.js';
-import { BuildStepError, ImageNotFoundError, KubefileError, UsageError, type Location } from '../kernel/errors.js';
+import { BuildStepError, CiError, ImageNotFoundError, InputError, InvalidReferenceError, KubefileError, UsageError, kubefileErrors, type Location } from '../kernel/errors.js';
 import { BuildCache } from './build-cache.js';
 import { planCopy, type CopyPlan as SourcesPlan } from './copy-sources.js';
 import { expandVars, parseKubefile, type Instruction } from './kubefile.js';
 import { writeLayer, type LayerEntry } from './layer-writer.js';
 import { MEDIA, type CmdRecord, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
-import { normalizeReference } from './reference.js';
+import { normalizeReference, parseReference } from './reference.js';
+import { BUILD_PLATFORM_ARGS, TARGET_ARGS, formatPlatform, hostPlatform, platformArgs, platformMatches, type Platform } from './platform.js';
 import { diffSnapshots, snapshot } from './snapshot.js';
 import type { ImageStore, ResolvedImage } from './store.js';
 import { checkStoredLayers } from './layer-check.js';
@@ -27,10 +28,31 @@ export interface BuildOptions {
   noCache?: boolean;
   /** Keep set-user-ID and set-group-ID bits of the image's files when it is unpacked (stripped otherwise). */
   allowSetid?: boolean;
+  /** The platform the image is for (its config's os/architecture/variant and the TARGET* and ARCH arguments); this machine's by default. */
+  platform?: Platform;
+  /** Look the FROM image up in its registry even when the store has it, and store what the registry has now. */
+  pull?: boolean;
+  /** Fetches a FROM image that has a registry host in its name; without one, only the store is looked in. */
+  baseSource?: BaseImageSource;
+  /** Image labels, set after (and over) the Kubefile's LABELs. */
+  labels?: Record<string, string>;
+  /** Annotations of the image manifest. */
+  annotations?: Record<string, string>;
   /** Progress lines (`Step 2/5 : COPY …`) and RUN output. */
   onProgress?: (line: string) => void;
   onRunOutput?: (chunk: string) => void;
 }
+
+/** Where a FROM image comes from when the store lacks it (or `pull` is set): the caller's registry client. */
+export interface BaseImageSource {
+  /** The image's manifest digest and config for `platform`, read without storing anything. */
+  describe(ref: string, platform: Platform): Promise<{ digest: Digest; config: ImageConfig }>;
+  /** Stores the image (its layers checked as every pulled image's are), which must still be `digest`. */
+  pull(ref: string, platform: Platform, digest: Digest): Promise<ResolvedImage>;
+}
+
+/** A FROM image as the pre-pass found it: in the store, or in its registry, to be pulled once the input is known good. */
+type BasePlan = { local: ResolvedImage } | { remote: { digest: Digest; config: ImageConfig } };
 
 export interface BuiltLayer {
   digest: Digest;
@@ -79,20 +101,26 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
   const instructions = parseKubefile(source, file);
   const ref = normalizeReference(opts.tag);
   const buildArgs = opts.buildArgs ?? {};
+  const target = opts.platform ?? hostPlatform();
+  const predefined = platformArgs(target);
   const declared = new Set(instructions.flatMap((i) => (i.op === 'ARG' ? [i.name] : [])));
-  for (const name of Object.keys(buildArgs)) {
-    if (!declared.has(name)) throw new UsageError(`--build-arg ${name} is not declared by any ARG in ${file}`, `add "ARG ${name}" to the Kubefile or drop the flag`);
+  const undeclared = Object.keys(buildArgs).filter((name) => !declared.has(name) && !(name in predefined));
+  if (undeclared.length > 0) {
+    const names = undeclared.join(', ');
+    throw new UsageError(`--build-arg ${names} ${undeclared.length > 1 ? 'are' : 'is'} not declared by any ARG in ${file}`, `add ${undeclared.map((n) => `"ARG ${n}"`).join(', ')} to the Kubefile or drop the flag`);
   }
+  const args0 = startingArgs(predefined, buildArgs);
 
   // Everything that can be checked without writing is checked first, so bad input leaves the store untouched.
-  const copies = await planAllCopies(store, instructions, opts.context, file, buildArgs);
+  const bases = new Map<Instruction, BasePlan>();
+  const copies = await planAllCopies(store, instructions, opts.context, file, buildArgs, { args: args0, target, pull: !!opts.pull, source: opts.baseSource, bases });
   await store.init();
   const cache = new BuildCache(store);
   const s: BuildStateVars = {
     layers: [],
     env: new Map(),
     labels: new Map(),
-    args: new Map(),
+    args: new Map(args0),
     cmds: [],
     history: [],
     chain: sha256('cloudimage build v1'),
@@ -115,7 +143,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       n++;
       const loc: Location = { file, line: ins.line };
       opts.onProgress?.(`Step ${n}/${instructions.length} : ${ins.text}`);
-      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies);
+      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies, bases);
       if (layer) {
         s.layers.push(layer);
         if (layer.cached && rootfs) await rootfs.apply(layer.digest);
@@ -123,10 +151,12 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       }
     }
 
+    for (const [k, v] of Object.entries(opts.labels ?? {})) s.labels.set(k, v);
     const config: ImageConfig = {
       ...(process.env.SOURCE_DATE_EPOCH ? { created: new Date(Number(process.env.SOURCE_DATE_EPOCH) * 1000).toISOString() } : {}),
-      architecture: 'amd64',
-      os: 'linux',
+      architecture: target.architecture,
+      os: target.os,
+      ...(target.variant ? { variant: target.variant } : {}),
       config: {
         Env: [...s.env].map(([k, v]) => `${k}=${v}`),
         Labels: Object.fromEntries([...s.labels].sort(([a], [b]) => (a < b ? -1 : 1))),
@@ -148,9 +178,10 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       mediaType: MEDIA.manifest,
       config: { mediaType: MEDIA.config, digest: configBlob.digest, size: configBlob.size },
       layers: s.layers.map((l) => ({ mediaType: MEDIA.layerGzip, digest: l.digest, size: l.size })),
+      ...(opts.annotations && Object.keys(opts.annotations).length > 0 ? { annotations: { ...opts.annotations } } : {}),
     };
     const desc = await store.putManifest(manifest);
-    await store.tag(ref, desc);
+    await store.tag(ref, { ...desc, platform: { os: target.os, architecture: target.architecture, ...(target.variant ? { variant: target.variant } : {}) } });
     return { ref, digest: desc.digest, layers: s.layers, cmds: s.cmds };
   } finally {
     if (rootfs) await fs.rm(rootfs.dir, { recursive: true, force: true });
@@ -169,6 +200,7 @@ async function step(
   ensureRootfs: () => Promise<WorkingRootfs>,
   currentRootfs: () => WorkingRootfs | undefined,
   copies: Map<Instruction, CopyPlan>,
+  bases: Map<Instruction, BasePlan>,
 ): Promise<BuiltLayer | undefined> {
   const chainWith = (...parts: unknown[]) => sha256(canonicalJson([s.chain, ...parts]));
   switch (ins.op) {
@@ -185,7 +217,7 @@ async function step(
         s.chain = chainWith('FROM', 'scratch');
         return undefined;
       }
-      const base = await resolveBase(store, image, loc);
+      const base = await baseImage(image, bases.get(ins)!, loc, opts);
       await checkStoredLayers(store, { ref: base.ref, layers: base.manifest.layers.map((l) => l.digest), allowSetid: base.config.cloudimage?.allowSetid });
       const meta = base.config.cloudimage;
       base.manifest.layers.forEach((l, i) =>
@@ -197,7 +229,7 @@ async function step(
           cached: true,
         }),
       );
-      inheritEnv(base, s.env);
+      inheritEnv(base.config, s.env);
       for (const [k, v] of Object.entries(base.config.config.Labels ?? {})) s.labels.set(k, v);
       s.cmds.push(...(meta?.cmds ?? []));
       s.history.push(...base.config.history);
@@ -312,49 +344,132 @@ function applyEnv(ins: Extract<Instruction, { op: 'ENV' }>, env: Map<string, str
   for (const [k, v] of ins.pairs) env.set(k, expandVars(v, vars()));
 }
 
-function inheritEnv(base: ResolvedImage, env: Map<string, string>): void {
-  for (const e of base.config.config.Env ?? []) {
+function inheritEnv(config: ImageConfig, env: Map<string, string>): void {
+  for (const e of config.config.Env ?? []) {
     const eq = e.indexOf('=');
     env.set(e.slice(0, eq), e.slice(eq + 1));
   }
 }
 
-async function resolveBase(store: ImageStore, image: string, loc: Location): Promise<ResolvedImage> {
+/**
+ * The arguments every Kubefile starts with: those the platform predefines (TARGET*, BUILD*, ARCH), with a
+ * `--build-arg` of one of those names in their place. An ARG of such a name then behaves as any ARG: its default,
+ * when it has one, replaces the value, and a `--build-arg` replaces both.
+ */
+function startingArgs(predefined: Record<string, string>, buildArgs: Record<string, string>): Map<string, string> {
+  const args = new Map(Object.entries(predefined));
+  for (const name of [...TARGET_ARGS, ...BUILD_PLATFORM_ARGS, 'ARCH']) if (buildArgs[name] !== undefined) args.set(name, buildArgs[name]);
+  return args;
+}
+
+/** The FROM image for the build step: as the pre-pass found it in the store, or pulled now. */
+async function baseImage(image: string, plan: BasePlan, loc: Location, opts: BuildOptions): Promise<ResolvedImage> {
+  if ('local' in plan) return plan.local;
   try {
-    return await store.resolve(image);
+    return await opts.baseSource!.pull(image, opts.platform ?? hostPlatform(), plan.remote.digest);
   } catch (err) {
-    if (err instanceof ImageNotFoundError) {
-      throw new KubefileError(loc, `FROM ${image}: image is not in the local store`, 'build or pull it first (`ci images` lists the store)');
-    }
+    if (err instanceof CiError && !(err instanceof InputError)) throw new KubefileError(loc, `FROM ${image}: cannot pull it: ${err.message}`, err.hint);
     throw err;
   }
 }
 
-/** A read-only pass over the Kubefile: resolves FROM and every COPY's sources with the variables in effect. */
+interface BaseLookup {
+  target: Platform;
+  pull: boolean;
+  source?: BaseImageSource;
+}
+
+/**
+ * Finds a FROM image without storing anything: in the store, or (when the store lacks it, or `pull` is set, and the
+ * name has a registry host) in its registry. The image must be for the build's platform.
+ */
+async function planBase(store: ImageStore, image: string, loc: Location, how: BaseLookup): Promise<BasePlan> {
+  if (image === '') throw new KubefileError(loc, 'FROM names no image once its variables are expanded', 'give the ARG a default or pass it with --build-arg');
+  let registry: string | undefined;
+  try {
+    registry = parseReference(image).registry;
+  } catch (err) {
+    if (err instanceof InvalidReferenceError) throw new KubefileError(loc, `FROM "${image}" is not an image reference: ${err.why}`, 'write FROM scratch, FROM name:tag or FROM registry.example.com:5000/team/name:tag');
+    throw err;
+  }
+  const wrongPlatform = (have: ImageConfig, where: string) => {
+    const found = formatPlatform({ os: have.os, architecture: have.architecture, variant: have.variant });
+    const wanted = formatPlatform(how.target);
+    return new KubefileError(
+      loc,
+      `FROM ${image}: ${where} is for ${found}, but the build is for ${wanted}`,
+      registry && where === 'the image in the store'
+        ? `build with --platform ${found}, or add --pull to fetch ${wanted} from ${registry}`
+        : `build with --platform ${found}, or use a base made for ${wanted}`,
+    );
+  };
+  if (!how.pull || !registry) {
+    try {
+      const local = await store.resolve(image);
+      if (!platformMatches(local.config, how.target)) throw wrongPlatform(local.config, 'the image in the store');
+      return { local };
+    } catch (err) {
+      if (!(err instanceof ImageNotFoundError)) throw err;
+      if (!registry || !how.source) {
+        throw new KubefileError(
+          loc,
+          `FROM ${image}: image is not in the local store`,
+          registry ? 'pull it first with `ci pull`' : 'build it first (`ci images` lists the store), or name it with its registry host, e.g. registry.example.com:5000/team/base:v1, so the build pulls it',
+        );
+      }
+    }
+  }
+  let remote: { digest: Digest; config: ImageConfig };
+  try {
+    remote = await how.source!.describe(image, how.target);
+  } catch (err) {
+    if (err instanceof CiError && !(err instanceof InputError)) throw new KubefileError(loc, `FROM ${image}: cannot pull it: ${err.message}`, err.hint);
+    throw err;
+  }
+  if (!platformMatches(remote.config, how.target)) throw wrongPlatform(remote.config, `the image in ${registry}`);
+  return { remote };
+}
+
+/**
+ * A read-only pass over the Kubefile: resolves FROM and every COPY's sources with the variables in effect. Every
+ * problem found is collected, and all of them are thrown together at the end.
+ */
 async function planAllCopies(
   store: ImageStore,
   instructions: Instruction[],
   context: string,
   file: string,
   buildArgs: Record<string, string>,
+  base: BaseLookup & { args: Map<string, string>; bases: Map<Instruction, BasePlan> },
 ): Promise<Map<Instruction, CopyPlan>> {
-  const args = new Map<string, string>();
+  const args = new Map(base.args);
   const env = new Map<string, string>();
   const vars = () => ({ ...Object.fromEntries(args), ...Object.fromEntries(env) });
   const plans = new Map<Instruction, CopyPlan>();
+  const problems: InputError[] = [];
   for (const ins of instructions) {
     const loc: Location = { file, line: ins.line };
-    if (ins.op === 'ARG') applyArg(ins, args, buildArgs, vars());
-    else if (ins.op === 'ENV') applyEnv(ins, env, vars);
-    else if (ins.op === 'FROM') {
-      const image = expandVars(ins.image, vars());
-      if (image !== 'scratch') inheritEnv(await resolveBase(store, image, loc), env);
-    } else if (ins.op === 'COPY') {
-      const v = vars();
-      const sources = ins.sources.map((x) => expandVars(x, v));
-      const dest = expandVars(ins.dest, v);
-      plans.set(ins, { ...(await planCopy(context, sources, dest, loc)), sources, dest });
+    try {
+      if (ins.op === 'ARG') applyArg(ins, args, buildArgs, vars());
+      else if (ins.op === 'ENV') applyEnv(ins, env, vars);
+      else if (ins.op === 'FROM') {
+        const image = expandVars(ins.image, vars());
+        if (image !== 'scratch') {
+          const plan = await planBase(store, image, loc, base);
+          base.bases.set(ins, plan);
+          inheritEnv('local' in plan ? plan.local.config : plan.remote.config, env);
+        }
+      } else if (ins.op === 'COPY') {
+        const v = vars();
+        const sources = ins.sources.map((x) => expandVars(x, v));
+        const dest = expandVars(ins.dest, v);
+        plans.set(ins, { ...(await planCopy(context, sources, dest, loc)), sources, dest });
+      }
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      problems.push(err);
     }
   }
+  if (problems.length > 0) throw kubefileErrors(file, problems);
   return plans;
 }

@@ -8,7 +8,7 @@
  * Docker would quietly run such a line as a shell command and a broken CMD only fails on the cluster's hosts.
  * Anything else is an ordinary shell command (`RUN [ -f x ] && y`, `RUN [ "$A" = b ]`) or, for COPY, a glob.
  */
-import { KubefileError } from '../kernel/errors.js';
+import { KubefileError, kubefileErrors } from '../kernel/errors.js';
 
 export type Instruction =
   | { op: 'FROM'; line: number; text: string; image: string }
@@ -37,8 +37,11 @@ class Problem extends Error {
   }
 }
 
-/** Joins `\` continuations and drops comments and blank lines, keeping the first physical line number. */
-function logicalLines(source: string, file: string): LogicalLine[] {
+/**
+ * Joins `\` continuations and drops comments and blank lines, keeping the first physical line number. A problem
+ * is added to `problems`, so the lines before it are still checked.
+ */
+function logicalLines(source: string, file: string, problems: KubefileError[]): LogicalLine[] {
   const out: LogicalLine[] = [];
   const physical = source.replace(/\r\n?/g, '\n').split('\n');
   let buf: string[] = [];
@@ -61,11 +64,11 @@ function logicalLines(source: string, file: string): LogicalLine[] {
   }
   if (buf.length > 0) {
     // Usually a line lost at the end of the file: refuse rather than build what is left.
-    throw new KubefileError(
+    problems.push(new KubefileError(
       { file, line: continued },
       'the line ends with \\ (continued on the next line), but nothing follows it',
       'remove the trailing \\ or add the rest of the instruction',
-    );
+    ));
   }
   return out;
 }
@@ -152,31 +155,43 @@ function parseCommand(op: string, args: string): { shell?: string; exec?: string
   return exec ? { exec } : { shell: args.trim() };
 }
 
+/**
+ * Parses the whole file and reports every problem it finds, each located at its line (one problem is thrown as
+ * itself, several as a KubefileErrors).
+ */
 export function parseKubefile(source: string, file: string): Instruction[] {
   const result: Instruction[] = [];
-  for (const { line, text } of logicalLines(source, file)) {
+  const problems: KubefileError[] = [];
+  for (const { line, text } of logicalLines(source, file, problems)) {
     const m = /^(\S+)(?:\s+([\s\S]*))?$/.exec(text);
     const keyword = (m?.[1] ?? '').toUpperCase();
     const args = (m?.[2] ?? '').trim();
     const loc = { file, line };
     if (!OPS.has(keyword)) {
-      throw new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL');
+      problems.push(new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL'));
+      continue;
     }
-    if (!args) throw new KubefileError(loc, `${keyword} needs arguments`);
+    if (!args) {
+      problems.push(new KubefileError(loc, `${keyword} needs arguments`));
+      continue;
+    }
     try {
       result.push(parseInstruction(keyword, args, line, text));
     } catch (err) {
-      if (err instanceof KubefileError) throw err;
-      throw new KubefileError(loc, `${keyword}: ${(err as Error).message}`, err instanceof Problem ? err.hint : undefined);
+      if (err instanceof KubefileError) problems.push(err);
+      else problems.push(new KubefileError(loc, `${keyword}: ${(err as Error).message}`, err instanceof Problem ? err.hint : undefined));
     }
   }
-  if (result.length === 0) throw new KubefileError({ file }, 'the Kubefile has no instructions', 'start it with FROM scratch');
+  if (result.length === 0 && problems.length === 0) throw new KubefileError({ file }, 'the Kubefile has no instructions', 'start it with FROM scratch');
   const firstReal = result.find((i) => i.op !== 'ARG');
-  if (!firstReal || firstReal.op !== 'FROM') {
-    throw new KubefileError({ file, line: firstReal?.line ?? 1 }, `the first instruction must be FROM, found ${firstReal?.op ?? 'none'}`);
+  // A broken line before the first instruction may well be the FROM: no second error about the same mistake.
+  const brokenBefore = problems.some((p) => (p.location.line ?? 0) < (firstReal?.line ?? Infinity));
+  if (result.length > 0 && !brokenBefore && (!firstReal || firstReal.op !== 'FROM')) {
+    problems.push(new KubefileError({ file, line: firstReal?.line ?? 1 }, `the first instruction must be FROM, found ${firstReal?.op ?? 'none'}`));
   }
   const froms = result.filter((i) => i.op === 'FROM');
-  if (froms.length > 1) throw new KubefileError({ file, line: froms[1].line }, 'only one FROM is allowed (multi-stage builds are not supported)');
+  for (const extra of froms.slice(1)) problems.push(new KubefileError({ file, line: extra.line }, 'only one FROM is allowed (multi-stage builds are not supported)'));
+  if (problems.length > 0) throw kubefileErrors(file, problems);
   return result;
 }
 

@@ -21,7 +21,7 @@ export interface Descriptor {
   digest: Digest;
   size: number;
   annotations?: Record<string, string>;
-  platform?: { architecture: string; os: string };
+  platform?: { architecture: string; os: string; variant?: string };
 }
 
 export interface Manifest {
@@ -70,6 +70,7 @@ export interface ImageConfig {
   created?: string;
   architecture: string;
   os: string;
+  variant?: string;
   config: { Env?: string[]; Labels?: Record<string, string>; Cmd?: string[] };
   rootfs: { type: 'layers'; diff_ids: Digest[] };
   history: HistoryEntry[];

@@ -15,7 +15,7 @@ import lockfile from 'proper-lockfile';
 import { ciHome } from '../kernel/home.js';
 import { digestHex, isDigest, sha256, type Digest } from '../kernel/digest.js';
 import { writeFileAtomic } from '../kernel/fsutil.js';
-import { DigestMismatchError, ImageNotFoundError, StoreError } from '../kernel/errors.js';
+import { DigestMismatchError, ImageInUseError, ImageNotFoundError, StoreError } from '../kernel/errors.js';
 import { MEDIA, REF_NAME, STORED_AT, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
 import { normalizeReference, parseReference } from './reference.js';
 
@@ -236,7 +236,7 @@ export class ImageStore {
         digest: manifest.digest,
         size: manifest.size,
         annotations: { [REF_NAME]: name, [STORED_AT]: new Date().toISOString() },
-        platform: { architecture: 'amd64', os: 'linux' },
+        platform: manifest.platform ?? { architecture: 'amd64', os: 'linux' },
       });
       index.manifests.sort((a, b) => (a.annotations?.[REF_NAME] ?? '').localeCompare(b.annotations?.[REF_NAME] ?? ''));
       await this.writeIndex(index);
@@ -285,16 +285,21 @@ export class ImageStore {
   }
 
   /**
-   * Removes a name; then frees every blob no remaining name reaches. When the collector cannot tell what is still
+   * Removes a name; then frees every blob no remaining name reaches. Blobs shared with other images (an image
+   * built FROM this one, another tag) stay, so no other image ever blocks a removal or is broken by it. When the collector cannot tell what is still
    * in use, the name is removed all the same, nothing is freed, and `gcFailure` says why.
    */
-  async untag(refOrId: string): Promise<UntagResult> {
+  async untag(refOrId: string, opts: { force?: boolean } = {}): Promise<UntagResult> {
     return this.withIndexLock(async () => {
       const found = await this.find(refOrId);
       if (!found) throw new ImageNotFoundError(refOrId);
       const index = await this.readIndex();
-      // An id or digest removes every name of that image; a name removes just itself.
+      // An id or digest removes every name of that image (when it has several, only if forced); a name just itself.
       const byId = found.ref === refOrId || normalizeSafe(refOrId) === found.ref ? false : true;
+      if (byId && !opts.force) {
+        const names = index.manifests.flatMap((m) => (m.digest === found.digest && m.annotations?.[REF_NAME] ? [m.annotations[REF_NAME]] : []));
+        if (names.length > 1) throw new ImageInUseError(refOrId, names);
+      }
       const removed: string[] = [];
       index.manifests = index.manifests.filter((m) => {
         const name = m.annotations?.[REF_NAME];

@@ -50,6 +50,23 @@ export class KubefileError extends InputError {
   }
 }
 
+/**
+ * Several problems found in one Kubefile, reported together as a compiler does. `kubefileErrors` returns the one
+ * error itself when there is only one, so a single problem reads exactly as before.
+ */
+export class KubefileErrors extends CiError {
+  readonly errors: InputError[];
+  constructor(readonly file: string, errors: InputError[]) {
+    super('KUBEFILE_INVALID', `${errors.length} errors in ${file}; nothing was built\n` + errors.map((e) => e.message).join('\n'), { source: 'user' });
+    this.errors = errors;
+  }
+}
+
+export function kubefileErrors(file: string, errors: InputError[]): InputError | KubefileErrors {
+  const sorted = [...errors].sort((a, b) => (a.location.line ?? 0) - (b.location.line ?? 0));
+  return sorted.length === 1 ? sorted[0] : new KubefileErrors(file, sorted);
+}
+
 export class BuildStepError extends InputError {
   readonly output: string;
   readonly exitStatus: number | null;
@@ -74,6 +91,17 @@ export class ClusterfileError extends InputError {
 export class ImageNotFoundError extends CiError {
   constructor(ref: string, hint = 'run `ci images` to list what the store holds, or `ci pull` it') {
     super('IMAGE_NOT_FOUND', `image ${ref} is not in the local store`, { hint });
+  }
+}
+
+/** Removing an image by ID or digest would remove several names at once: done only when forced, as docker does. */
+export class ImageInUseError extends CiError {
+  readonly names: string[];
+  constructor(idOrDigest: string, names: string[]) {
+    super('IMAGE_IN_USE', `image ${idOrDigest} has ${names.length} names (${names.join(', ')}); removing it by ID would remove them all`, {
+      hint: `remove the names one at a time (\`ci rmi ${names[0]}\`), or all of them with \`ci rmi --force ${idOrDigest}\``,
+    });
+    this.names = names;
   }
 }
 

@@ -14,14 +14,25 @@ import { checkStoredLayers } from '../image/layer-check.js';
 import { UnsafeLayerError } from '../image/layer-tree.js';
 import { formatReference, parseReference } from '../image/reference.js';
 import type { ImageStore, ResolvedImage } from '../image/store.js';
-import { RegistryClient } from './client.js';
+import { formatPlatform, hostPlatform, platformMatches, type Platform } from '../image/platform.js';
+import { RegistryClient, type FetchedManifest } from './client.js';
 import { pullScope } from './auth.js';
 import { byteCounter, remoteReference, type TransferOptions } from './transfer.js';
 
 const INDEX_TYPES = new Set<string>([MEDIA.index, 'application/vnd.docker.distribution.manifest.list.v2+json']);
 
 export interface PullOptions extends TransferOptions {
-  platform?: { os: string; architecture: string };
+  /** Chosen from a multi-platform image; this machine's platform when not given. */
+  platform?: Platform;
+  /** The image manifest must have this digest (the tag must not have moved since it was looked at). */
+  expectedDigest?: Digest;
+}
+
+/** An image as its registry describes it, read without storing anything. */
+export interface RemoteImage {
+  digest: Digest;
+  manifest: Manifest;
+  config: ImageConfig;
 }
 
 export interface PullResult extends ResolvedImage {
@@ -36,20 +47,11 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
   const scopes = [pullScope(target.repository)];
   try {
     const where = `${target.registry}/${target.repository}`;
-    let manifestRef = target.digest ?? target.tag!;
-    let expected: Digest | undefined = target.digest;
-    let fetched = await retry(() => client.getManifest(target.repository, manifestRef, scopes), opts.retry);
-    let digest = verifyManifest(`manifest ${where}:${manifestRef}`, fetched.bytes, expected, fetched.claimedDigest);
-    if (INDEX_TYPES.has(fetched.mediaType) || INDEX_TYPES.has(parseJson(fetched.bytes)?.mediaType)) {
-      const child = choosePlatform(parseJson<ImageIndex>(fetched.bytes), opts.platform ?? { os: 'linux', architecture: 'amd64' }, text);
-      manifestRef = child.digest;
-      expected = child.digest;
-      fetched = await retry(() => client.getManifest(target.repository, manifestRef, scopes), opts.retry);
-      digest = verifyManifest(`manifest ${where}@${manifestRef}`, fetched.bytes, expected, fetched.claimedDigest);
-    }
-    const manifest = parseJson<Manifest>(fetched.bytes);
-    if (!manifest?.config?.digest || !Array.isArray(manifest.layers)) {
-      throw new RegistryError('REGISTRY_PROTOCOL', `${where}:${manifestRef} is not an image manifest (media type ${fetched.mediaType})`);
+    const { fetched, digest, manifest } = await fetchImageManifest(client, target, text, opts);
+    if (opts.expectedDigest && digest !== opts.expectedDigest) {
+      throw new RegistryError('REGISTRY_TAG_MOVED', `${text} now names ${digest}, not ${opts.expectedDigest} as it did a moment ago`, {
+        hint: 'someone pushed to that tag meanwhile: run the command again',
+      });
     }
 
     const downloaded: Digest[] = [];
@@ -98,6 +100,7 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
       mediaType: fetched.mediaType || manifest.mediaType || MEDIA.manifest,
       digest,
       size: fetched.bytes.length,
+      ...(config?.architecture && config.os ? { platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) } } : {}),
     });
     return { ...(await store.resolve(name)), downloaded };
   } finally {
@@ -130,13 +133,63 @@ function verifyManifest(what: string, bytes: Buffer, expected: Digest | undefine
   return actual;
 }
 
-function choosePlatform(index: ImageIndex, platform: { os: string; architecture: string }, text: string): Descriptor {
-  const hit = index?.manifests?.find((m) => m.platform?.os === platform.os && m.platform?.architecture === platform.architecture);
+/**
+ * The image manifest a reference names: for an index, the one of the requested platform. Every manifest is
+ * checked against its digest.
+ */
+async function fetchImageManifest(
+  client: RegistryClient,
+  target: ReturnType<typeof remoteReference>,
+  text: string,
+  opts: PullOptions,
+): Promise<{ fetched: FetchedManifest; digest: Digest; manifest: Manifest }> {
+  const scopes = [pullScope(target.repository)];
+  const where = `${target.registry}/${target.repository}`;
+  let manifestRef = target.digest ?? target.tag!;
+  let expected: Digest | undefined = target.digest;
+  let fetched = await retry(() => client.getManifest(target.repository, manifestRef, scopes), opts.retry);
+  let digest = verifyManifest(`manifest ${where}:${manifestRef}`, fetched.bytes, expected, fetched.claimedDigest);
+  if (INDEX_TYPES.has(fetched.mediaType) || INDEX_TYPES.has(parseJson(fetched.bytes)?.mediaType)) {
+    const child = choosePlatform(parseJson<ImageIndex>(fetched.bytes), opts.platform ?? hostPlatform(), text);
+    manifestRef = child.digest;
+    expected = child.digest;
+    fetched = await retry(() => client.getManifest(target.repository, manifestRef, scopes), opts.retry);
+    digest = verifyManifest(`manifest ${where}@${manifestRef}`, fetched.bytes, expected, fetched.claimedDigest);
+  }
+  const manifest = parseJson<Manifest>(fetched.bytes);
+  if (!manifest?.config?.digest || !Array.isArray(manifest.layers)) {
+    throw new RegistryError('REGISTRY_PROTOCOL', `${where}:${manifestRef} is not an image manifest (media type ${fetched.mediaType})`);
+  }
+  return { fetched, digest, manifest };
+}
+
+/** Looks an image up in its registry (manifest and config, both verified) without storing anything. */
+export async function fetchRemoteImage(text: string, opts: PullOptions = {}): Promise<RemoteImage> {
+  const target = remoteReference(text, 'pull');
+  const client = await RegistryClient.open(target.registry, opts);
+  try {
+    const { digest, manifest } = await fetchImageManifest(client, target, text, opts);
+    const bytes = await retry(async () => {
+      const chunks: Buffer[] = [];
+      for await (const c of await client.getBlob(target.repository, manifest.config.digest, [pullScope(target.repository)])) chunks.push(c as Buffer);
+      return Buffer.concat(chunks);
+    }, opts.retry);
+    const actual = sha256(bytes);
+    if (actual !== manifest.config.digest) throw new DigestMismatchError(`config of ${text}`, manifest.config.digest, actual);
+    return { digest, manifest, config: parseJson<ImageConfig>(bytes) };
+  } finally {
+    client.close();
+  }
+}
+
+function choosePlatform(index: ImageIndex, platform: Platform, text: string): Descriptor {
+  const hit = index?.manifests?.find((m) => m.platform && platformMatches(m.platform, platform));
   if (hit) return hit;
   if (index?.manifests?.length === 1 && !index.manifests[0].platform) return index.manifests[0];
-  const offered = (index?.manifests ?? []).map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}` : 'unknown')).join(', ');
-  throw new RegistryError('REGISTRY_NO_PLATFORM', `${text} has no image for ${platform.os}/${platform.architecture} (it offers: ${offered || 'nothing'})`, {
+  const offered = (index?.manifests ?? []).map((m) => (m.platform ? formatPlatform(m.platform) : 'unknown')).join(', ');
+  throw new RegistryError('REGISTRY_NO_PLATFORM', `${text} has no image for ${formatPlatform(platform)} (it offers: ${offered || 'nothing'})`, {
     source: 'user',
+    hint: 'choose one of those with --platform',
   });
 }
 

@@ -3,6 +3,7 @@ import { ImageStore } from '../../image/store.js';
 import { pullImage } from '../../registry/pull.js';
 import { ProgressView } from '../../registry/progress.js';
 import { UsageError } from '../../kernel/errors.js';
+import { formatPlatform, hostPlatform, parsePlatform } from '../../image/platform.js';
 
 export function parseSize(text: string): number {
   const m = /^(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(text.trim());
@@ -20,15 +21,13 @@ export function register(program: Command): void {
     .argument('<image>', 'e.g. registry.example.com:5000/team/app:v1 or …@sha256:…')
     .option('--ca-file <path>', 'PEM file of the CA that signed the registry certificate')
     .option('--insecure', 'the registry speaks plain HTTP')
-    .option('--platform <os/arch>', 'platform to choose from a multi-platform image', 'linux/amd64')
+    .option('--platform <os/arch[/variant]>', 'platform to choose from a multi-platform image', formatPlatform(hostPlatform()))
     .action(async (image: string, o: { caFile?: string; insecure?: boolean; platform: string }) => {
-      const [os, architecture] = o.platform.split('/');
-      if (!os || !architecture) throw new UsageError(`platform "${o.platform}" is not OS/ARCH`, 'e.g. --platform linux/amd64');
       const view = process.stderr.isTTY ? new ProgressView(process.stderr) : undefined;
       const r = await pullImage(new ImageStore(), image, {
         caFile: o.caFile,
         insecure: o.insecure,
-        platform: { os, architecture },
+        platform: parsePlatform(o.platform),
         onProgress: view?.update,
       });
       view?.finish();

@@ -7,11 +7,12 @@ export function register(program: Command): void {
     .command('rmi')
     .description('remove images and free the blobs no other image uses')
     .argument('<refs...>', 'image names, digests or ids')
-    .action(async (refs: string[]) => {
+    .option('-f, --force', 'remove an image given by ID or digest even when it has several names (all of them go)')
+    .action(async (refs: string[], o: { force?: boolean }) => {
       const store = new ImageStore();
       let gcFailure: StoreError | undefined;
       for (const ref of refs) {
-        const r = await store.untag(ref);
+        const r = await store.untag(ref, { force: !!o.force });
         for (const name of r.removed) process.stdout.write(`Untagged: ${name}\n`);
         for (const d of r.freed) process.stdout.write(`Deleted: ${d}\n`);
         gcFailure = r.gcFailure; // each collection looks at the whole store: the last one is what holds now
