@@ -9,6 +9,7 @@
  * Anything else is an ordinary shell command (`RUN [ -f x ] && y`, `RUN [ "$A" = b ]`) or, for COPY, a glob.
  */
 import { KubefileError } from '../kernel/errors.js';
+import { LEGACY_OPS, checkApplications, parseAppInstruction } from './kubefile-apps.js';
 
 export type Instruction =
   | { op: 'FROM'; line: number; text: string; image: string }
@@ -17,9 +18,13 @@ export type Instruction =
   | { op: 'CMD'; line: number; text: string; shell?: string; exec?: string[] }
   | { op: 'ENV'; line: number; text: string; pairs: [string, string][] }
   | { op: 'LABEL'; line: number; text: string; pairs: [string, string][] }
-  | { op: 'ARG'; line: number; text: string; name: string; default?: string };
+  | { op: 'ARG'; line: number; text: string; name: string; default?: string }
+  | { op: 'CMDS'; line: number; text: string; cmds: string[] }
+  | { op: 'APP'; line: number; text: string; name: string; sources: string[] }
+  | { op: 'APPCMDS'; line: number; text: string; name: string; cmds: string[] }
+  | { op: 'LAUNCH'; line: number; text: string; apps: string[] };
 
-const OPS = new Set(['FROM', 'COPY', 'RUN', 'CMD', 'ENV', 'LABEL', 'ARG']);
+const OPS = new Set(['FROM', 'COPY', 'RUN', 'CMD', 'ENV', 'LABEL', 'ARG', 'CMDS', 'APP', 'APPCMDS', 'LAUNCH', ...LEGACY_OPS]);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 interface LogicalLine {
@@ -160,7 +165,7 @@ export function parseKubefile(source: string, file: string): Instruction[] {
     const args = (m?.[2] ?? '').trim();
     const loc = { file, line };
     if (!OPS.has(keyword)) {
-      throw new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL');
+      throw new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS');
     }
     if (!args) throw new KubefileError(loc, `${keyword} needs arguments`);
     try {
@@ -177,6 +182,7 @@ export function parseKubefile(source: string, file: string): Instruction[] {
   }
   const froms = result.filter((i) => i.op === 'FROM');
   if (froms.length > 1) throw new KubefileError({ file, line: froms[1].line }, 'only one FROM is allowed (multi-stage builds are not supported)');
+  checkApplications(result, file);
   return result;
 }
 
@@ -214,6 +220,8 @@ function parseInstruction(op: string, args: string, line: number, text: string):
       if (!NAME_RE.test(name)) throw new Error(`"${name}" is not a valid argument name (letters, digits and _, not starting with a digit)`);
       return { op, line, text, name, default: eq < 0 ? undefined : words[0].slice(eq + 1) };
     }
+    default:
+      return parseAppInstruction(op, args, line, text, { splitWords, problem: (message, hint) => new Problem(message, hint) });
   }
   throw new Error(`unknown instruction ${op}`);
 }
