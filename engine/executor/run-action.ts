@@ -276,7 +276,10 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
       if (action.needs.length > 0) {
         const probe = await session.execChecked(missingToolsScript(action.needs), { what: `checking the programs app ${action.app} needs`, env });
         const missing = probe.stdout.split(/\s+/).filter(Boolean);
-        if (missing.length > 0) throw new AppToolMissingError(action.app, session.name, missing[0], `its files are ${action.by === 'helm' ? 'a Helm chart' : 'Kubernetes YAML'}`);
+        if (missing.length > 0) {
+          const where = host.ip && host.ip !== action.host ? `${action.host} (${host.ip})` : action.host;
+          throw new AppToolMissingError(action.app, where, missing[0], `its files are ${action.by === 'helm' ? 'a Helm chart' : 'Kubernetes YAML'}`);
+        }
       }
       const live: LineSink = (stream, line) => ctx.reporter.event({ type: 'output', host: action.host, stream, line });
       checkExit(session, `app ${action.app}`, await runStreamed(session, launchScript(cluster, action.app, action.dir, action.cmds), live, env));
