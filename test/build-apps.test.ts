@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { list } from 'tar';
 import { buildImage } from '../engine/image/build.js';
+import { mergeImages } from '../engine/image/merge.js';
 import { ImageStore } from '../engine/image/store.js';
 import { summarizeImage } from '../engine/image/inspect.js';
 import { imageInfoFromResolved } from '../plans/image-info.js';
@@ -172,6 +173,25 @@ describe('ci build: apps', () => {
     const err = await build(store, ctx, 'clash:v1', 'Kubefile.clash').catch((e) => e);
     expect(err).toBeInstanceOf(KubefileError);
     expect(err.message).toMatch(/Kubefile\.clash:2: APP: app "tools" is already in the base image/);
+  });
+
+  it('ci merge keeps the apps and launches of every input, and refuses two different apps of one name', async () => {
+    const { ctx, store } = fresh({
+      'Kubefile.a': 'FROM scratch\nAPP a local://a.sh\nLAUNCH ["a"]\n',
+      'Kubefile.b': 'FROM scratch\nAPP b local://b.sh\nLAUNCH ["b"]\n',
+      'Kubefile.c': 'FROM scratch\nAPP a local://b.sh\nLAUNCH ["a"]\n',
+      'a.sh': 'echo a\n',
+      'b.sh': 'echo b\n',
+    });
+    await build(store, ctx, 'a:v1', 'Kubefile.a');
+    await build(store, ctx, 'b:v1', 'Kubefile.b');
+    await build(store, ctx, 'c:v1', 'Kubefile.c');
+    await mergeImages(store, ['a:v1', 'b:v1', 'a:v1'], 'ab:v1');
+    const m = await meta(store, 'ab:v1');
+    expect(m.apps!.map((x) => x.name)).toEqual(['a', 'b']);
+    expect(m.launch!.map((x) => x.app)).toEqual(['a', 'b']);
+    const err = await mergeImages(store, ['a:v1', 'c:v1'], 'ac:v1').catch((e) => e);
+    expect(err.message).toMatch(/c:v1 and an earlier image both have an app named a/);
   });
 
   const refusals: { name: string; tree: Tree; message: RegExp; hint?: RegExp }[] = [
