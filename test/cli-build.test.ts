@@ -26,7 +26,7 @@ describe('ci build / images / inspect / tag / rmi from the command line', () => 
     expect(b.stdout).toMatch(/Successfully built demo:v1 sha256:[0-9a-f]{64}/);
     const inspect = await runCli(['inspect', 'demo:v1'], { env });
     const j = JSON.parse(inspect.stdout);
-    expect(Object.keys(j)).toEqual(['name', 'digest', 'layers', 'cmds', 'env', 'labels']);
+    expect(Object.keys(j)).toEqual(['name', 'digest', 'layers', 'cmds', 'apps', 'launch', 'env', 'labels']);
     expect(j.layers[0]).toMatchObject({ createdBy: 'COPY f /f' });
     expect(j.cmds[0].cmd).toBe('echo hi');
     expect((await runCli(['tag', 'demo:v1', 'demo:stable'], { env })).code).toBe(0);
