@@ -14,6 +14,21 @@ export interface ImageInfo {
   digest: Digest;
   layers: { digest: Digest; size: number; createdBy: string }[];
   cmds: { cmd: string; identity: Digest }[];
+  /** The apps the image's LAUNCH runs, in order (absent: none). */
+  launch?: LaunchInfo[];
+}
+
+/** A launched app as the planner and executor need it: where it is, what runs, what it needs, its identity. */
+export interface LaunchInfo {
+  app: string;
+  /** The app's folder, relative to the rootfs. */
+  dir: string;
+  /** What its commands come from: `appcmds`, or the file type (`shell`, `kubectl`, `helm`). */
+  by: string;
+  cmds: string[];
+  /** Programs master0 must have (kubectl, helm); checked before any command runs. */
+  needs: string[];
+  identity: Digest;
 }
 
 interface ActionBase {
@@ -89,6 +104,13 @@ export interface RunCmdAction extends ActionBase {
   identity: Digest;
 }
 
+/** An app of the image's LAUNCH, run on master0 in its folder after the joins and CMDs, in LAUNCH order. */
+export interface LaunchAppAction extends ActionBase, Omit<LaunchInfo, 'identity'> {
+  kind: 'launch-app';
+  host: string;
+  identity: Digest;
+}
+
 /** Delete the host's cloudimage files after leave/clean. */
 export interface RemoveFilesAction extends ActionBase {
   kind: 'remove-files';
@@ -104,7 +126,7 @@ export interface DeleteHostAction extends ActionBase {
 /** Final bookkeeping: state.image := the desired image. Depends on everything else. */
 export interface SetImageAction extends ActionBase {
   kind: 'set-image';
-  image: { ref: string; digest: Digest; layers: Digest[]; cmds: { cmd: string; identity: Digest }[] };
+  image: { ref: string; digest: Digest; layers: Digest[]; cmds: { cmd: string; identity: Digest }[]; launch?: { app: string; identity: Digest }[] };
   /** The new master0 when it changes (first master removed), else the current one. */
   master0?: string;
 }
@@ -116,6 +138,7 @@ export type Action =
   | UnpackAction
   | HookAction
   | RunCmdAction
+  | LaunchAppAction
   | RemoveFilesAction
   | DeleteHostAction
   | SetImageAction;

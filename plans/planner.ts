@@ -43,6 +43,7 @@ export const id = {
   unpack: (k: string) => `unpack:${k}`,
   hook: (h: HookName, k: string) => `hook:${h}:${k}`,
   cmd: (i: number) => `run-cmd:${i}`,
+  launch: (app: string) => `launch-app:${app}`,
   removeFiles: (k: string) => `remove-files:${k}`,
   deleteHost: (k: string) => `delete-host:${k}`,
   setImage: 'set-image',
@@ -341,13 +342,44 @@ export function plan(input: PlanInput): Plan {
     lastCmd = id.cmd(i);
   });
 
+  // Phase 6b: LAUNCH's apps on master0 after the CMDs, in order, each when its identity differs from its last launch.
+  const launched = state?.appsLaunched ?? {};
+  let lastLaunch: string | undefined;
+  for (const l of image.launch ?? []) {
+    if (launched[l.app] === l.identity) continue;
+    const reason = !state?.image
+      ? 'new cluster'
+      : launched[l.app] !== undefined
+        ? 'app changed'
+        : state.image.digest === D
+          ? 'resume: not completed'
+          : 'new app';
+    const deps = [
+      ...present(id.unpack(master0), id.hook('init-host', master0)),
+      ...joins,
+      ...allUpgrades,
+      ...reconfigures,
+      ...(lastCmd ? [lastCmd] : []),
+      ...(lastLaunch ? [lastLaunch] : []),
+    ];
+    const { identity, ...rest } = l;
+    add({ id: id.launch(l.app), kind: 'launch-app', host: master0, ...rest, cmds: [...l.cmds], needs: [...l.needs], identity, reason, deps });
+    lastLaunch = id.launch(l.app);
+  }
+
   // Phase 7: bookkeeping once everything else succeeded.
   if (state?.image?.digest !== D || (state?.master0 !== undefined && state.master0 !== master0)) {
     const reason = !state?.image ? 'new cluster' : upgrading ? change! : promotion ?? 'master0 changed';
     add({
       id: id.setImage,
       kind: 'set-image',
-      image: { ref: image.ref, digest: D, layers: imageLayers, cmds: image.cmds.map((c) => ({ ...c })) },
+      image: {
+        ref: image.ref,
+        digest: D,
+        layers: imageLayers,
+        cmds: image.cmds.map((c) => ({ ...c })),
+        ...(image.launch?.length ? { launch: image.launch.map((l) => ({ app: l.app, identity: l.identity })) } : {}),
+      },
       master0,
       reason,
       deps: [...actions.keys()],
@@ -360,8 +392,8 @@ export function plan(input: PlanInput): Plan {
     ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, isExisting(h) ? 'change' : 'add')),
     ...removed.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
   ].map((p) => (p.impact === 'change' && !touched.has(p.key) ? { ...p, impact: 'none' as Impact } : p));
-  // CMDs of a brand-new cluster are part of adding it; on an existing one they change the cluster.
-  const clusterChanged = state?.image !== undefined && list.some((a) => a.kind === 'run-cmd');
+  // CMDs and launches of a brand-new cluster are part of adding it; on an existing one they change the cluster.
+  const clusterChanged = state?.image !== undefined && list.some((a) => a.kind === 'run-cmd' || a.kind === 'launch-app');
   return {
     version: PLAN_VERSION,
     operation: 'apply',
@@ -430,6 +462,7 @@ const KIND_ORDER: Record<Action['kind'], number> = {
   unpack: 2,
   hook: 3,
   'run-cmd': 4,
+  'launch-app': 4.5,
   'remove-files': 5,
   'delete-host': 6,
   'set-image': 7,
@@ -452,7 +485,7 @@ const HOOK_ORDER: Record<HookName, number> = {
 function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
   const hostRank = new Map([...desiredKeys, ...removedKeys].map((k, i) => [k, i]));
   const key = (a: Action): number[] => [
-    a.kind === 'run-cmd' || a.kind === 'set-image' ? Number.MAX_SAFE_INTEGER : (hostRank.get(a.host!) ?? 0),
+    a.kind === 'run-cmd' || a.kind === 'launch-app' || a.kind === 'set-image' ? Number.MAX_SAFE_INTEGER : (hostRank.get(a.host!) ?? 0),
     KIND_ORDER[a.kind],
     a.kind === 'hook' ? HOOK_ORDER[a.hook] : a.kind === 'run-cmd' ? Number(a.id.split(':')[1]) : 0,
   ];

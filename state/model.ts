@@ -20,6 +20,8 @@ export interface StateImage {
   digest: Digest;
   layers: Digest[];
   cmds: { cmd: string; identity: Digest }[];
+  /** The apps its LAUNCH runs, with their identities (absent: none). */
+  launch?: { app: string; identity: Digest }[];
 }
 
 export interface HostState {
@@ -82,6 +84,8 @@ export interface ClusterState {
   master0?: string;
   /** Identities of CMDs that completed. */
   cmdsRun: Digest[];
+  /** Each launched app's identity when its launch last completed, by app name (absent: none yet). */
+  appsLaunched?: Record<string, Digest>;
   /** Hook outputs: secrets (join tokens...), sealed in the file and masked in everything printed. */
   outputs: Record<string, string>;
   hosts: Record<string, HostState>;

@@ -26,7 +26,7 @@ describe('ci build / images / inspect / tag / rmi from the command line', () => 
     expect(b.stdout).toMatch(/Successfully built demo:v1 sha256:[0-9a-f]{64}/);
     const inspect = await runCli(['inspect', 'demo:v1'], { env });
     const j = JSON.parse(inspect.stdout);
-    expect(Object.keys(j)).toEqual(['name', 'digest', 'layers', 'cmds', 'env', 'labels']);
+    expect(Object.keys(j)).toEqual(['name', 'digest', 'layers', 'cmds', 'apps', 'launch', 'env', 'labels']);
     expect(j.layers[0]).toMatchObject({ createdBy: 'COPY f /f' });
     expect(j.cmds[0].cmd).toBe('echo hi');
     expect((await runCli(['tag', 'demo:v1', 'demo:stable'], { env })).code).toBe(0);
@@ -71,7 +71,7 @@ describe('ci build / images / inspect / tag / rmi from the command line', () => 
     const file = join(ctx, 'Kubefile');
     expect(r.stderr.split('\n')).toEqual([
       `error: ${file}:2: unknown instruction "EXPOSE"`,
-      'hint: use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL',
+      'hint: use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS',
       `error: ${file}:3: ENV: "1X" is not a valid variable name`,
       `error: ${file}:5: ARG: "" is not a valid argument name (letters, digits and _, not starting with a digit)`,
       `error: 3 errors in ${file}; nothing was built`,

@@ -141,7 +141,7 @@ describe('Kubefile parser', () => {
       'Kubefile:9: only one FROM is allowed (multi-stage builds are not supported)',
       'Kubefile:10: the line ends with \\ (continued on the next line), but nothing follows it',
     ]);
-    expect(all[0].hint).toBe('use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL');
+    expect(all[0].hint).toBe('use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS');
     expect((err as KubefileErrors).message.split('\n')[0]).toBe('7 errors in Kubefile; nothing was built');
   });
 

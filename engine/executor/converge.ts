@@ -212,7 +212,7 @@ async function destroyLeftovers(
 ): Promise<ConvergeResult | undefined> {
   if (plan.actions.length > 0 && !(await opts.confirm(plan))) throw new AbortError('destroy cancelled');
   const released = await provider.release?.();
-  if (state && (state.image || state.cmdsRun.length > 0 || Object.keys(state.outputs).length > 0)) {
+  if (state && (state.image || state.cmdsRun.length > 0 || state.appsLaunched || Object.keys(state.outputs).length > 0)) {
     await backend.write({ ...emptyState(state.cluster, state.provider, state.lineage), serial: state.serial });
   }
   return released ? { plan, released } : undefined;

@@ -100,6 +100,12 @@ export async function importFromTags(opts: { clusterfile: string; statePath?: st
     state.master0 = master0;
     state.image = { ref: img.ref, digest: img.digest, layers, cmds: (img.config.cloudimage?.cmds ?? []).map((c) => ({ ...c })) };
     state.cmdsRun = state.image.cmds.map((c) => c.identity);
+    // A cluster taken over is taken as it is: what its image launches counts as launched, as its CMDs count as run.
+    const launch = img.config.cloudimage?.launch ?? [];
+    if (launch.length > 0) {
+      state.image.launch = launch.map((l) => ({ app: l.app, identity: l.identity }));
+      state.appsLaunched = Object.fromEntries(launch.map((l) => [l.app, l.identity]));
+    }
     const written = await backend.write(state);
     return {
       state: written,

@@ -110,6 +110,9 @@ export function recordSuccess(
     case 'run-cmd':
       if (!state.cmdsRun.includes(action.identity)) state.cmdsRun.push(action.identity);
       return;
+    case 'launch-app':
+      state.appsLaunched = { ...state.appsLaunched, [action.app]: action.identity };
+      return;
     case 'remove-files': {
       const hs = state.hosts[action.host];
       if (!hs) return;
@@ -124,9 +127,19 @@ export function recordSuccess(
       return;
     case 'set-image':
       state.image = { ...action.image, layers: [...action.image.layers], cmds: action.image.cmds.map((c) => ({ ...c })) };
+      if (action.image.launch) state.image.launch = action.image.launch.map((l) => ({ ...l }));
+      pruneLaunched(state, action.image.launch ?? []);
       if (action.master0) state.master0 = action.master0;
       return;
   }
+}
+
+/** An app the image no longer launches is forgotten, so launching it again later runs it again. */
+function pruneLaunched(state: ClusterState, launch: { app: string }[]): void {
+  if (!state.appsLaunched) return;
+  const kept = Object.entries(state.appsLaunched).filter(([app]) => launch.some((l) => l.app === app));
+  if (kept.length > 0) state.appsLaunched = Object.fromEntries(kept);
+  else delete state.appsLaunched;
 }
 
 function clearPending(state: ClusterState, id: string): void {

@@ -137,6 +137,24 @@ export function cmdScript(cluster: string, cmd: string): string {
   return `cd ${shellQuote(remoteRootfs(cluster))} && exec sh -c ${shellQuote(cmd)}`;
 }
 
+/** Prints, one a line, the programs of `tools` the host cannot find on its PATH. */
+export function missingToolsScript(tools: string[]): string {
+  return `for t in ${tools.map(shellQuote).join(' ')}; do command -v "$t" >/dev/null 2>&1 || echo "$t"; done; true`;
+}
+
+/**
+ * Runs an app's launch commands in order, in its folder of the rootfs; the first that fails stops the launch and
+ * says which one it was.
+ */
+export function launchScript(cluster: string, app: string, dir: string, cmds: string[]): string {
+  const lines = [`cd ${shellQuote(`${remoteRootfs(cluster)}/${dir}`)} || exit 1`];
+  cmds.forEach((c, i) => {
+    // App names are DNS labels, so the message needs no quoting beyond the double quotes.
+    lines.push(`sh -c ${shellQuote(c)} || { s=$?; echo "cloudimage: app ${app}: command ${i + 1} of ${cmds.length} exited with $s" >&2; exit $s; }`);
+  });
+  return lines.join('\n');
+}
+
 /** Removes this cluster's files; the shared layer store goes too once no other cluster uses the host. */
 export function removeFilesScript(cluster: string): string {
   return [

@@ -2,7 +2,7 @@
 import { createReadStream } from 'node:fs';
 import { digestHex, type Digest } from '../kernel/digest.js';
 import { fetchScript, type Relay } from './relay.js';
-import { InternalError, RemoteCommandError } from '../kernel/errors.js';
+import { AppToolMissingError, InternalError, RemoteCommandError } from '../kernel/errors.js';
 import { redact, registerSecret } from '../kernel/redact.js';
 import type { Action, HookAction } from '../../plans/actions.js';
 import type { ImageStore } from '../image/store.js';
@@ -20,7 +20,9 @@ import { hookEnv } from './hook-env.js';
 import {
   cmdScript,
   hookScript,
+  launchScript,
   listHeldLayersScript,
+  missingToolsScript,
   parseOutputs,
   remoteLayerPath,
   removeFilesScript,
@@ -266,6 +268,21 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
       // A CMD writes no outputs: its lines are shown as they come.
       const live: LineSink = (stream, line) => ctx.reporter.event({ type: 'output', host: action.host, stream, line });
       checkExit(session, `CMD ${action.cmd}`, await runStreamed(session, cmdScript(cluster, action.cmd), live, hookEnv(ctx, action)));
+      return { facts };
+    }
+    case 'launch-app': {
+      const env = { ...hookEnv(ctx, action), CI_APP: action.app };
+      // Checked first, so a host without kubectl or helm fails naming what is missing and runs nothing of the app.
+      if (action.needs.length > 0) {
+        const probe = await session.execChecked(missingToolsScript(action.needs), { what: `checking the programs app ${action.app} needs`, env });
+        const missing = probe.stdout.split(/\s+/).filter(Boolean);
+        if (missing.length > 0) {
+          const where = host.ip && host.ip !== action.host ? `${action.host} (${host.ip})` : action.host;
+          throw new AppToolMissingError(action.app, where, missing[0], `its files are ${action.by === 'helm' ? 'a Helm chart' : 'Kubernetes YAML'}`);
+        }
+      }
+      const live: LineSink = (stream, line) => ctx.reporter.event({ type: 'output', host: action.host, stream, line });
+      checkExit(session, `app ${action.app}`, await runStreamed(session, launchScript(cluster, action.app, action.dir, action.cmds), live, env));
       return { facts };
     }
     case 'remove-files':

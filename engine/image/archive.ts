@@ -13,6 +13,7 @@ import { tempSibling } from '../kernel/fsutil.js';
 import { MEDIA, REF_NAME, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
 import { checkLayers, LayerCheckCache } from './layer-check.js';
 import { UnsafeLayerError } from './layer-tree.js';
+import { checkAppMeta } from './apps.js';
 import { normalizeReference } from './reference.js';
 import type { ImageStore } from './store.js';
 
@@ -150,6 +151,7 @@ export async function loadImages(store: ImageStore, file: string, opts: { tag?: 
       } catch {
         throw new ArchiveError(file, `the config of image ${name} is not JSON`);
       }
+      checkAppMeta(config?.cloudimage, `${name} in ${file}`);
       const layers = manifest.layers.map((l) => l.digest);
       const allowSetid = config?.cloudimage?.allowSetid === true;
       try {

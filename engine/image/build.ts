@@ -7,18 +7,20 @@ import { promises as fs } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { canonicalJson, sha256, type Digest } from '../kernel/digest.js';
-import { BuildStepError, CiError, ImageNotFoundError, InputError, InvalidReferenceError, KubefileError, UsageError, kubefileErrors, type Location } from '../kernel/errors.js';
+import { BuildStepError, CiError, ImageNotFoundError, InputError, InvalidReferenceError, KubefileError, UsageError, formatLocation, kubefileErrors, type Location } from '../kernel/errors.js';
 import { BuildCache } from './build-cache.js';
 import { planCopy, type CopyPlan as SourcesPlan } from './copy-sources.js';
 import { expandVars, parseKubefile, type Instruction } from './kubefile.js';
 import { writeLayer, type LayerEntry } from './layer-writer.js';
-import { MEDIA, type CmdRecord, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
+import { MEDIA, type AppRecord, type CmdRecord, type HistoryEntry, type ImageConfig, type LaunchRecord, type Manifest } from './oci.js';
+import { appDir, detectLaunch, launchIdentity } from './apps.js';
 import { normalizeReference, parseReference } from './reference.js';
 import { BUILD_PLATFORM_ARGS, TARGET_ARGS, formatPlatform, hostPlatform, platformArgs, platformMatches, type Platform } from './platform.js';
 import { diffSnapshots, snapshot } from './snapshot.js';
 import type { ImageStore, ResolvedImage } from './store.js';
 import { checkStoredLayers } from './layer-check.js';
 import { WorkingRootfs } from './unpack.js';
+import { shellJoin } from './shell-words.js';
 
 export interface BuildOptions {
   kubefile: string;
@@ -73,10 +75,7 @@ export function cmdIdentity(cmd: string, layersBefore: Digest[]): Digest {
   return sha256(canonicalJson({ cmd, layers: layersBefore }));
 }
 
-/** Shell form of an exec-form array, quoted so `sh -c` runs exactly those words. */
-export function shellJoin(words: string[]): string {
-  return words.map((w) => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(' ');
-}
+export { shellJoin };
 
 interface BuildStateVars {
   layers: BuiltLayer[];
@@ -84,6 +83,9 @@ interface BuildStateVars {
   labels: Map<string, string>;
   args: Map<string, string>;
   cmds: CmdRecord[];
+  /** Apps of the base image, then this Kubefile's, in order. */
+  apps: AppRecord[];
+  launch: LaunchRecord[];
   history: HistoryEntry[];
   chain: Digest;
 }
@@ -122,6 +124,8 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
     labels: new Map(),
     args: new Map(args0),
     cmds: [],
+    apps: [],
+    launch: [],
     history: [],
     chain: sha256('cloudimage build v1'),
   };
@@ -167,6 +171,8 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
         version: 1,
         layers: s.layers.map((l) => ({ createdBy: l.createdBy })),
         cmds: s.cmds,
+        ...(s.apps.length > 0 ? { apps: s.apps } : {}),
+        ...(s.launch.length > 0 ? { launch: s.launch } : {}),
         ...(opts.allowSetid ? { allowSetid: true } : {}),
       },
     };
@@ -232,6 +238,7 @@ async function step(
       inheritEnv(base.config, s.env);
       for (const [k, v] of Object.entries(base.config.config.Labels ?? {})) s.labels.set(k, v);
       s.cmds.push(...(meta?.cmds ?? []));
+      s.apps.push(...(meta?.apps ?? []).map((a) => structuredClone(a)));
       s.history.push(...base.config.history);
       s.chain = chainWith('FROM', base.digest);
       return undefined;
@@ -254,6 +261,11 @@ async function step(
       s.history.push({ created_by: ins.text, empty_layer: true });
       return undefined;
     }
+    case 'CMDS':
+    case 'APP':
+    case 'APPCMDS':
+    case 'LAUNCH':
+      return appStep(store, cache, s, ins, loc, opts, currentRootfs, copies);
     case 'COPY': {
       const plan = copies.get(ins)!;
       const key = chainWith('COPY', plan.sources, plan.dest, plan.contentDigest);
@@ -278,6 +290,74 @@ async function step(
         return written;
       });
     }
+  }
+}
+
+/** sealer's application instructions: APP packs a layer like COPY; the others only add to the image's metadata. */
+async function appStep(
+  store: ImageStore,
+  cache: BuildCache,
+  s: BuildStateVars,
+  ins: Extract<Instruction, { op: 'CMDS' | 'APP' | 'APPCMDS' | 'LAUNCH' }>,
+  loc: Location,
+  opts: BuildOptions,
+  currentRootfs: () => WorkingRootfs | undefined,
+  copies: Map<Instruction, CopyPlan>,
+): Promise<BuiltLayer | undefined> {
+  switch (ins.op) {
+    case 'CMDS':
+      for (const cmd of ins.cmds) s.cmds.push({ cmd, identity: cmdIdentity(cmd, s.layers.map((l) => l.digest)) });
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      return undefined;
+    case 'APP': {
+      if (s.apps.some((a) => a.name === ins.name)) {
+        throw new KubefileError(loc, `APP: app "${ins.name}" is already in the base image`, 'give this app another name (an app\'s files cannot be replaced by a later image)');
+      }
+      const plan = copies.get(ins)!;
+      const key = sha256(canonicalJson([s.chain, 'APP', ins.name, plan.sources, plan.contentDigest]));
+      const layer = await layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
+        const written = await writeLayer(store, plan.entries);
+        await currentRootfs()?.apply(written.digest);
+        return written;
+      });
+      const launch = detectLaunch(ins.name, plan.entries);
+      s.apps.push({ name: ins.name, dir: appDir(ins.name), files: plan.contentDigest, ...(launch ? { launch } : {}) });
+      return layer;
+    }
+    case 'APPCMDS':
+      s.apps.find((a) => a.name === ins.name)!.launch = { by: 'appcmds', cmds: [...ins.cmds], needs: [] };
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      return undefined;
+    case 'LAUNCH':
+      for (const name of ins.apps) {
+        const app = s.apps.find((a) => a.name === name);
+        if (!app) {
+          const known = s.apps.map((a) => a.name);
+          throw new KubefileError(loc, `LAUNCH: unknown app "${name}"`, known.length ? `the image's apps are ${known.join(', ')}` : `define it first with APP ${name} local://<path>`);
+        }
+        if (!app.launch) {
+          throw new KubefileError(
+            loc,
+            `LAUNCH: cannot tell how to launch app "${name}": its files are not a Helm chart, not all YAML, and hold no top-level *.sh script`,
+            `give it its commands with APPCMDS ${name} ["command", ...] before LAUNCH`,
+          );
+        }
+        s.launch.push({ app: name, identity: launchIdentity(app) });
+      }
+      s.history.push({ created_by: ins.text, empty_layer: true });
+      return undefined;
+  }
+}
+
+/** An APP's files, confined to the build context exactly as COPY's, under the app's folder. */
+async function planApp(context: string, name: string, sources: string[], loc: Location): Promise<SourcesPlan> {
+  try {
+    return await planCopy(context, sources, appDir(name) + '/', loc);
+  } catch (err) {
+    if (!(err instanceof KubefileError)) throw err;
+    const prefix = `${formatLocation(loc)}: `;
+    const message = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+    throw new KubefileError(loc, `APP ${name}: ${message.replace(/^COPY /, '')}`, err.hint);
   }
 }
 
@@ -464,6 +544,10 @@ async function planAllCopies(
         const sources = ins.sources.map((x) => expandVars(x, v));
         const dest = expandVars(ins.dest, v);
         plans.set(ins, { ...(await planCopy(context, sources, dest, loc)), sources, dest });
+      } else if (ins.op === 'APP') {
+        const v = vars();
+        const sources = ins.sources.map((x) => expandVars(x, v));
+        plans.set(ins, { ...(await planApp(context, ins.name, sources, loc)), sources, dest: appDir(ins.name) + '/' });
       }
     } catch (err) {
       if (!(err instanceof InputError)) throw err;

@@ -1,6 +1,6 @@
 /** The JSON `ci inspect` prints: what a user or script needs to know about an image, from the store alone. */
 import type { Digest } from '../kernel/digest.js';
-import type { CmdRecord } from './oci.js';
+import type { AppRecord, CmdRecord, LaunchRecord } from './oci.js';
 import type { ResolvedImage } from './store.js';
 
 export interface ImageSummary {
@@ -8,6 +8,9 @@ export interface ImageSummary {
   digest: Digest;
   layers: { digest: Digest; size: number; createdBy: string }[];
   cmds: CmdRecord[];
+  /** The image's apps (APP) and the ones its LAUNCH runs, in order. */
+  apps: AppRecord[];
+  launch: LaunchRecord[];
   env: Record<string, string>;
   labels: Record<string, string>;
   /** Present (true) only when the image keeps set-user-ID and set-group-ID bits on hosts. */
@@ -26,6 +29,8 @@ export function summarizeImage(img: ResolvedImage): ImageSummary {
       createdBy: meta?.layers[i]?.createdBy ?? layerHistory[i]?.created_by ?? '',
     })),
     cmds: meta?.cmds ?? [],
+    apps: meta?.apps ?? [],
+    launch: meta?.launch ?? [],
     env: Object.fromEntries(
       (img.config.config.Env ?? []).map((e) => {
         const eq = e.indexOf('=');

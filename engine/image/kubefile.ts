@@ -9,6 +9,7 @@
  * Anything else is an ordinary shell command (`RUN [ -f x ] && y`, `RUN [ "$A" = b ]`) or, for COPY, a glob.
  */
 import { KubefileError, kubefileErrors } from '../kernel/errors.js';
+import { LEGACY_OPS, checkApplications, parseAppInstruction } from './kubefile-apps.js';
 
 export type Instruction =
   | { op: 'FROM'; line: number; text: string; image: string }
@@ -17,9 +18,13 @@ export type Instruction =
   | { op: 'CMD'; line: number; text: string; shell?: string; exec?: string[] }
   | { op: 'ENV'; line: number; text: string; pairs: [string, string][] }
   | { op: 'LABEL'; line: number; text: string; pairs: [string, string][] }
-  | { op: 'ARG'; line: number; text: string; name: string; default?: string };
+  | { op: 'ARG'; line: number; text: string; name: string; default?: string }
+  | { op: 'CMDS'; line: number; text: string; cmds: string[] }
+  | { op: 'APP'; line: number; text: string; name: string; sources: string[] }
+  | { op: 'APPCMDS'; line: number; text: string; name: string; cmds: string[] }
+  | { op: 'LAUNCH'; line: number; text: string; apps: string[] };
 
-const OPS = new Set(['FROM', 'COPY', 'RUN', 'CMD', 'ENV', 'LABEL', 'ARG']);
+const OPS = new Set(['FROM', 'COPY', 'RUN', 'CMD', 'ENV', 'LABEL', 'ARG', 'CMDS', 'APP', 'APPCMDS', 'LAUNCH', ...LEGACY_OPS]);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 interface LogicalLine {
@@ -168,7 +173,7 @@ export function parseKubefile(source: string, file: string): Instruction[] {
     const args = (m?.[2] ?? '').trim();
     const loc = { file, line };
     if (!OPS.has(keyword)) {
-      problems.push(new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL'));
+      problems.push(new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS'));
       continue;
     }
     if (!args) {
@@ -191,6 +196,7 @@ export function parseKubefile(source: string, file: string): Instruction[] {
   }
   const froms = result.filter((i) => i.op === 'FROM');
   for (const extra of froms.slice(1)) problems.push(new KubefileError({ file, line: extra.line }, 'only one FROM is allowed (multi-stage builds are not supported)'));
+  problems.push(...checkApplications(result, file));
   if (problems.length > 0) throw kubefileErrors(file, problems);
   return result;
 }
@@ -229,6 +235,8 @@ function parseInstruction(op: string, args: string, line: number, text: string):
       if (!NAME_RE.test(name)) throw new Error(`"${name}" is not a valid argument name (letters, digits and _, not starting with a digit)`);
       return { op, line, text, name, default: eq < 0 ? undefined : words[0].slice(eq + 1) };
     }
+    default:
+      return parseAppInstruction(op, args, line, text, { splitWords, problem: (message, hint) => new Problem(message, hint) });
   }
   throw new Error(`unknown instruction ${op}`);
 }

@@ -5,8 +5,8 @@
  * CMD (same identity) reached through two inputs runs once.
  */
 import { CiError } from '../kernel/errors.js';
-import type { Digest } from '../kernel/digest.js';
-import { MEDIA, type CmdRecord, type Descriptor, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
+import { canonicalJson, type Digest } from '../kernel/digest.js';
+import { MEDIA, type AppRecord, type CmdRecord, type LaunchRecord, type Descriptor, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
 import type { ImageStore, ResolvedImage } from './store.js';
 import { checkStoredLayers } from './layer-check.js';
 
@@ -69,6 +69,8 @@ export async function mergeImages(store: ImageStore, refs: string[], tag: string
   const seenLayers = new Set<string>();
   const cmds: CmdRecord[] = [];
   const seenCmds = new Set<string>();
+  const apps: AppRecord[] = [];
+  const launch: LaunchRecord[] = [];
   for (const img of images) {
     for (const part of layerParts(img)) {
       if (seenLayers.has(part.desc.digest)) continue;
@@ -80,6 +82,15 @@ export async function mergeImages(store: ImageStore, refs: string[], tag: string
       seenCmds.add(c.identity);
       cmds.push(c);
     }
+    // Apps and launches: the same app (same files) from two inputs is one app; two different apps of one name clash.
+    for (const a of img.config.cloudimage?.apps ?? []) {
+      const known = apps.find((x) => x.name === a.name);
+      if (known && canonicalJson(known) !== canonicalJson(a)) {
+        throw new MergeError(`cannot merge: ${img.ref} and an earlier image both have an app named ${a.name}, with different files or commands`, 'rename the app in one of the Kubefiles and rebuild it');
+      }
+      if (!known) apps.push(a);
+    }
+    for (const l of img.config.cloudimage?.launch ?? []) if (!launch.some((x) => x.app === l.app)) launch.push(l);
   }
 
   const labels = Object.assign({}, ...images.map((i) => i.config.config?.Labels ?? {})) as Record<string, string>;
@@ -95,7 +106,13 @@ export async function mergeImages(store: ImageStore, refs: string[], tag: string
     },
     rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) },
     history: layers.map((l) => l.history),
-    cloudimage: { version: 1, layers: layers.map((l) => ({ createdBy: l.createdBy })), cmds },
+    cloudimage: {
+      version: 1,
+      layers: layers.map((l) => ({ createdBy: l.createdBy })),
+      cmds,
+      ...(apps.length ? { apps } : {}),
+      ...(launch.length ? { launch } : {}),
+    },
   };
   // Each input passed the layer rules alone; together they may not (a symlink in A, a file through it in B).
   const allowSetid = images.every((i) => i.config.cloudimage?.allowSetid === true);

@@ -53,12 +53,45 @@ export interface CmdRecord {
   identity: Digest;
 }
 
+/** What a launched app needs on master0 besides `sh`. */
+export type AppTool = 'kubectl' | 'helm';
+
+/** How an app is launched: its APPCMDS, or the commands its files imply (decided when the image is built). */
+export interface AppLaunch {
+  by: 'appcmds' | 'shell' | 'kubectl' | 'helm';
+  /** Run in order with `sh -c`, in the app's folder on master0. */
+  cmds: string[];
+  needs: AppTool[];
+}
+
+/** An APP of the Kubefile: files under `dir` in the rootfs. */
+export interface AppRecord {
+  name: string;
+  /** The app's folder, relative to the rootfs: `application/apps/<name>`. */
+  dir: string;
+  /** Digest over the app's files (paths, modes, contents) as the APP packed them. */
+  files: Digest;
+  /** Absent when neither APPCMDS nor the app's files say how to launch it: it can then not be listed in LAUNCH. */
+  launch?: AppLaunch;
+}
+
+/** One entry of LAUNCH: run on master0 after the joins, again whenever `identity` changes. */
+export interface LaunchRecord {
+  app: string;
+  /** sha256 over the app's name, its files' digest and its launch commands. */
+  identity: Digest;
+}
+
 /** Our metadata, carried in the standard image config under one extra key. */
 export interface CloudImageMeta {
   version: 1;
   /** One entry per layer, in order: the instruction that made it. */
   layers: { createdBy: string }[];
   cmds: CmdRecord[];
+  /** The image's apps, its base image's included (absent: none). */
+  apps?: AppRecord[];
+  /** The apps its LAUNCH runs, in order (absent: none). A base image's LAUNCH is not inherited. */
+  launch?: LaunchRecord[];
   /**
    * Set only by `ci build --allow-setuid`: set-user-ID and set-group-ID bits of the image's files are kept when
    * it is unpacked (they are stripped otherwise).

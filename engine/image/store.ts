@@ -18,6 +18,7 @@ import { writeFileAtomic } from '../kernel/fsutil.js';
 import { DigestMismatchError, ImageInUseError, ImageNotFoundError, StoreError } from '../kernel/errors.js';
 import { MEDIA, REF_NAME, STORED_AT, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from './oci.js';
 import { normalizeReference, parseReference } from './reference.js';
+import { checkAppMeta } from './apps.js';
 
 export interface ResolvedImage {
   /** Normalised name the store keeps it under (`name:tag`), or the digest form asked for. */
@@ -281,6 +282,7 @@ export class ImageStore {
       throw new StoreError('STORE_DAMAGED', `manifest ${found.digest} of ${found.ref} is not an image manifest`, { hint: DAMAGED_HINT });
     }
     const config = await this.readJson<ImageConfig>(manifest.config.digest);
+    checkAppMeta(config?.cloudimage, found.ref);
     return { ref: found.ref, digest: found.digest, manifest, manifestSize: raw.length, config, storedAt: found.storedAt };
   }
 

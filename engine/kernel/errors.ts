@@ -209,6 +209,26 @@ export class RemoteCommandError extends CiError {
   }
 }
 
+/** An image's own metadata (its apps, its launch list) is malformed or unsafe: the image is refused, whoever made it. */
+export class ImageMetadataError extends CiError {
+  constructor(image: string, message: string) {
+    super('IMAGE_METADATA_INVALID', `image ${image}: ${message}`, {
+      source: 'external',
+      hint: 'the image was not made by `ci build` or was altered; nothing was run: rebuild it from its Kubefile',
+    });
+  }
+}
+
+/** A launched app needs a program (kubectl, helm) that master0 does not have; checked before anything of it runs. */
+export class AppToolMissingError extends CiError {
+  constructor(app: string, host: string, tool: string, by: string) {
+    super('APP_TOOL_MISSING', `app ${app} on ${host}: it is launched with ${tool} (${by}), which is not installed on the host (not found on its PATH)`, {
+      source: 'user',
+      hint: `install ${tool} on ${host} (for instance with an init-host hook), or give the app its own commands with APPCMDS ${app} [...] and rebuild the image`,
+    });
+  }
+}
+
 export class RegistryError extends CiError {
   readonly status?: number;
   constructor(code: string, message: string, opts: { status?: number; hint?: string; source?: Blame; cause?: unknown } = {}) {

@@ -8,7 +8,8 @@ import { PassThrough } from 'node:stream';
 import pLimit from 'p-limit';
 import { retry } from '../kernel/retry.js';
 import { sha256, type Digest } from '../kernel/digest.js';
-import { DigestMismatchError, ImageNotFoundError, RegistryError } from '../kernel/errors.js';
+import { DigestMismatchError, ImageMetadataError, ImageNotFoundError, RegistryError } from '../kernel/errors.js';
+import { checkAppMeta } from '../image/apps.js';
 import { MEDIA, type Descriptor, type ImageConfig, type ImageIndex, type Manifest } from '../image/oci.js';
 import { checkStoredLayers } from '../image/layer-check.js';
 import { UnsafeLayerError } from '../image/layer-tree.js';
@@ -89,9 +90,10 @@ export async function pullImage(store: ImageStore, text: string, opts: PullOptio
     // Layers are checked before the image gets a name; what this pull fetched for a refused image goes again.
     const config = parseJson<ImageConfig>(await store.readBlob(manifest.config.digest));
     try {
+      checkAppMeta(config?.cloudimage, text);
       await checkStoredLayers(store, { ref: text, layers: manifest.layers.map((l) => l.digest), allowSetid: config?.cloudimage?.allowSetid });
     } catch (err) {
-      if (err instanceof UnsafeLayerError) await store.discardUnreferenced(downloaded);
+      if (err instanceof UnsafeLayerError || err instanceof ImageMetadataError) await store.discardUnreferenced(downloaded);
       throw err;
     }
     const put = await store.putBlob(fetched.bytes);

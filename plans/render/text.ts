@@ -38,6 +38,8 @@ export function describeAction(a: Action): string {
       return `hook ${a.hook}`;
     case 'run-cmd':
       return `run CMD ${JSON.stringify(a.cmd.length > 60 ? a.cmd.slice(0, 57) + '...' : a.cmd)} on ${a.host}`;
+    case 'launch-app':
+      return `launch app ${a.app} (${a.by === 'appcmds' ? `${a.cmds.length} APPCMDS` : a.by}) on ${a.host}`;
     case 'remove-files':
       return 'remove files';
     case 'delete-host':
@@ -92,7 +94,7 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   // Grouped once: filtering every action per host is quadratic and takes seconds on thousands of hosts.
   const byHost = new Map<string, Action[]>();
   for (const a of plan.actions) {
-    if (a.host === undefined || a.kind === 'run-cmd') continue;
+    if (a.host === undefined || a.kind === 'run-cmd' || a.kind === 'launch-app') continue;
     const list = byHost.get(a.host);
     if (list) list.push(a);
     else byHost.set(a.host, [a]);
@@ -104,7 +106,7 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
     block(h.impact, hostTitle(h) + (inBatch.has(h.key) && !h.ip ? ', address (known after apply)' : ''), acts);
   }
   infraBlock(plan.actions.filter((a) => a.kind === 'infra' && a.op === 'delete'));
-  const clusterActs = plan.actions.filter((a) => a.kind === 'run-cmd' || a.kind === 'set-image');
+  const clusterActs = plan.actions.filter((a) => a.kind === 'run-cmd' || a.kind === 'launch-app' || a.kind === 'set-image');
   if (clusterActs.length) block('change', `cluster ${plan.cluster}`, clusterActs);
   lines.push('');
   const s = plan.summary;
