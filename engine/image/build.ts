@@ -5,11 +5,15 @@
  */
 import { promises as fs } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { canonicalJson, sha256, type Digest } from '../kernel/digest.js';
 import { BuildStepError, ImageNotFoundError, KubefileError, UsageError, type Location } from '../kernel/errors.js';
 import { BuildCache } from './build-cache.js';
-import { planCopy, type CopyPlan as SourcesPlan } from './copy-sources.js';
+import { materializeArchives } from './add-archive.js';
+import { chownNeedsNames, parseChmod, OwnerProblem } from './copy-owner.js';
+import { planCopy, resolveSources, SourceProblem, type CopyPlan as SourcesPlan } from './copy-sources.js';
+import { IgnoreFileError, loadIgnoreRules, type IgnoreRules } from './ignore-rules.js';
+import { ImageTree } from './image-tree.js';
 import { expandVars, parseKubefile, type Instruction } from './kubefile.js';
 import { writeLayer, type LayerEntry } from './layer-writer.js';
 import { MEDIA, type CmdRecord, type HistoryEntry, type ImageConfig, type Manifest } from './oci.js';
@@ -85,7 +89,11 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
   }
 
   // Everything that can be checked without writing is checked first, so bad input leaves the store untouched.
-  const copies = await planAllCopies(store, instructions, opts.context, file, buildArgs);
+  const ignore = await loadIgnoreRules(opts.context).catch((err) => {
+    if (err instanceof IgnoreFileError) throw new KubefileError({ file: join(opts.context, err.file), line: err.line }, err.reason, 'fix or remove that pattern');
+    throw err;
+  });
+  const copies = await planAllCopies(store, instructions, opts.context, file, buildArgs, ignore);
   await store.init();
   const cache = new BuildCache(store);
   const s: BuildStateVars = {
@@ -108,6 +116,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
     return rootfs;
   };
   const vars = () => ({ ...Object.fromEntries(s.args), ...Object.fromEntries(s.env) });
+  const tracker = new TreeTracker(store, ignore, opts.context);
 
   try {
     let n = 0;
@@ -115,7 +124,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       n++;
       const loc: Location = { file, line: ins.line };
       opts.onProgress?.(`Step ${n}/${instructions.length} : ${ins.text}`);
-      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies);
+      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies, tracker);
       if (layer) {
         s.layers.push(layer);
         if (layer.cached && rootfs) await rootfs.apply(layer.digest);
@@ -169,6 +178,7 @@ async function step(
   ensureRootfs: () => Promise<WorkingRootfs>,
   currentRootfs: () => WorkingRootfs | undefined,
   copies: Map<Instruction, CopyPlan>,
+  tracker: TreeTracker,
 ): Promise<BuiltLayer | undefined> {
   const chainWith = (...parts: unknown[]) => sha256(canonicalJson([s.chain, ...parts]));
   switch (ins.op) {
@@ -222,13 +232,27 @@ async function step(
       s.history.push({ created_by: ins.text, empty_layer: true });
       return undefined;
     }
-    case 'COPY': {
-      const plan = copies.get(ins)!;
-      const key = chainWith('COPY', plan.sources, plan.dest, plan.contentDigest);
+    case 'COPY':
+    case 'ADD': {
+      let plan = copies.get(ins)!;
+      if (!plan.tree) {
+        // A RUN came before: where the sources go depends on what it made, known only now.
+        plan = { ...plan, ...(await planCopy(opts.context, plan.sources, plan.dest, loc, { ...plan.flags, op: ins.op, ignore: tracker.ignore, tree: await tracker.at(s.layers) })) };
+      }
+      const key = chainWith(ins.op, plan.sources, plan.dest, plan.flags.chown ?? null, plan.flags.chmod ?? null, plan.contentDigest);
       return layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
-        const written = await writeLayer(store, plan.entries);
-        await currentRootfs()?.apply(written.digest);
-        return written;
+        let staged: string | undefined;
+        try {
+          if (plan.fromArchive.size > 0) {
+            staged = await store.tempPath('add');
+            await materializeArchives(plan.entries, plan.fromArchive, staged);
+          }
+          const written = await writeLayer(store, plan.entries);
+          await currentRootfs()?.apply(written.digest);
+          return written;
+        } finally {
+          if (staged) await fs.rm(staged, { recursive: true, force: true });
+        }
       });
     }
     case 'RUN': {
@@ -300,7 +324,24 @@ async function runCommand(
   if (code !== 0) throw new BuildStepError(loc, `RUN ${ins.shell ?? JSON.stringify(ins.exec)}`, code, output);
 }
 
-type CopyPlan = SourcesPlan & { sources: string[]; dest: string };
+/** A COPY or ADD after expansion; planned in full up front (`tree` set) unless a RUN comes before it. */
+type CopyPlan = SourcesPlan & { sources: string[]; dest: string; flags: { chown?: string; chmod?: string }; tree?: ImageTree };
+
+/** The image tree at the current step, read from the layers built so far (only when a COPY after a RUN needs it). */
+class TreeTracker {
+  private tree = new ImageTree();
+  private applied = 0;
+  constructor(
+    private readonly store: ImageStore,
+    readonly ignore: IgnoreRules,
+    readonly context: string,
+  ) {}
+
+  async at(layers: BuiltLayer[]): Promise<ImageTree> {
+    for (; this.applied < layers.length; this.applied++) await this.tree.applyLayer(this.store.blobPath(layers[this.applied].digest));
+    return this.tree;
+  }
+}
 
 function applyArg(ins: Extract<Instruction, { op: 'ARG' }>, args: Map<string, string>, buildArgs: Record<string, string>, vars: Record<string, string>): string | undefined {
   const value = buildArgs[ins.name] ?? (ins.default !== undefined ? expandVars(ins.default, vars) : undefined);
@@ -330,30 +371,59 @@ async function resolveBase(store: ImageStore, image: string, loc: Location): Pro
   }
 }
 
-/** A read-only pass over the Kubefile: resolves FROM and every COPY's sources with the variables in effect. */
+/**
+ * A read-only pass over the Kubefile: resolves FROM and every COPY/ADD with the variables in effect. Until the
+ * first RUN the image tree is known (base layers and the COPYs before), so those are planned in full; after it
+ * their sources and flags are checked here and their destinations when the step runs.
+ */
 async function planAllCopies(
   store: ImageStore,
   instructions: Instruction[],
   context: string,
   file: string,
   buildArgs: Record<string, string>,
+  ignore: IgnoreRules,
 ): Promise<Map<Instruction, CopyPlan>> {
   const args = new Map<string, string>();
   const env = new Map<string, string>();
   const vars = () => ({ ...Object.fromEntries(args), ...Object.fromEntries(env) });
   const plans = new Map<Instruction, CopyPlan>();
+  let tree: ImageTree | undefined = new ImageTree();
   for (const ins of instructions) {
     const loc: Location = { file, line: ins.line };
     if (ins.op === 'ARG') applyArg(ins, args, buildArgs, vars());
     else if (ins.op === 'ENV') applyEnv(ins, env, vars);
+    else if (ins.op === 'RUN') tree = undefined;
     else if (ins.op === 'FROM') {
       const image = expandVars(ins.image, vars());
-      if (image !== 'scratch') inheritEnv(await resolveBase(store, image, loc), env);
-    } else if (ins.op === 'COPY') {
+      if (image !== 'scratch') {
+        const base = await resolveBase(store, image, loc);
+        inheritEnv(base, env);
+        for (const l of base.manifest.layers) await tree?.applyLayer(store.blobPath(l.digest));
+      }
+    } else if (ins.op === 'COPY' || ins.op === 'ADD') {
       const v = vars();
       const sources = ins.sources.map((x) => expandVars(x, v));
       const dest = expandVars(ins.dest, v);
-      plans.set(ins, { ...(await planCopy(context, sources, dest, loc)), sources, dest });
+      const flags = {
+        ...(ins.chown !== undefined ? { chown: expandVars(ins.chown, v) } : {}),
+        ...(ins.chmod !== undefined ? { chmod: expandVars(ins.chmod, v) } : {}),
+      };
+      if (tree) {
+        const plan = await planCopy(context, sources, dest, loc, { ...flags, op: ins.op, ignore, tree });
+        tree.applyEntries(plan.entries, (e) => (e.type === 'file' && e.source && !plan.fromArchive.has(e.path) ? () => fs.readFile(e.source!) : undefined));
+        plans.set(ins, { ...plan, sources, dest, flags, tree });
+      } else {
+        try {
+          if (flags.chmod !== undefined) parseChmod(flags.chmod);
+          if (flags.chown !== undefined) chownNeedsNames(flags.chown);
+          await resolveSources(context, sources, { op: ins.op, ignore });
+        } catch (err) {
+          if (err instanceof SourceProblem || err instanceof OwnerProblem) throw new KubefileError(loc, err.message, err.hint);
+          throw err;
+        }
+        plans.set(ins, { entries: [], contentDigest: sha256(''), fromArchive: new Map(), sources, dest, flags });
+      }
     }
   }
   return plans;
