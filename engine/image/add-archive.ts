@@ -153,7 +153,9 @@ export async function scanArchive(file: string): Promise<SourceMember[]> {
         const target = entryName(e.linkpath ?? '');
         const to = byName.get(target);
         if (!to || to.kind !== 'file') throw new ArchiveProblem(`the hard link points to "${e.linkpath}", which is not a file earlier in the archive`);
-        member = { ...base, kind: 'file', mode: to.mode, size: to.size, hash: to.hash, archive: to.archive };
+        // One inode: the link's mode and owner are the file's too, as extraction leaves them.
+        Object.assign(to, { mode: base.mode, uid: base.uid, gid: base.gid });
+        member = { ...base, kind: 'file', size: to.size, hash: to.hash, archive: to.archive };
         e.resume();
       } else {
         const h = createHash('sha256');

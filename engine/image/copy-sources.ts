@@ -115,7 +115,8 @@ export async function resolveSources(context: string, sources: string[], opts: {
       }
       named.push(...found.map((p) => ({ path: p, shown: p })));
     } else {
-      if (path !== '.' && ignore.excludes(path)) {
+      if (path !== '.' && ignore.excludes(path) && !(ignore.mayIncludeBelow(path) && (await fs.lstat(join(ctx, path)).catch(() => undefined))?.isDirectory())) {
+        // An excluded directory still counts when an exception names something inside it.
         throw new SourceProblem(`${op} source "${src}" is not in the build context: ${ignore.file} excludes it`, `remove its pattern from ${ignore.file}, or add an exception (!${path})`);
       }
       named.push({ path, shown: src });
