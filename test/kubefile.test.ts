@@ -48,7 +48,11 @@ describe('Kubefile parser', () => {
     ['bad ARG name', 'FROM scratch\nARG 1abc=x', /Kubefile:2: ARG: "1abc" is not a valid argument name/],
     ['ARG with two words', 'FROM scratch\nARG a b', /Kubefile:2: ARG: takes one name/],
     ['COPY with one word', 'FROM scratch\nCOPY onlyone', /Kubefile:2: COPY: needs at least one source/],
-    ['COPY flags', 'FROM scratch\nCOPY --chown=1 a b', /Kubefile:2: COPY: option --chown=1 is not supported/],
+    ['COPY --from', 'FROM scratch\nCOPY --from=build a b', /Kubefile:2: COPY: option --from is not supported/],
+    ['COPY unknown flag', 'FROM scratch\nADD --checksum=sha256:x a b', /Kubefile:2: ADD: option --checksum is not supported/],
+    ['COPY flag without value', 'FROM scratch\nCOPY --chown a b', /Kubefile:2: COPY: --chown needs a value/],
+    ['COPY flag twice', 'FROM scratch\nCOPY --chmod=600 --chmod=644 a b', /Kubefile:2: COPY: --chmod is given twice/],
+    ['COPY flag after a source', 'FROM scratch\nCOPY a --chown=1 b', /Kubefile:2: COPY: option --chown=1 must come before the sources/],
     ['empty RUN', 'FROM scratch\nRUN', /Kubefile:2: RUN needs arguments/],
     ['bad JSON form', 'FROM scratch\nCMD []', /Kubefile:2: CMD: the JSON form must be a non-empty array/],
     ['ENV without value', 'FROM scratch\nENV A', /Kubefile:2: ENV: "A" needs a value/],
@@ -103,6 +107,19 @@ describe('Kubefile parser', () => {
       { sources: ['a b.txt'], dest: '/opt/x y/' },
       // Valid JSON is the exec form, as in Docker.
       { exec: ['$A'] },
+    ]);
+  });
+
+  it('reads --chown and --chmod of COPY and ADD before the sources, in both forms', () => {
+    const ins = parseKubefile(
+      ['FROM scratch', 'COPY --chown=app:app --chmod=0644 a b /opt/', 'add --chown=${OWNER} ["x y.tgz", "/opt/"]', 'ADD c .', 'COPY --chmod="755" d e'].join('\n'),
+      'Kubefile',
+    );
+    expect(ins.slice(1)).toEqual([
+      { op: 'COPY', line: 2, text: 'COPY --chown=app:app --chmod=0644 a b /opt/', chown: 'app:app', chmod: '0644', sources: ['a', 'b'], dest: '/opt/' },
+      { op: 'ADD', line: 3, text: 'add --chown=${OWNER} ["x y.tgz", "/opt/"]', chown: '${OWNER}', sources: ['x y.tgz'], dest: '/opt/' },
+      { op: 'ADD', line: 4, text: 'ADD c .', sources: ['c'], dest: '.' },
+      { op: 'COPY', line: 5, text: 'COPY --chmod="755" d e', chmod: '755', sources: ['d'], dest: 'e' },
     ]);
   });
 

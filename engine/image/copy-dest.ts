@@ -160,7 +160,7 @@ export function placeSources(tree: ImageTree, items: SourceItem[], dest: string,
     if (item.kind === 'file') {
       const m = item.members[0];
       if (!dirSyntax && !destIsDir && !multiple) {
-        if (unfollowed.path === '') throw new PlaceProblem(`a file cannot replace the image root`);
+        if (unfollowed.path === '') throw new PlaceProblem('a file cannot replace the image root', 'give the file a name: COPY file /name, or copy it into / with COPY file /');
         set(entryFor(unfollowed.path, m, true), m);
       } else {
         const dir = intoDir(`the file ${item.shown}`);

@@ -111,7 +111,10 @@ export async function resolveSources(context: string, sources: string[], opts: {
         .filter((p) => !ignore.excludes(p))
         .sort(comparePaths);
       if (found.length === 0) {
-        throw new SourceProblem(`${op} source "${src}" matches nothing in the build context ${context}${ignore.file ? ` (or only what ${ignore.file} excludes)` : ''}`);
+        throw new SourceProblem(
+          `${op} source "${src}" matches nothing in the build context ${context}${ignore.file ? ` (or only what ${ignore.file} excludes)` : ''}`,
+          'check the pattern: it is matched from the context root, and * and ? never match /',
+        );
       }
       named.push(...found.map((p) => ({ path: p, shown: p })));
     } else {
@@ -126,18 +129,20 @@ export async function resolveSources(context: string, sources: string[], opts: {
   const items: SourceItem[] = [];
   for (const { path, shown } of named) {
     const r = await resolveInContext(ctx, path);
-    if ('loop' in r) throw new SourceProblem(`${op} source "${shown}" is a symlink loop`);
+    if ('loop' in r) throw new SourceProblem(`${op} source "${shown}" is a symlink loop`, 'point the symlink at a file or directory of the build context');
     const abs = r.rel ? join(ctx, r.rel) : ctx;
     const st = await fs.lstat(abs).catch(() => undefined);
     if (!st) {
       throw new SourceProblem(
         `${op} source "${shown}" does not exist in the build context ${context}` +
           (r.viaLink ? ` (it is a symlink; followed inside the context it leads to "${r.rel || '.'}", which does not exist)` : ''),
-        r.viaLink ? 'symlinks in the build context are followed inside it: an absolute target starts at the context, and nothing outside it can be copied' : undefined,
+        r.viaLink
+          ? 'symlinks in the build context are followed inside it: an absolute target starts at the context, and nothing outside it can be copied'
+          : 'sources are paths relative to the build context (a leading / is its root): check the name, or put the file there',
       );
     }
     if (r.rel && r.rel !== path && ignore.excludes(r.rel)) {
-      throw new SourceProblem(`${op} source "${shown}" leads to "${r.rel}", which ${ignore.file} excludes`);
+      throw new SourceProblem(`${op} source "${shown}" leads to "${r.rel}", which ${ignore.file} excludes`, `add an exception (!${r.rel}) to ${ignore.file}, or name another source`);
     }
     const name = posix.basename(path === '.' ? ctx : path);
     if (st.isDirectory()) {
@@ -145,7 +150,7 @@ export async function resolveSources(context: string, sources: string[], opts: {
     } else if (st.isFile()) {
       if (op === 'ADD') {
         const kind = await archiveKind(abs);
-        if (kind && typeof kind === 'object') throw new SourceProblem(`ADD source "${shown}" is ${kind.refused}`);
+        if (kind && typeof kind === 'object') throw new SourceProblem(`ADD source "${shown}" is ${kind.refused}`, 'a .tar or .tar.gz of the same files is unpacked as it is');
         if (kind) {
           try {
             items.push({ kind: 'archive', shown, name, members: await scanArchive(abs) });
@@ -158,7 +163,7 @@ export async function resolveSources(context: string, sources: string[], opts: {
       }
       items.push({ kind: 'file', shown, name, members: [{ rel: '', kind: 'file', mode: st.mode & 0o7777, size: st.size, source: abs, hash: await hashFile(abs) }] });
     } else {
-      throw new SourceProblem(`${op} source "${shown}" is a device, socket or pipe; only files, directories and symlinks can be copied`);
+      throw new SourceProblem(`${op} source "${shown}" is a device, socket or pipe; only files, directories and symlinks can be copied`, 'name a file or a directory');
     }
   }
   return items;
