@@ -132,10 +132,9 @@ export class ImageTree {
 
   /** Applies a layer blob (gzip or plain tar), whiteouts before entries, as an extractor does. */
   async applyLayer(file: string): Promise<void> {
-    const members: { path: string; node: TreeNode }[] = [];
+    const members: { path: string; node: TreeNode; linkTo?: string }[] = [];
     const whiteouts: string[] = [];
     const opaques: string[] = [];
-    const byPath = new Map<string, TreeNode>();
     await new Promise<void>((resolve, reject) => {
       const parser = new Parser({ maxDecompressionRatio: Number.MAX_SAFE_INTEGER });
       parser.on('entry', (e: ReadEntry) => {
@@ -153,11 +152,12 @@ export class ImageTree {
           else if (e.type === 'SymbolicLink') node = { kind: 'symlink', target: e.linkpath ?? '' };
           else if (isFile) node = { kind: 'file', read: () => readFromLayer(file, path) };
           else if (e.type === 'Link') {
-            const target = canonicalName(e.linkpath ?? '');
-            node = { kind: 'file', read: byPath.get(target)?.read ?? (() => readFromLayer(file, target)) };
+            // The content is the target's, found when the entry is applied (it may come from a lower layer).
+            node = { kind: 'file' };
+            members.push({ path, node, linkTo: canonicalName(e.linkpath ?? '') });
+            return;
           }
           if (!node) return;
-          byPath.set(path, node);
           members.push({ path, node });
         } catch {
           // The layer rules refuse such entries when the image is checked; the model only skips them.
@@ -171,7 +171,10 @@ export class ImageTree {
     });
     for (const dir of opaques) this.lookup(dir)?.children?.clear();
     for (const w of whiteouts) this.remove(w);
-    for (const { path, node } of members) this.put(path, node);
+    for (const { path, node, linkTo } of members) {
+      if (linkTo !== undefined) node.read = this.lookup(linkTo)?.read;
+      this.put(path, node);
+    }
   }
 
   /** Applies the entries of a layer this build is about to write (COPY, ADD). */
