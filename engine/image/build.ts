@@ -389,6 +389,8 @@ async function planAllCopies(
   const vars = () => ({ ...Object.fromEntries(args), ...Object.fromEntries(env) });
   const plans = new Map<Instruction, CopyPlan>();
   let tree: ImageTree | undefined = new ImageTree();
+  // Base layers are read only when a COPY or ADD needs to know what the image holds.
+  let unread: string[] = [];
   for (const ins of instructions) {
     const loc: Location = { file, line: ins.line };
     if (ins.op === 'ARG') applyArg(ins, args, buildArgs, vars());
@@ -399,7 +401,7 @@ async function planAllCopies(
       if (image !== 'scratch') {
         const base = await resolveBase(store, image, loc);
         inheritEnv(base, env);
-        for (const l of base.manifest.layers) await tree?.applyLayer(store.blobPath(l.digest));
+        unread = base.manifest.layers.map((l) => store.blobPath(l.digest));
       }
     } else if (ins.op === 'COPY' || ins.op === 'ADD') {
       const v = vars();
@@ -410,6 +412,7 @@ async function planAllCopies(
         ...(ins.chmod !== undefined ? { chmod: expandVars(ins.chmod, v) } : {}),
       };
       if (tree) {
+        for (const blob of unread.splice(0)) await tree.applyLayer(blob);
         const plan = await planCopy(context, sources, dest, loc, { ...flags, op: ins.op, ignore, tree });
         tree.applyEntries(plan.entries, (e) => (e.type === 'file' && e.source && !plan.fromArchive.has(e.path) ? () => fs.readFile(e.source!) : undefined));
         plans.set(ins, { ...plan, sources, dest, flags, tree });
