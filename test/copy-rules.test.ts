@@ -127,6 +127,12 @@ describe('where COPY puts its sources', () => {
     expect(paths(image(), [fileItem('a')], '/etc/passwd')).toEqual(['file etc/passwd 644']);
   });
 
+  it('a dangling symlink is replaced by a file at its name, and followed (made a directory) when written as dir/', () => {
+    const t = treeOf([link('dang', 'nowhere/x')]);
+    expect(paths(t, [fileItem('a')], '/dang')).toEqual(['file dang 644']);
+    expect(paths(t, [fileItem('a')], '/dang/')).toEqual(['dir nowhere 755', 'dir nowhere/x 755', 'file nowhere/x/a 644']);
+  });
+
   it('existing parents are left alone; created ones get 0755 and the --chown owner', () => {
     expect(paths(image(), [fileItem('a')], '/etc/app/conf/a', { owner: { uid: 7, gid: 8 } })).toEqual(['dir etc/app 755 7:8', 'dir etc/app/conf 755 7:8', 'file etc/app/conf/a 644 7:8']);
   });
