@@ -116,7 +116,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
     return rootfs;
   };
   const vars = () => ({ ...Object.fromEntries(s.args), ...Object.fromEntries(s.env) });
-  const tracker = new TreeTracker(store, ignore, opts.context);
+  const tracker = new TreeTracker(store, ignore);
 
   try {
     let n = 0;
@@ -334,7 +334,6 @@ class TreeTracker {
   constructor(
     private readonly store: ImageStore,
     readonly ignore: IgnoreRules,
-    readonly context: string,
   ) {}
 
   async at(layers: BuiltLayer[]): Promise<ImageTree> {
