@@ -101,12 +101,14 @@ describe('FROM an image of a plain-HTTP registry', () => {
     expect(r.code).toBe(1);
     const file = join(ctx, 'Kubefile');
     const lines = r.stderr.split('\n');
-    expect(lines).toHaveLength(6);
+    expect(lines).toHaveLength(8);
     expect(lines[0]).toBe(`error: ${file}:1: FROM ${from}: cannot pull it: ${from} was not found in registry ${reg.host}`);
     expect(lines[1]).toBe('hint: check the repository name and tag');
     expect(lines[2]).toMatch(new RegExp(`^error: ${file}:2: COPY source "missing" does not exist`));
-    expect(lines[3]).toMatch(new RegExp(`^error: ${file}:4: COPY source "also-missing" does not exist`));
-    expect(lines.slice(4)).toEqual([`error: 3 errors in ${file}; nothing was built`, '']);
+    expect(lines[3]).toMatch(/^hint: sources are paths relative to the build context/);
+    expect(lines[4]).toMatch(new RegExp(`^error: ${file}:4: COPY source "also-missing" does not exist`));
+    expect(lines[5]).toMatch(/^hint: sources are paths relative to the build context/);
+    expect(lines.slice(6)).toEqual([`error: 3 errors in ${file}; nothing was built`, '']);
     expect(r.stdout).toBe('');
     expect(indexOf(home)).toBe('');
   });

@@ -7,7 +7,7 @@ import { buildImage, type BuildOptions } from '../engine/image/build.js';
 import { ImageStore } from '../engine/image/store.js';
 import { BuildStepError, KubefileError, KubefileErrors, UsageError } from '../engine/kernel/errors.js';
 import { removeDir, tempDir, writeTree, type Tree } from './helpers/tmp.js';
-import { injectImage, rawLayer } from './helpers/raw-layers.js';
+import { injectImage, rawLayer, rawTar } from './helpers/raw-layers.js';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -165,26 +165,109 @@ describe('ci build', () => {
 
   const traversal: [string, Tree, RegExp][] = [
     ['../', { Kubefile: 'FROM scratch\nCOPY ../secret /x\n' }, /outside the build context/],
-    ['absolute path', { Kubefile: 'FROM scratch\nCOPY /etc/passwd /x\n' }, /absolute path/],
-    ['escaping symlink', { Kubefile: 'FROM scratch\nCOPY link /x\n', link: { symlink: '/etc/passwd' } }, /outside the build context/],
-    ['symlink climbing out', { Kubefile: 'FROM scratch\nCOPY d/ /x/\n', 'd/up': { symlink: '../../..' } }, /outside the build context/],
-    ['symlinked directory', { Kubefile: 'FROM scratch\nCOPY d/passwd /x\n', d: { symlink: '/etc' } }, /leaves the build context/],
+    // As Docker reads it: a leading / is the context's root, never this machine's.
+    ['absolute path', { Kubefile: 'FROM scratch\nCOPY /etc/passwd /x\n' }, /COPY source "\/etc\/passwd" does not exist in the build context/],
+    ['escaping symlink', { Kubefile: 'FROM scratch\nCOPY link /x\n', link: { symlink: '/etc/passwd' } }, /followed inside the context it leads to "etc\/passwd", which does not exist/],
+    ['symlink climbing out', { Kubefile: 'FROM scratch\nCOPY link /x\n', link: { symlink: '../../../etc/passwd' } }, /followed inside the context it leads to "etc\/passwd", which does not exist/],
+    ['symlinked directory', { Kubefile: 'FROM scratch\nCOPY d/passwd /x\n', d: { symlink: '/etc' } }, /followed inside the context it leads to "etc\/passwd", which does not exist/],
     ['missing source', { Kubefile: 'FROM scratch\nCOPY nope /x\n' }, /"nope" does not exist/],
     ['glob with no match', { Kubefile: 'FROM scratch\nCOPY *.none /x/\n' }, /matches nothing/],
+    ['excluded source', { Kubefile: 'FROM scratch\nCOPY secret /x\n', secret: 's', '.dockerignore': 'secret\n' }, /COPY source "secret" is not in the build context: \.dockerignore excludes it/],
+    ['several sources to a file name', { Kubefile: 'FROM scratch\nCOPY a b /x\n', a: 'a', b: 'b' }, /COPY has 2 sources \(a, b\), so the destination must be a directory/],
+    ['unknown --chown user', { Kubefile: 'FROM scratch\nCOPY --chown=app a /x\n', a: 'a' }, /--chown: user "app" is not in the image's \/etc\/passwd/],
+    ['bad --chmod', { Kubefile: 'FROM scratch\nCOPY --chmod=u+x a /x\n', a: 'a' }, /--chmod=u\+x is not an octal mode/],
+    ['ADD of a URL', { Kubefile: 'FROM scratch\nADD http://example.com/a.tgz /x/\n' }, /ADD source "http:\/\/example\.com\/a\.tgz" is a URL; nothing is downloaded during a build/],
   ];
-  it.each(traversal)('refuses COPY %s', async (_n, tree, re) => {
+  it.each(traversal)('refuses COPY %s, and writes nothing', async (_n, tree, re) => {
     const { ctx, store } = fresh(tree);
     const err = await build(store, ctx).catch((e) => e);
     expect(err).toBeInstanceOf(KubefileError);
     expect(err.message).toMatch(/Kubefile:2: /);
     expect(err.message).toMatch(re);
+    expect(err.hint ?? '').not.toMatch(/^$/);
+    expect(readdirSync(store.home)).toEqual([]);
   });
 
-  it('keeps a symlink that stays inside the context', async () => {
-    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY d/ /x/\n', 'd/real': 'r', 'd/alias': { symlink: 'real' } });
+  it('keeps symlinks inside a copied directory as they are, wherever they point', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY d/ /x/\n', 'd/real': 'r', 'd/alias': { symlink: 'real' }, 'd/up': { symlink: '../../..' } });
     const r = await build(store, ctx);
-    const e = (await layerEntries(store, r.layers[0].digest)).find((x) => x.path === 'x/alias');
-    expect(e?.type).toBe('SymbolicLink');
+    const entries = await layerEntries(store, r.layers[0].digest);
+    expect(entries.find((x) => x.path === 'x/alias')?.type).toBe('SymbolicLink');
+    expect(entries.find((x) => x.path === 'x/up')?.type).toBe('SymbolicLink');
+  });
+
+  it('COPY file . and COPY . . put files in the image root', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY imageList .\nCOPY . /ctx\nCOPY . .\n', imageList: 'x', 'd/y': 'y', '.dockerignore': 'Kubefile\n' });
+    const r = await build(store, ctx);
+    expect((await layerEntries(store, r.layers[0].digest)).map((e) => e.path)).toEqual(['imageList']);
+    expect((await layerEntries(store, r.layers[1].digest)).map((e) => e.path)).toEqual(['ctx/', 'ctx/.dockerignore', 'ctx/d/', 'ctx/d/y', 'ctx/imageList']);
+    expect((await layerEntries(store, r.layers[2].digest)).map((e) => e.path)).toEqual(['.dockerignore', 'd/', 'd/y', 'imageList']);
+  });
+
+  it('a file copied onto a directory of the base image goes into it, and the next RUN sees both', async () => {
+    const base = fresh({ Kubefile: 'FROM scratch\nCOPY m /manifests\n', 'm/a.yaml': 'a' });
+    await build(base.store, base.ctx, { tag: 'base:v1' });
+    const ctx = tempDir('ci-ctx-');
+    dirs.push(ctx);
+    writeTree(ctx, { Kubefile: 'FROM base:v1\nCOPY imageList manifests\nRUN test -f manifests/a.yaml && test -f manifests/imageList\n', imageList: 'img' });
+    const r = await build(base.store, ctx);
+    expect((await layerEntries(base.store, r.layers[1].digest)).map((e) => e.path)).toEqual(['manifests/imageList']);
+  });
+
+  it('plans a COPY after a RUN against what the RUN made', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY a /a\nRUN mkdir opt && mkdir opt/app\nCOPY a /opt/app\n', a: 'a' });
+    const r = await build(store, ctx);
+    expect((await layerEntries(store, r.layers[2].digest)).map((e) => e.path)).toEqual(['opt/app/a']);
+  });
+
+  it('--chown and --chmod change the layer and its cache key', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY a /a\n', a: 'a' });
+    const plain = await build(store, ctx);
+    writeFileSync(join(ctx, 'Kubefile'), 'FROM scratch\nCOPY --chown=1000:1001 --chmod=0600 a /a\n');
+    const owned = await build(store, ctx);
+    expect(owned.layers[0].cached).toBe(false);
+    expect(owned.layers[0].digest).not.toBe(plain.layers[0].digest);
+    const [e] = await layerEntries(store, owned.layers[0].digest);
+    expect(e).toMatchObject({ path: 'a', mode: 0o600, uid: 1000 });
+    // The ignore file's effect is part of the key too.
+    writeFileSync(join(ctx, 'Kubefile'), 'FROM scratch\nCOPY . /c/\n');
+    const all = await build(store, ctx);
+    writeFileSync(join(ctx, '.kubefileignore'), 'a\n.kubefileignore\n');
+    const some = await build(store, ctx);
+    expect(some.layers[0].cached).toBe(false);
+    expect((await layerEntries(store, some.layers[0].digest)).map((x) => x.path)).toEqual(['c/', 'c/Kubefile']);
+    expect(all.layers[0].digest).not.toBe(some.layers[0].digest);
+  });
+
+  it('.kubefileignore wins over .dockerignore', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY . /c/\n', a: 'a', b: 'b', '.dockerignore': 'a\n', '.kubefileignore': 'b\nKubefile\n.*ignore\n' });
+    const r = await build(store, ctx);
+    expect((await layerEntries(store, r.layers[0].digest)).map((x) => x.path)).toEqual(['c/', 'c/a']);
+  });
+
+  it('a bad pattern in the ignore file is reported at its line', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nCOPY . /c/\n', '.dockerignore': '# ok\nfoo[\n' });
+    const err = await build(store, ctx).catch((e) => e);
+    expect(err).toBeInstanceOf(KubefileError);
+    expect(err.message).toMatch(/\.dockerignore:2: unterminated \[ in "foo\["/);
+  });
+
+  it('ADD unpacks a gzip tar, and refuses an archive entry that escapes, naming line and entry, writing nothing', async () => {
+    const { ctx, store } = fresh({ Kubefile: 'FROM scratch\nADD app.tgz /opt/app/\n', 'src/bin/app': { content: '#!/bin/sh\n', mode: 0o755 } });
+    execFileSync('tar', ['-czf', join(ctx, 'app.tgz'), '-C', join(ctx, 'src'), 'bin']);
+    const r = await build(store, ctx);
+    expect((await layerEntries(store, r.layers[0].digest)).map((e) => [e.path, e.mode])).toEqual([
+      ['opt/', 0o755],
+      ['opt/app/', 0o755],
+      ['opt/app/bin/', 0o755],
+      ['opt/app/bin/app', 0o755],
+    ]);
+    const bad = fresh({ Kubefile: 'FROM scratch\nCOPY a /a\nADD evil.tar /x/\n', a: 'a' });
+    writeFileSync(join(bad.ctx, 'evil.tar'), rawTar([{ path: 'ok', content: 'x' }, { path: 'a/../../../etc/cron.d/x', content: 'x' }]));
+    const err = await build(bad.store, bad.ctx).catch((e) => e);
+    expect(err).toBeInstanceOf(KubefileError);
+    expect(err.message).toMatch(/Kubefile:3: ADD archive "evil\.tar": entry "a\/\.\.\/\.\.\/\.\.\/etc\/cron\.d\/x": the entry name climbs out of the destination through "\.\."/);
+    expect(readdirSync(bad.store.home)).toEqual([]);
   });
 
   it('an undeclared --build-arg is refused', async () => {

@@ -71,7 +71,7 @@ describe('ci build / images / inspect / tag / rmi from the command line', () => 
     const file = join(ctx, 'Kubefile');
     expect(r.stderr.split('\n')).toEqual([
       `error: ${file}:2: unknown instruction "EXPOSE"`,
-      'hint: use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS',
+      'hint: use one of FROM, COPY, ADD, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS',
       `error: ${file}:3: ENV: "1X" is not a valid variable name`,
       `error: ${file}:5: ARG: "" is not a valid argument name (letters, digits and _, not starting with a digit)`,
       `error: 3 errors in ${file}; nothing was built`,

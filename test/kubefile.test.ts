@@ -48,7 +48,11 @@ describe('Kubefile parser', () => {
     ['bad ARG name', 'FROM scratch\nARG 1abc=x', /Kubefile:2: ARG: "1abc" is not a valid argument name/],
     ['ARG with two words', 'FROM scratch\nARG a b', /Kubefile:2: ARG: takes one name/],
     ['COPY with one word', 'FROM scratch\nCOPY onlyone', /Kubefile:2: COPY: needs at least one source/],
-    ['COPY flags', 'FROM scratch\nCOPY --chown=1 a b', /Kubefile:2: COPY: option --chown=1 is not supported/],
+    ['COPY --from', 'FROM scratch\nCOPY --from=build a b', /Kubefile:2: COPY: option --from is not supported/],
+    ['COPY unknown flag', 'FROM scratch\nADD --checksum=sha256:x a b', /Kubefile:2: ADD: option --checksum is not supported/],
+    ['COPY flag without value', 'FROM scratch\nCOPY --chown a b', /Kubefile:2: COPY: --chown needs a value/],
+    ['COPY flag twice', 'FROM scratch\nCOPY --chmod=600 --chmod=644 a b', /Kubefile:2: COPY: --chmod is given twice/],
+    ['COPY flag after a source', 'FROM scratch\nCOPY a --chown=1 b', /Kubefile:2: COPY: option --chown=1 must come before the sources/],
     ['empty RUN', 'FROM scratch\nRUN', /Kubefile:2: RUN needs arguments/],
     ['bad JSON form', 'FROM scratch\nCMD []', /Kubefile:2: CMD: the JSON form must be a non-empty array/],
     ['ENV without value', 'FROM scratch\nENV A', /Kubefile:2: ENV: "A" needs a value/],
@@ -106,6 +110,19 @@ describe('Kubefile parser', () => {
     ]);
   });
 
+  it('reads --chown and --chmod of COPY and ADD before the sources, in both forms', () => {
+    const ins = parseKubefile(
+      ['FROM scratch', 'COPY --chown=app:app --chmod=0644 a b /opt/', 'add --chown=${OWNER} ["x y.tgz", "/opt/"]', 'ADD c .', 'COPY --chmod="755" d e'].join('\n'),
+      'Kubefile',
+    );
+    expect(ins.slice(1)).toEqual([
+      { op: 'COPY', line: 2, text: 'COPY --chown=app:app --chmod=0644 a b /opt/', chown: 'app:app', chmod: '0644', sources: ['a', 'b'], dest: '/opt/' },
+      { op: 'ADD', line: 3, text: 'add --chown=${OWNER} ["x y.tgz", "/opt/"]', chown: '${OWNER}', sources: ['x y.tgz'], dest: '/opt/' },
+      { op: 'ADD', line: 4, text: 'ADD c .', sources: ['c'], dest: '.' },
+      { op: 'COPY', line: 5, text: 'COPY --chmod="755" d e', chmod: '755', sources: ['d'], dest: 'e' },
+    ]);
+  });
+
   it('expands variables with defaults and escapes', () => {
     expect(expandVars('${A}-$B-${C:-dflt}-\\$A', { A: 'x', B: 'y' })).toBe('x-y-dflt-$A');
   });
@@ -141,7 +158,7 @@ describe('Kubefile parser', () => {
       'Kubefile:9: only one FROM is allowed (multi-stage builds are not supported)',
       'Kubefile:10: the line ends with \\ (continued on the next line), but nothing follows it',
     ]);
-    expect(all[0].hint).toBe('use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS');
+    expect(all[0].hint).toBe('use one of FROM, COPY, ADD, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS');
     expect((err as KubefileErrors).message.split('\n')[0]).toBe('7 errors in Kubefile; nothing was built');
   });
 

@@ -5,11 +5,15 @@
  */
 import { promises as fs } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { canonicalJson, sha256, type Digest } from '../kernel/digest.js';
 import { BuildStepError, CiError, ImageNotFoundError, InputError, InvalidReferenceError, KubefileError, UsageError, formatLocation, kubefileErrors, type Location } from '../kernel/errors.js';
 import { BuildCache } from './build-cache.js';
-import { planCopy, type CopyPlan as SourcesPlan } from './copy-sources.js';
+import { materializeArchives } from './add-archive.js';
+import { chownNeedsNames, parseChmod, OwnerProblem } from './copy-owner.js';
+import { planCopy, resolveSources, SourceProblem, type CopyPlan as SourcesPlan } from './copy-sources.js';
+import { IgnoreFileError, loadIgnoreRules, type IgnoreRules } from './ignore-rules.js';
+import { ImageTree } from './image-tree.js';
 import { expandVars, parseKubefile, type Instruction } from './kubefile.js';
 import { writeLayer, type LayerEntry } from './layer-writer.js';
 import { MEDIA, type AppRecord, type CmdRecord, type HistoryEntry, type ImageConfig, type LaunchRecord, type Manifest } from './oci.js';
@@ -114,8 +118,12 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
   const args0 = startingArgs(predefined, buildArgs);
 
   // Everything that can be checked without writing is checked first, so bad input leaves the store untouched.
+  const ignore = await loadIgnoreRules(opts.context).catch((err) => {
+    if (err instanceof IgnoreFileError) throw new KubefileError({ file: join(opts.context, err.file), line: err.line }, err.reason, 'fix or remove that pattern');
+    throw err;
+  });
   const bases = new Map<Instruction, BasePlan>();
-  const copies = await planAllCopies(store, instructions, opts.context, file, buildArgs, { args: args0, target, pull: !!opts.pull, source: opts.baseSource, bases });
+  const copies = await planAllCopies(store, instructions, opts.context, file, buildArgs, { args: args0, target, pull: !!opts.pull, source: opts.baseSource, bases }, ignore);
   await store.init();
   const cache = new BuildCache(store);
   const s: BuildStateVars = {
@@ -140,6 +148,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
     return rootfs;
   };
   const vars = () => ({ ...Object.fromEntries(s.args), ...Object.fromEntries(s.env) });
+  const tracker = new TreeTracker(store, ignore);
 
   try {
     let n = 0;
@@ -147,7 +156,7 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       n++;
       const loc: Location = { file, line: ins.line };
       opts.onProgress?.(`Step ${n}/${instructions.length} : ${ins.text}`);
-      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies, bases);
+      const layer = await step(store, cache, s, ins, loc, opts, buildArgs, vars, ensureRootfs, () => rootfs, copies, bases, tracker);
       if (layer) {
         s.layers.push(layer);
         if (layer.cached && rootfs) await rootfs.apply(layer.digest);
@@ -207,6 +216,7 @@ async function step(
   currentRootfs: () => WorkingRootfs | undefined,
   copies: Map<Instruction, CopyPlan>,
   bases: Map<Instruction, BasePlan>,
+  tracker: TreeTracker,
 ): Promise<BuiltLayer | undefined> {
   const chainWith = (...parts: unknown[]) => sha256(canonicalJson([s.chain, ...parts]));
   switch (ins.op) {
@@ -266,13 +276,27 @@ async function step(
     case 'APPCMDS':
     case 'LAUNCH':
       return appStep(store, cache, s, ins, loc, opts, currentRootfs, copies);
-    case 'COPY': {
-      const plan = copies.get(ins)!;
-      const key = chainWith('COPY', plan.sources, plan.dest, plan.contentDigest);
+    case 'COPY':
+    case 'ADD': {
+      let plan = copies.get(ins)!;
+      if (!plan.tree) {
+        // A RUN or a base still to be pulled came before: where the sources go depends on the layers, known only now.
+        plan = { ...plan, ...(await planCopy(opts.context, plan.sources, plan.dest, loc, { ...plan.flags, op: ins.op, ignore: tracker.ignore, tree: await tracker.at(s.layers) })) };
+      }
+      const key = chainWith(ins.op, plan.sources, plan.dest, plan.flags.chown ?? null, plan.flags.chmod ?? null, plan.contentDigest);
       return layerStep(store, cache, s, key, ins.text, opts.noCache, async () => {
-        const written = await writeLayer(store, plan.entries);
-        await currentRootfs()?.apply(written.digest);
-        return written;
+        let staged: string | undefined;
+        try {
+          if (plan.fromArchive.size > 0) {
+            staged = await store.tempPath('add');
+            await materializeArchives(plan.entries, plan.fromArchive, staged);
+          }
+          const written = await writeLayer(store, plan.entries);
+          await currentRootfs()?.apply(written.digest);
+          return written;
+        } finally {
+          if (staged) await fs.rm(staged, { recursive: true, force: true });
+        }
       });
     }
     case 'RUN': {
@@ -350,9 +374,9 @@ async function appStep(
 }
 
 /** An APP's files, confined to the build context exactly as COPY's, under the app's folder. */
-async function planApp(context: string, name: string, sources: string[], loc: Location): Promise<SourcesPlan> {
+async function planApp(context: string, name: string, sources: string[], loc: Location, how: { ignore: IgnoreRules; tree?: ImageTree }): Promise<SourcesPlan> {
   try {
-    return await planCopy(context, sources, appDir(name) + '/', loc);
+    return await planCopy(context, sources, appDir(name) + '/', loc, { op: 'COPY', ignore: how.ignore, tree: how.tree });
   } catch (err) {
     if (!(err instanceof KubefileError)) throw err;
     const prefix = `${formatLocation(loc)}: `;
@@ -412,7 +436,23 @@ async function runCommand(
   if (code !== 0) throw new BuildStepError(loc, `RUN ${ins.shell ?? JSON.stringify(ins.exec)}`, code, output);
 }
 
-type CopyPlan = SourcesPlan & { sources: string[]; dest: string };
+/** A COPY or ADD after expansion; planned in full up front (`tree` set) unless a RUN comes before it. */
+type CopyPlan = SourcesPlan & { sources: string[]; dest: string; flags: { chown?: string; chmod?: string }; tree?: ImageTree };
+
+/** The image tree at the current step, read from the layers built so far (only when a COPY after a RUN needs it). */
+class TreeTracker {
+  private tree = new ImageTree();
+  private applied = 0;
+  constructor(
+    private readonly store: ImageStore,
+    readonly ignore: IgnoreRules,
+  ) {}
+
+  async at(layers: BuiltLayer[]): Promise<ImageTree> {
+    for (; this.applied < layers.length; this.applied++) await this.tree.applyLayer(this.store.blobPath(layers[this.applied].digest));
+    return this.tree;
+  }
+}
 
 function applyArg(ins: Extract<Instruction, { op: 'ARG' }>, args: Map<string, string>, buildArgs: Record<string, string>, vars: Record<string, string>): string | undefined {
   const value = buildArgs[ins.name] ?? (ins.default !== undefined ? expandVars(ins.default, vars) : undefined);
@@ -511,8 +551,10 @@ async function planBase(store: ImageStore, image: string, loc: Location, how: Ba
 }
 
 /**
- * A read-only pass over the Kubefile: resolves FROM and every COPY's sources with the variables in effect. Every
- * problem found is collected, and all of them are thrown together at the end.
+ * A read-only pass over the Kubefile: resolves FROM and every COPY/ADD with the variables in effect. Until the
+ * first RUN the image tree is known (base layers and the COPYs before), so those are planned in full; after it
+ * (or after a FROM still to be pulled) their sources and flags are checked here and their destinations when the
+ * step runs. Every problem found is collected, and all of them are thrown together at the end.
  */
 async function planAllCopies(
   store: ImageStore,
@@ -521,33 +563,67 @@ async function planAllCopies(
   file: string,
   buildArgs: Record<string, string>,
   base: BaseLookup & { args: Map<string, string>; bases: Map<Instruction, BasePlan> },
+  ignore: IgnoreRules,
 ): Promise<Map<Instruction, CopyPlan>> {
   const args = new Map(base.args);
   const env = new Map<string, string>();
   const vars = () => ({ ...Object.fromEntries(args), ...Object.fromEntries(env) });
   const plans = new Map<Instruction, CopyPlan>();
   const problems: InputError[] = [];
+  let tree: ImageTree | undefined = new ImageTree();
+  // Base layers are read only when a COPY or ADD needs to know what the image holds.
+  let unread: string[] = [];
   for (const ins of instructions) {
     const loc: Location = { file, line: ins.line };
     try {
       if (ins.op === 'ARG') applyArg(ins, args, buildArgs, vars());
       else if (ins.op === 'ENV') applyEnv(ins, env, vars);
+      else if (ins.op === 'RUN') tree = undefined;
       else if (ins.op === 'FROM') {
         const image = expandVars(ins.image, vars());
         if (image !== 'scratch') {
           const plan = await planBase(store, image, loc, base);
           base.bases.set(ins, plan);
-          inheritEnv('local' in plan ? plan.local.config : plan.remote.config, env);
+          if ('local' in plan) {
+            inheritEnv(plan.local.config, env);
+            unread = plan.local.manifest.layers.map((l) => store.blobPath(l.digest));
+          } else {
+            // Its layers come when the FROM step pulls it: destinations are decided then.
+            inheritEnv(plan.remote.config, env);
+            tree = undefined;
+          }
         }
-      } else if (ins.op === 'COPY') {
+      } else if (ins.op === 'COPY' || ins.op === 'ADD') {
         const v = vars();
         const sources = ins.sources.map((x) => expandVars(x, v));
         const dest = expandVars(ins.dest, v);
-        plans.set(ins, { ...(await planCopy(context, sources, dest, loc)), sources, dest });
+        const flags = {
+          ...(ins.chown !== undefined ? { chown: expandVars(ins.chown, v) } : {}),
+          ...(ins.chmod !== undefined ? { chmod: expandVars(ins.chmod, v) } : {}),
+        };
+        if (tree) {
+          for (const blob of unread.splice(0)) await tree.applyLayer(blob);
+          const plan = await planCopy(context, sources, dest, loc, { ...flags, op: ins.op, ignore, tree });
+          tree.applyEntries(plan.entries, (e) => (e.type === 'file' && e.source && !plan.fromArchive.has(e.path) ? () => fs.readFile(e.source!) : undefined));
+          plans.set(ins, { ...plan, sources, dest, flags, tree });
+        } else {
+          try {
+            if (flags.chmod !== undefined) parseChmod(flags.chmod);
+            if (flags.chown !== undefined) chownNeedsNames(flags.chown);
+            await resolveSources(context, sources, { op: ins.op, ignore });
+          } catch (err) {
+            if (err instanceof SourceProblem || err instanceof OwnerProblem) throw new KubefileError(loc, err.message, err.hint);
+            throw err;
+          }
+          plans.set(ins, { entries: [], contentDigest: sha256(''), fromArchive: new Map(), sources, dest, flags });
+        }
       } else if (ins.op === 'APP') {
         const v = vars();
         const sources = ins.sources.map((x) => expandVars(x, v));
-        plans.set(ins, { ...(await planApp(context, ins.name, sources, loc)), sources, dest: appDir(ins.name) + '/' });
+        if (tree) for (const blob of unread.splice(0)) await tree.applyLayer(blob);
+        const plan = await planApp(context, ins.name, sources, loc, { ignore, tree });
+        tree?.applyEntries(plan.entries, (e) => (e.type === 'file' && e.source ? () => fs.readFile(e.source!) : undefined));
+        plans.set(ins, { ...plan, sources, dest: appDir(ins.name) + '/', flags: {} });
       }
     } catch (err) {
       if (!(err instanceof InputError)) throw err;

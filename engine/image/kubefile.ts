@@ -13,7 +13,8 @@ import { LEGACY_OPS, checkApplications, parseAppInstruction } from './kubefile-a
 
 export type Instruction =
   | { op: 'FROM'; line: number; text: string; image: string }
-  | { op: 'COPY'; line: number; text: string; sources: string[]; dest: string }
+  | ({ op: 'COPY'; line: number; text: string } & CopyArgs)
+  | ({ op: 'ADD'; line: number; text: string } & CopyArgs)
   | { op: 'RUN'; line: number; text: string; shell?: string; exec?: string[] }
   | { op: 'CMD'; line: number; text: string; shell?: string; exec?: string[] }
   | { op: 'ENV'; line: number; text: string; pairs: [string, string][] }
@@ -24,7 +25,15 @@ export type Instruction =
   | { op: 'APPCMDS'; line: number; text: string; name: string; cmds: string[] }
   | { op: 'LAUNCH'; line: number; text: string; apps: string[] };
 
-const OPS = new Set(['FROM', 'COPY', 'RUN', 'CMD', 'ENV', 'LABEL', 'ARG', 'CMDS', 'APP', 'APPCMDS', 'LAUNCH', ...LEGACY_OPS]);
+/** What COPY and ADD take: sources, a destination, and the `--chown`/`--chmod` flags as written. */
+export interface CopyArgs {
+  sources: string[];
+  dest: string;
+  chown?: string;
+  chmod?: string;
+}
+
+const OPS = new Set(['FROM', 'COPY', 'ADD', 'RUN', 'CMD', 'ENV', 'LABEL', 'ARG', 'CMDS', 'APP', 'APPCMDS', 'LAUNCH', ...LEGACY_OPS]);
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 interface LogicalLine {
@@ -173,7 +182,7 @@ export function parseKubefile(source: string, file: string): Instruction[] {
     const args = (m?.[2] ?? '').trim();
     const loc = { file, line };
     if (!OPS.has(keyword)) {
-      problems.push(new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS'));
+      problems.push(new KubefileError(loc, `unknown instruction "${m?.[1]}"`, 'use one of FROM, COPY, ADD, RUN, CMD, ENV, ARG, LABEL, APP, APPCMDS, LAUNCH, CMDS'));
       continue;
     }
     if (!args) {
@@ -201,6 +210,31 @@ export function parseKubefile(source: string, file: string): Instruction[] {
   return result;
 }
 
+const COPY_FLAGS = new Set(['chown', 'chmod']);
+const FLAG_HINTS: Record<string, string> = {
+  from: 'multi-stage builds are not supported: build that image first and COPY from the build context',
+};
+
+/** `[--chown=u:g] [--chmod=mode] src... dest`, or the JSON form after the flags, as Docker reads them. */
+function parseCopyArgs(op: string, args: string): CopyArgs {
+  const out: Partial<CopyArgs> = {};
+  let rest = args.trim();
+  for (let m = /^--([A-Za-z-]+)(?:=(\S*))?(?:\s+|$)/.exec(rest); m; m = /^--([A-Za-z-]+)(?:=(\S*))?(?:\s+|$)/.exec(rest)) {
+    const [all, name, raw] = m;
+    if (!COPY_FLAGS.has(name)) throw new Problem(`option --${name} is not supported`, FLAG_HINTS[name] ?? `${op} takes --chown=user:group and --chmod=mode`);
+    const value = raw === undefined ? undefined : splitWords(raw)[0] ?? '';
+    if (!value) throw new Problem(`--${name} needs a value`, name === 'chown' ? 'write --chown=user:group' : 'write --chmod=0644');
+    if (out[name as 'chown' | 'chmod'] !== undefined) throw new Problem(`--${name} is given twice`);
+    out[name as 'chown' | 'chmod'] = value;
+    rest = rest.slice(all.length);
+  }
+  const words = jsonForm(rest, `${op} ["source", "destination"]`, 'space-separated paths') ?? splitWords(rest);
+  const flag = words.find((w) => /^--[A-Za-z]/.test(w));
+  if (flag && words.indexOf(flag) < words.length - 1) throw new Problem(`option ${flag} must come before the sources`, `write ${op} ${flag} src... dest`);
+  if (words.length < 2) throw new Problem(`needs at least one source and a destination: ${op} src... dest`);
+  return { ...out, sources: words.slice(0, -1), dest: words[words.length - 1] };
+}
+
 function parseInstruction(op: string, args: string, line: number, text: string): Instruction {
   switch (op) {
     case 'FROM': {
@@ -208,13 +242,9 @@ function parseInstruction(op: string, args: string, line: number, text: string):
       if (words.length !== 1) throw new Error(`takes one image reference, got "${args}"`);
       return { op, line, text, image: words[0] };
     }
-    case 'COPY': {
-      const words = jsonForm(args, 'COPY ["source", "destination"]', 'space-separated paths') ?? splitWords(args);
-      const flags = words.filter((w) => w.startsWith('--'));
-      if (flags.length > 0) throw new Error(`option ${flags[0]} is not supported`);
-      if (words.length < 2) throw new Error('needs at least one source and a destination: COPY src... dest');
-      return { op, line, text, sources: words.slice(0, -1), dest: words[words.length - 1] };
-    }
+    case 'COPY':
+    case 'ADD':
+      return { op, line, text, ...parseCopyArgs(op, args) };
     case 'RUN':
     case 'CMD':
       return { op, line, text, ...parseCommand(op, args) };

@@ -1,6 +1,6 @@
 /**
  * Writes a layer as a reproducible tar+gzip: entries in the order given (callers sort), mtime fixed at the
- * epoch, uid/gid 0 with no user names, permission bits kept, no device files; gzip with no timestamp.
+ * epoch, numeric owners only (root unless the entry says otherwise), no user names, permission bits kept, no device files; gzip with no timestamp.
  * Headers are encoded by node-tar; we own the entry order and metadata because that is what reproducibility
  * depends on.
  */
@@ -12,10 +12,16 @@ import { Header, Pax } from 'tar';
 import type { Digest } from '../kernel/digest.js';
 import type { ImageStore } from './store.js';
 
+/** Owners are root unless given (COPY --chown, an ADDed archive's own). */
+interface Owned {
+  uid?: number;
+  gid?: number;
+}
+
 export type LayerEntry =
-  | { type: 'dir'; path: string; mode: number }
-  | { type: 'file'; path: string; mode: number; size: number; source?: string }
-  | { type: 'symlink'; path: string; linkname: string };
+  | ({ type: 'dir'; path: string; mode: number } & Owned)
+  | ({ type: 'file'; path: string; mode: number; size: number; source?: string } & Owned)
+  | ({ type: 'symlink'; path: string; linkname: string } & Owned);
 
 export const WHITEOUT_PREFIX = '.wh.';
 const EPOCH = new Date(0);
@@ -36,8 +42,8 @@ function headerBlocks(e: LayerEntry): Buffer {
   const data = {
     path: name,
     mode: e.type === 'symlink' ? 0o777 : e.mode & 0o7777,
-    uid: 0,
-    gid: 0,
+    uid: e.uid ?? 0,
+    gid: e.gid ?? 0,
     size: e.type === 'file' ? e.size : 0,
     mtime: EPOCH,
     type: e.type === 'dir' ? 'Directory' : e.type === 'symlink' ? 'SymbolicLink' : 'File',
@@ -49,7 +55,7 @@ function headerBlocks(e: LayerEntry): Buffer {
   const block = Buffer.alloc(512);
   h.encode(block);
   if (!h.needPax) return block;
-  const pax = new Pax({ path: name, linkpath: e.type === 'symlink' ? e.linkname : undefined, size: data.size });
+  const pax = new Pax({ path: name, linkpath: e.type === 'symlink' ? e.linkname : undefined, size: data.size, ...(data.uid ? { uid: data.uid } : {}), ...(data.gid ? { gid: data.gid } : {}) });
   return Buffer.concat([pax.encode(), block]);
 }
 
