@@ -1,6 +1,7 @@
 /**
- * sealer-style apps on LOCAL light hosts, through the `ci` CLI: a base image with CMDS, an image FROM it with two
- * APPs (a `*.sh` one and one with APPCMDS) and LAUNCH. Apply runs the CMD then the apps, in order, on master0 only,
+ * sealer-style images on LOCAL light hosts, through the `ci` CLI: a base image with CMDS, an image FROM it with
+ * sealer's usual COPY lines (`COPY imageList manifests` into the base's directory, `COPY x .`, `COPY . .` with a
+ * .dockerignore), two APPs (a `*.sh` one and one with APPCMDS) and LAUNCH. Apply runs the CMD then the apps, in order, on master0 only,
  * each in its folder; a second apply runs nothing; changing one app's file re-runs that app alone; a YAML app on a
  * host without kubectl fails naming the app, the host and kubectl, having run nothing.
  */
@@ -48,10 +49,19 @@ describe.skipIf(!labsAvailable())('LAUNCH of apps on LOCAL hosts', () => {
     ctx = join(home.dir, 'ctx');
     clusterfile = join(home.dir, 'Clusterfile');
     const append = (what: string) => `echo "${what}" >> "$CI_ROOTFS/../launch.log"`;
+    const baseCtx = join(home.dir, 'base');
+    writeTree(baseCtx, {
+      Kubefile: ['FROM scratch', 'COPY etc/ /etc/', 'COPY manifests/ /manifests/', `CMDS ${JSON.stringify([append('cmd on $CI_HOSTNAME'), append('cmd again')])}`].join('\n') + '\n',
+      'etc/launch-e2e.conf': 'base\n',
+      'manifests/base.yaml': 'kind: List\n',
+    });
     writeTree(ctx, {
-      'Kubefile.base': ['FROM scratch', 'COPY etc/ /etc/', `CMDS ${JSON.stringify([append('cmd on $CI_HOSTNAME'), append('cmd again')])}`].join('\n') + '\n',
       Kubefile: [
         'FROM launch-base:v1',
+        // sealer's usual lines: a file into a directory the base already has, a file into /, the whole context.
+        'COPY imageList manifests',
+        'COPY site.conf .',
+        'COPY . .',
         'APP first local://first/',
         'APP second local://second/greet.sh',
         `APPCMDS second ${JSON.stringify(['sh greet.sh hello', append('second done')])}`,
@@ -63,12 +73,15 @@ describe.skipIf(!labsAvailable())('LAUNCH of apps on LOCAL hosts', () => {
         'APP manifests local://k8s/',
         'LAUNCH ["first", "manifests"]',
       ].join('\n') + '\n',
-      'etc/launch-e2e.conf': 'base\n',
+      imageList: 'registry.example.com/app:v1\n',
+      'site.conf': 'site\n',
+      'extra/notes.txt': 'notes\n',
+      '.dockerignore': 'Kubefile*\n.dockerignore\n',
       'first/run.sh': `${append('first v1 in $(pwd) as $CI_APP')}\n`,
       'second/greet.sh': `${append('second says $1 in $(pwd)')}\n`,
       'k8s/deploy.yaml': 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n',
     });
-    await home.ciOk(['build', '-q', '-t', 'launch-base:v1', '-f', join(ctx, 'Kubefile.base'), ctx]);
+    await home.ciOk(['build', '-q', '-t', 'launch-base:v1', baseCtx]);
     await home.ciOk(['build', '-q', '-t', 'launch-app:v1', ctx]);
   }, LONG);
 
@@ -102,6 +115,8 @@ describe.skipIf(!labsAvailable())('LAUNCH of apps on LOCAL hosts', () => {
       'second done',
     ]);
     expect(await log(other)).toEqual([]);
+    const tree = await labExec(home.labDir(CLUSTER), master0, `cd ${ROOTFS} && find manifests site.conf imageList extra -print | sort; ls Kubefile .dockerignore 2>&1 | wc -l`);
+    expect(tree.stdout.trim().split('\n')).toEqual(['extra', 'extra/notes.txt', 'imageList', 'manifests', 'manifests/base.yaml', 'manifests/imageList', 'site.conf', '2']);
     expect(home.readState(CLUSTER)!.appsLaunched).toEqual(Object.fromEntries(JSON.parse((await home.ciOk(['inspect', 'launch-app:v1'])).stdout).launch.map((l: { app: string; identity: string }) => [l.app, l.identity])));
   });
 
