@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
 import { cleanupHome, makeHome, waitFor, writeClusterfile, type E2eHome } from './helpers/e2e.js';

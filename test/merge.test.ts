@@ -1,4 +1,4 @@
-import { describe, it, expect, afterAll } from 'vitest';
+import { describe, it, expect } from 'vitest';
 import { mergeImages, MergeError, MERGED_FROM } from '../engine/image/merge.js';
 import { makeImage, skopeo, storeScope } from './helpers/registry.js';
 

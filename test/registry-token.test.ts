@@ -1,4 +1,4 @@
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, it, expect, beforeAll } from 'vitest';
 import { ImageStore } from '../engine/image/store.js';
 import { pushImage } from '../engine/registry/push.js';
 import { pullImage } from '../engine/registry/pull.js';

@@ -23,7 +23,7 @@ async function fanOut(hosts: number, operatorStreams: number, hostStreams: numbe
       done.add(h);
       d.markHeld(L, h);
     }
-    for (const [h, s] of inFlight) d.release(s);
+    for (const [, s] of inFlight) d.release(s);
     if (rounds > hosts + 2) throw new Error('no progress');
   }
   await Promise.all(pending);

@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
 import type { ArchiveRef, SourceMember } from './copy-dest.js';
 import type { LayerEntry } from './layer-writer.js';
+import { TAR_KINDS } from './layer-tree.js';
 
 export type ArchiveKind = 'tar' | 'gzip' | { refused: string };
 
@@ -84,15 +85,6 @@ export async function archiveKind(file: string): Promise<ArchiveKind | undefined
   return isTarHeader(h) ? 'tar' : undefined;
 }
 
-const TYPES: Record<string, SourceMember['kind'] | 'hardlink' | undefined> = {
-  File: 'file',
-  OldFile: 'file',
-  ContiguousFile: 'file',
-  Directory: 'dir',
-  SymbolicLink: 'symlink',
-  Link: 'hardlink',
-};
-
 /** The entry's name below the destination: `./` prefixes and a trailing `/` dropped; '' is the archive's root. */
 function entryName(raw: string): string {
   if (raw.startsWith('/')) throw new ArchiveProblem('the entry name is absolute; entries must be relative to the destination');
@@ -128,7 +120,7 @@ export async function scanArchive(file: string): Promise<SourceMember[]> {
     const raw = e.path;
     if (problem) return void e.resume();
     try {
-      const type = TYPES[e.type];
+      const type = TAR_KINDS[e.type];
       if (!type) throw new ArchiveProblem(`entries of type ${e.type} cannot be added to an image; only files, directories and links`);
       const rel = entryName(raw);
       // Nothing goes through a symlink or a file the archive made, as no extractor could write it safely.

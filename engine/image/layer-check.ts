@@ -11,7 +11,7 @@ import { canonicalJson, digestHex, sha256, type Digest } from '../kernel/digest.
 import { StateError } from '../kernel/errors.js';
 import { writeFileAtomic } from '../kernel/fsutil.js';
 import {
-  canonicalName, classifyName, EntryRefused, LayerTree, UnsafeLayerError, type LayerMember, type LayerStep, type ScannedLayer,
+  canonicalName, classifyName, EntryRefused, LayerTree, TAR_KINDS, UnsafeLayerError, type LayerMember, type LayerStep, type ScannedLayer,
 } from './layer-tree.js';
 
 /** Bumped whenever a rule changes, so no cached verdict of older rules is trusted. */
@@ -49,15 +49,6 @@ async function compressionOf(file: string, where: { layer: number; digest: Diges
   }
 }
 
-const KINDS: Record<string, LayerMember['kind'] | undefined> = {
-  File: 'file',
-  OldFile: 'file',
-  ContiguousFile: 'file',
-  Directory: 'dir',
-  SymbolicLink: 'symlink',
-  Link: 'hardlink',
-};
-
 const REFUSED_TYPES: Record<string, string> = {
   CharacterDevice: 'a character device; device nodes are not allowed in an image',
   BlockDevice: 'a block device; device nodes are not allowed in an image',
@@ -86,7 +77,7 @@ export async function scanLayer(file: string, digest: Digest, layer: number): Pr
       }
       const special = REFUSED_TYPES[e.type];
       if (special) throw new EntryRefused(`the entry is ${special}`);
-      const kind = KINDS[e.type];
+      const kind = TAR_KINDS[e.type];
       if (!kind) throw new EntryRefused(`entry type ${e.type} is not supported`);
       const path = canonicalName(raw);
       if (kind !== 'dir' && raw.endsWith('/')) throw new EntryRefused('a name ending in "/" must be a directory');

@@ -19,6 +19,16 @@ export const MAX_NAME_BYTES = 255;
 
 export type MemberKind = 'file' | 'dir' | 'symlink' | 'hardlink';
 
+/** What a tar entry's type is in an image; undefined for devices, fifos and the rest, which no image may hold. */
+export const TAR_KINDS: Readonly<Record<string, MemberKind | undefined>> = {
+  File: 'file',
+  OldFile: 'file',
+  ContiguousFile: 'file',
+  Directory: 'dir',
+  SymbolicLink: 'symlink',
+  Link: 'hardlink',
+};
+
 /** One entry of a layer, its name already canonical. */
 export interface LayerMember {
   path: string;
