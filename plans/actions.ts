@@ -82,7 +82,10 @@ export interface UnpackAction extends ActionBase {
   kind: 'unpack';
   host: string;
   image: Digest;
+  /** The image's layers, then the cluster's config layer when it has one. */
   layers: Digest[];
+  /** The config layer unpacked last (absent: none). */
+  config?: Digest;
 }
 
 /** Run a lifecycle hook from the image's rootfs `hooks/` (a missing hook file is skipped by the executor). */
@@ -126,7 +129,7 @@ export interface DeleteHostAction extends ActionBase {
 /** Final bookkeeping: state.image := the desired image. Depends on everything else. */
 export interface SetImageAction extends ActionBase {
   kind: 'set-image';
-  image: { ref: string; digest: Digest; layers: Digest[]; cmds: { cmd: string; identity: Digest }[]; launch?: { app: string; identity: Digest }[] };
+  image: { ref: string; digest: Digest; layers: Digest[]; cmds: { cmd: string; identity: Digest }[]; launch?: { app: string; identity: Digest }[]; config?: Digest };
   /** The new master0 when it changes (first master removed), else the current one. */
   master0?: string;
 }
@@ -156,6 +159,16 @@ export interface PlannedHost {
   impact: Impact;
 }
 
+/** The cluster's config layer: the files its Configs and the image's templates write, computed before planning. */
+export interface ConfigLayerPlan {
+  digest: Digest;
+  size: number;
+  /** Every file the layer holds. */
+  files: string[];
+  /** Files hosts will see change, with masked unified diffs from what they have now. */
+  changes: { path: string; by: string[]; diff: string }[];
+}
+
 export interface Plan {
   version: typeof PLAN_VERSION;
   operation: 'apply' | 'destroy';
@@ -171,6 +184,8 @@ export interface Plan {
   /** master0 after this plan completes. */
   master0?: string;
   actions: Action[];
+  /** The config layer hosts unpack last (absent: the cluster has none). */
+  config?: ConfigLayerPlan;
   /** Hosts touched or kept, in display order (masters first), with their worst impact. */
   hosts: PlannedHost[];
   summary: { add: number; change: number; destroy: number };

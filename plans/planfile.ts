@@ -44,7 +44,7 @@ export async function loadPlanFile(path: string): Promise<Plan> {
 /** Throws StalePlanError naming what changed since the plan was made. */
 export function checkPlanFresh(
   plan: Plan,
-  now: { state?: ClusterState; desired?: DesiredCluster; image?: Pick<ImageInfo, 'digest' | 'ref'> },
+  now: { state?: ClusterState; desired?: DesiredCluster; image?: Pick<ImageInfo, 'digest' | 'ref'>; config?: { digest?: string } },
 ): void {
   const lineage = now.state?.lineage ?? null;
   const serial = now.state?.serial ?? 0;
@@ -62,5 +62,8 @@ export function checkPlanFresh(
   }
   if (plan.image && now.image && now.image.digest !== plan.image.digest) {
     throw new StalePlanError(`image ${plan.image.ref} changed since the plan was made (${plan.image.digest} -> ${now.image.digest})`);
+  }
+  if (plan.operation === 'apply' && now.config && now.config.digest !== plan.config?.digest) {
+    throw new StalePlanError('the files the Configs and templates write changed since the plan was made');
   }
 }

@@ -13,6 +13,7 @@ import {
   PLAN_VERSION,
   type Action,
   type HookAction,
+  type ConfigLayerPlan,
   type ImageInfo,
   type InfraAction,
   type Impact,
@@ -33,6 +34,8 @@ export interface PlanInput {
   state?: ClusterState;
   /** Cluster-level infrastructure the provider needs (from its block and the image), in dependency order. */
   infra?: InfraResource[];
+  /** The cluster's config layer (Configs, rendered templates), when it has one: sent and unpacked after the image's. */
+  config?: ConfigLayerPlan;
   options?: { maxUnavailable?: number };
 }
 
@@ -125,12 +128,24 @@ export function plan(input: PlanInput): Plan {
   } else {
     master0 = oldMaster0 && masters.some((h) => h.key === oldMaster0) ? oldMaster0 : masters[0].key;
   }
-  const members = membershipDigest(desired.hosts, master0);
+  // The config layer is part of what hooks, CMDs and apps act on: a change of it re-runs reconfigure, the CMDs and
+  // the launched apps, as a change of their own identity would. Without one, every identity is as before.
+  const C = input.config?.digest;
+  const withConfig = (d: Digest): Digest => (C ? sha256(canonicalJson({ of: d, config: C })) : d);
+  const configChanged = state?.image !== undefined && state.image.config !== C;
+  const members = withConfig(membershipDigest(desired.hosts, master0));
 
   const upgrading = state?.image !== undefined && state.image.digest !== D;
   const change = upgrading ? `image changed ${versionChange(state!.image!.ref, state!.image!.digest, image)}` : undefined;
   const layerSize = new Map(image.layers.map((l) => [l.digest, l.size]));
   const imageLayers = image.layers.map((l) => l.digest);
+  if (input.config) layerSize.set(input.config.digest, input.config.size);
+  const hostLayers = C ? [...imageLayers, C] : imageLayers;
+  const needsUnpack = (hs: HostState | undefined) => hs?.rootfsImage !== D || hs.rootfsConfig !== C;
+  const configOnly = (h: DesiredHost) => {
+    const hs = hostsState[h.key];
+    return !!hs && hs.status !== 'leaving' && hs.rootfsImage === D && hs.rootfsConfig !== C && isExisting(h) && changeFor(hs) === undefined;
+  };
 
   // A member runs the image of its last join or upgrade. Any other image rolls `upgrade` over it: a newer one, an
   // earlier one (rollback), or the one the state names after an interrupted roll was reverted.
@@ -207,7 +222,7 @@ export function plan(input: PlanInput): Plan {
   for (const h of desired.hosts) {
     const hs = hostsState[h.key];
     const held = new Set(hs?.layers ?? []);
-    const missing = imageLayers.filter((d) => !held.has(d));
+    const missing = hostLayers.filter((d) => !held.has(d));
     if (missing.length > 0) {
       const bytes = missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
       const reason = reasonFor(h, 'layers');
@@ -217,12 +232,13 @@ export function plan(input: PlanInput): Plan {
         host: h.key,
         layers: missing,
         bytes,
-        reason: reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${imageLayers.length})` : reason,
+        reason: configOnly(h) ? 'config changed' : reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${hostLayers.length})` : reason,
         deps: made(h.key),
       });
     }
-    if (hs?.rootfsImage !== D && !rolling.has(h.key)) {
-      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: reasonFor(h, 'rootfs'), deps: [...made(h.key), ...present(id.send(h.key))] });
+    if (needsUnpack(hs) && !rolling.has(h.key)) {
+      const reason = configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs');
+      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), reason, deps: [...made(h.key), ...present(id.send(h.key))] });
     }
     if (!hs?.hooks['init-host']) {
       hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(id.send(h.key), id.unpack(h.key))]);
@@ -251,8 +267,8 @@ export function plan(input: PlanInput): Plan {
     for (const h of batch) {
       const hs = hostsState[h.key];
       const changed = changeFor(hs)!;
-      if (hs.rootfsImage !== D) {
-        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: imageLayers, reason: changed, deps: [...present(id.send(h.key)), ...previous] });
+      if (needsUnpack(hs)) {
+        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), reason: changed, deps: [...present(id.send(h.key)), ...previous] });
       }
       const a = hook(h, 'upgrade', changed, present(id.send(h.key), id.unpack(h.key), ...previous));
       done.push(a.id);
@@ -319,7 +335,7 @@ export function plan(input: PlanInput): Plan {
   const reconfigures: string[] = [];
   for (const h of desired.hosts) {
     if (!isExisting(h) || hostsState[h.key].members === members) continue;
-    const why = promotion ?? 'membership changed';
+    const why = promotion ?? (configChanged ? 'config changed' : 'membership changed');
     const a = hook(h, 'reconfigure', why, [...present(id.send(h.key), id.unpack(h.key), id.hook('upgrade', h.key)), ...joins, ...leaves], D, true);
     reconfigures.push(a.id);
   }
@@ -328,10 +344,13 @@ export function plan(input: PlanInput): Plan {
   const ran = new Set(state?.cmdsRun ?? []);
   const oldCmds = new Map((state?.image?.cmds ?? []).map((c) => [c.cmd, c.identity]));
   let lastCmd: string | undefined;
-  image.cmds.forEach((c, i) => {
+  const cmds = image.cmds.map((c) => ({ cmd: c.cmd, identity: withConfig(c.identity) }));
+  cmds.forEach((c, i) => {
     if (ran.has(c.identity)) return;
     const reason = !state?.image
       ? 'new cluster'
+      : configChanged && state.image.digest === D
+        ? 'config changed'
       : oldCmds.has(c.cmd) && oldCmds.get(c.cmd) !== c.identity
         ? 'CMD identity changed'
         : state.image.digest === D
@@ -345,10 +364,13 @@ export function plan(input: PlanInput): Plan {
   // Phase 6b: LAUNCH's apps on master0 after the CMDs, in order, each when its identity differs from its last launch.
   const launched = state?.appsLaunched ?? {};
   let lastLaunch: string | undefined;
-  for (const l of image.launch ?? []) {
+  const launch = (image.launch ?? []).map((l) => ({ ...l, identity: withConfig(l.identity) }));
+  for (const l of launch) {
     if (launched[l.app] === l.identity) continue;
     const reason = !state?.image
       ? 'new cluster'
+      : configChanged && state.image.digest === D
+        ? 'config changed'
       : launched[l.app] !== undefined
         ? 'app changed'
         : state.image.digest === D
@@ -368,8 +390,8 @@ export function plan(input: PlanInput): Plan {
   }
 
   // Phase 7: bookkeeping once everything else succeeded.
-  if (state?.image?.digest !== D || (state?.master0 !== undefined && state.master0 !== master0)) {
-    const reason = !state?.image ? 'new cluster' : upgrading ? change! : promotion ?? 'master0 changed';
+  if (state?.image?.digest !== D || configChanged || (state?.master0 !== undefined && state.master0 !== master0)) {
+    const reason = !state?.image ? 'new cluster' : upgrading ? change! : promotion ?? (configChanged ? 'config changed' : 'master0 changed');
     add({
       id: id.setImage,
       kind: 'set-image',
@@ -377,8 +399,9 @@ export function plan(input: PlanInput): Plan {
         ref: image.ref,
         digest: D,
         layers: imageLayers,
-        cmds: image.cmds.map((c) => ({ ...c })),
-        ...(image.launch?.length ? { launch: image.launch.map((l) => ({ app: l.app, identity: l.identity })) } : {}),
+        cmds: cmds.map((c) => ({ ...c })),
+        ...(launch.length ? { launch: launch.map((l) => ({ app: l.app, identity: l.identity })) } : {}),
+        ...(C ? { config: C } : {}),
       },
       master0,
       reason,
@@ -405,6 +428,7 @@ export function plan(input: PlanInput): Plan {
     image: { ref: image.ref, digest: D },
     master0,
     actions: list,
+    ...(input.config ? { config: structuredClone(input.config) } : {}),
     hosts,
     summary: {
       add: hosts.filter((h) => h.impact === 'add').length + infraCount(list, 'create'),

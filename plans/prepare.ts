@@ -17,6 +17,8 @@ import type { ImageInfo, Plan } from './actions.js';
 import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
 import { providerNamed } from '../providers/registry.js';
+import { buildConfigLayer } from '../engine/config/layer.js';
+import { toConfigSpec } from '../engine/config/spec.js';
 import type { InfraResource } from '../providers/contract.js';
 
 export interface PrepareOptions {
@@ -56,7 +58,7 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const store = new ImageStore(home);
   const resolved = await resolveImage(store, desired.image);
   // An image that breaks the layer rules is refused before any plan is shown, whoever put it in the store.
-  const checked = await checkStoredLayers(store, {
+  const imageChecked = await checkStoredLayers(store, {
     ref: resolved.ref,
     layers: resolved.manifest.layers.map((l) => l.digest),
     allowSetid: resolved.config.cloudimage?.allowSetid,
@@ -67,7 +69,17 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const state = await backend.read();
   await opts.beforePlan?.(desired, state, statePath);
   const infra = desiredInfrastructure(desired, declaredByImage(resolved));
-  const p = plan({ desired, image, state, infra, options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
+  // The Configs and templates, applied to the image's files: one more layer, unpacked last on every host.
+  const built = await buildConfigLayer({
+    store,
+    image: { ref: resolved.ref, layers: resolved.manifest.layers.map((l) => l.digest), allowSetid: resolved.config.cloudimage?.allowSetid },
+    checked: imageChecked,
+    configs: desired.configs.map((c) => toConfigSpec(c.name, c.spec, c.at ?? { file: opts.clusterfile, line: 1 })),
+    env: desired.env,
+    previous: state?.image?.config,
+  });
+  const checked = built?.checked ?? imageChecked;
+  const p = plan({ desired, image, state, infra, ...(built ? { config: built.info } : {}), options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
   return { desired, resolved, image, checked, infra, state, statePath, backend, plan: p };
 }
 

@@ -22,6 +22,8 @@ export interface StateImage {
   cmds: { cmd: string; identity: Digest }[];
   /** The apps its LAUNCH runs, with their identities (absent: none). */
   launch?: { app: string; identity: Digest }[];
+  /** The cluster's config layer (Configs and rendered templates) applied with it (absent: none). */
+  config?: Digest;
 }
 
 export interface HostState {
@@ -40,6 +42,8 @@ export interface HostState {
   layers: Digest[];
   /** Image whose rootfs is currently unpacked on the host. */
   rootfsImage?: Digest;
+  /** The config layer unpacked last into that rootfs (absent: none). */
+  rootfsConfig?: Digest;
   /**
    * The image this member runs: the one its last join or upgrade ran with. Any other image in the Clusterfile,
    * earlier ones included, rolls `upgrade` over it.

@@ -17,6 +17,7 @@ import { expandVars, parseEnvList, UnsetVariable } from './env.js';
 import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
 import { groupInputs, providerBlock, RULES } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
+import { configSpecIssues } from '../config/spec.js';
 import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
 import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
 
@@ -95,7 +96,14 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
         schemaIssues(r.error.issues, raw, (path, msg, atKey) => add(doc, path, msg, 'schema', atKey));
         continue;
       }
-      (kind === 'Plugin' ? plugins : configs).push(extraDocument(r.data));
+      if (kind === 'Config') {
+        const bad = configSpecIssues(r.data.spec as Record<string, unknown>);
+        for (const i of bad) add(doc, i.path, i.message, 'config');
+        if (bad.length) continue;
+      }
+      const extra = extraDocument(r.data);
+      if (kind === 'Config') extra.at = { file: fileName, line: locate(doc, lines, fileName, ['kind'], true).line ?? 1 };
+      (kind === 'Plugin' ? plugins : configs).push(extra);
     } else {
       add(doc, ['kind'], `unknown kind ${kind === undefined ? '(missing)' : JSON.stringify(kind)}: expected Cluster, Plugin or Config`, 'schema');
     }
@@ -251,5 +259,7 @@ function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocu
 /** sha256 over the normalised cluster with every secret left out, so it can live in plan files. */
 export function clusterDigest(c: Omit<DesiredCluster, 'digest'>): `sha256:${string}` {
   const hosts = c.hosts.map((h) => ({ ...h, ssh: { user: h.ssh.user, port: h.ssh.port, privateKeyPath: h.ssh.privateKeyPath } }));
-  return sha256(canonicalJson({ ...c, hosts }));
+  // Where a document sits in the file is not what it says: moving it leaves the plan fresh.
+  const placeless = (d: ExtraDocument) => ({ ...d, at: undefined });
+  return sha256(canonicalJson({ ...c, hosts, plugins: c.plugins.map(placeless), configs: c.configs.map(placeless) }));
 }

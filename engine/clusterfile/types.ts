@@ -31,6 +31,8 @@ export interface ExtraDocument {
   kind: string;
   name: string;
   spec: Record<string, unknown>;
+  /** Where the document is (its `kind` line), for errors found when it acts; not part of the cluster digest. */
+  at?: { file: string; line: number };
 }
 
 export interface DesiredCluster {

@@ -121,7 +121,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     });
     let plan = prepared.plan;
     if (opts.savedPlan) {
-      checkPlanFresh(opts.savedPlan, { state: prepared.state, desired: prepared.desired, image: prepared.image });
+      checkPlanFresh(opts.savedPlan, { state: prepared.state, desired: prepared.desired, image: prepared.image, config: { digest: prepared.plan.config?.digest } });
       plan = opts.savedPlan;
     }
     for (const w of prepared.warnings) opts.reporter(plan.cluster).event({ type: 'warning', host: w.host, message: w.message });

@@ -84,9 +84,13 @@ export function recordSuccess(
       hs.layers = [...new Set([...hs.layers, ...action.layers])];
       return;
     }
-    case 'unpack':
-      ensureHost(state, desired, action.host, result.facts).rootfsImage = action.image;
+    case 'unpack': {
+      const hs = ensureHost(state, desired, action.host, result.facts);
+      hs.rootfsImage = action.image;
+      if (action.config) hs.rootfsConfig = action.config;
+      else delete hs.rootfsConfig;
       return;
+    }
     case 'hook': {
       const hs = ensureHost(state, desired, action.host, result.facts);
       hs.hooks[action.hook] = action.image;
@@ -118,6 +122,7 @@ export function recordSuccess(
       if (!hs) return;
       hs.layers = [];
       delete hs.rootfsImage;
+      delete hs.rootfsConfig;
       // Without a host to delete afterwards (bare metal), the host is now gone from the cluster.
       if (hs.machine === undefined) delete state.hosts[action.host];
       return;

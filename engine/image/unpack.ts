@@ -20,7 +20,8 @@ function isRootfsEntry(path: string, type: string | undefined): boolean {
   }
 }
 
-export async function applyStep(store: ImageStore, step: LayerStep, dir: string): Promise<void> {
+/** `only`: extract just the entries it accepts (a partial rootfs, for reading a few files). */
+export async function applyStep(store: ImageStore, step: LayerStep, dir: string, only?: (path: string, type: string) => boolean): Promise<void> {
   // Checked names: canonical, relative, and every parent a real directory, so join() cannot leave `dir`.
   for (const p of step.remove) await fs.rm(join(dir, p), { recursive: true, force: true });
   await extract({
@@ -37,7 +38,10 @@ export async function applyStep(store: ImageStore, step: LayerStep, dir: string)
     dmode: 0o755,
     strict: true,
     maxDecompressionRatio: Number.MAX_SAFE_INTEGER,
-    filter: (path, entry) => isRootfsEntry(path, (entry as { type?: string }).type),
+    filter: (path, entry) => {
+      const type = (entry as { type?: string }).type;
+      return isRootfsEntry(path, type) && (!only || only(canonicalName(path), type ?? ''));
+    },
   });
   for (const p of step.setid) {
     const st = await fs.lstat(join(dir, p)).catch(() => undefined);

@@ -88,6 +88,13 @@ export class ClusterfileError extends InputError {
   }
 }
 
+/** A `*.tmpl` file of an image that cannot be rendered with the cluster's env; located in the image's rootfs. */
+export class TemplateError extends InputError {
+  constructor(image: string, location: Location, message: string, hint = 'set the key in the Clusterfile\'s spec.env, or fix the template in the image and build it again') {
+    super('IMAGE_TEMPLATE_INVALID', location, `in image ${image}: ${message}`, hint);
+  }
+}
+
 export class ImageNotFoundError extends CiError {
   constructor(ref: string, hint = 'run `ci images` to list what the store holds, or `ci pull` it') {
     super('IMAGE_NOT_FOUND', `image ${ref} is not in the local store`, { hint });

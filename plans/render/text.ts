@@ -33,7 +33,7 @@ export function describeAction(a: Action): string {
     case 'send-layers':
       return `send ${a.layers.length} layer${a.layers.length === 1 ? '' : 's'} (${formatBytes(a.bytes)})`;
     case 'unpack':
-      return `unpack rootfs ${shortDigest(a.image)}`;
+      return `unpack rootfs ${shortDigest(a.image)}` + (a.config ? ` + config ${shortDigest(a.config)}` : '');
     case 'hook':
       return `hook ${a.hook}`;
     case 'run-cmd':
@@ -106,12 +106,28 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
     block(h.impact, hostTitle(h) + (inBatch.has(h.key) && !h.ip ? ', address (known after apply)' : ''), acts);
   }
   infraBlock(plan.actions.filter((a) => a.kind === 'infra' && a.op === 'delete'));
+  configBlock(plan, lines, c);
   const clusterActs = plan.actions.filter((a) => a.kind === 'run-cmd' || a.kind === 'launch-app' || a.kind === 'set-image');
   if (clusterActs.length) block('change', `cluster ${plan.cluster}`, clusterActs);
   lines.push('');
   const s = plan.summary;
   lines.push(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`);
   return lines.join('\n') + '\n';
+}
+
+/** The files the config layer changes on hosts, each with its (masked) unified diff. */
+function configBlock(plan: Plan, lines: string[], c: InstanceType<typeof Chalk>): void {
+  const cfg = plan.config;
+  if (!cfg || cfg.changes.length === 0) return;
+  const n = cfg.changes.length;
+  lines.push(c.yellow(`~ config layer ${shortDigest(cfg.digest)} (${formatBytes(cfg.size)}): ${n} file${n === 1 ? '' : 's'} change${n === 1 ? 's' : ''}`));
+  for (const f of cfg.changes) {
+    lines.push(`    ${c.yellow(`~ ${f.path}`)}  ${c.dim(`# ${f.by.join(', ')}`)}`);
+    for (const l of f.diff.replace(/\n$/, '').split('\n')) {
+      const paint = l.startsWith('+++') || l.startsWith('---') ? c.bold : l.startsWith('+') ? c.green : l.startsWith('-') ? c.red : l.startsWith('@@') ? c.cyan : (s: string) => s;
+      lines.push(`      ${paint(l)}`);
+    }
+  }
 }
 
 export function renderPlanJson(plan: Plan): string {
