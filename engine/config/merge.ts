@@ -5,7 +5,7 @@
  * name are kept, with their comments and order. A YAML file of several `---` documents gets the data merged into
  * each of them (as sealer does). A JSON file (by its `.json` name, or text that parses as JSON) stays JSON.
  */
-import { isMap, parseAllDocuments, parseDocument, type Document } from 'yaml';
+import { isMap, isScalar, parseAllDocuments, parseDocument, type Document } from 'yaml';
 import { ProcessError } from './process.js';
 
 export type FileFormat = 'json' | 'yaml';
@@ -71,7 +71,10 @@ export function deepMerge(base: Record<string, unknown>, over: Record<string, un
 function mergeDoc(doc: Document, at: string[], over: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(over)) {
     const path = [...at, k];
-    if (isPlain(v) && isMap(doc.getIn(path, true))) mergeDoc(doc, path, v);
+    const node = doc.getIn(path, true);
+    if (isPlain(v) && isMap(node)) mergeDoc(doc, path, v);
+    // A scalar replaced in place keeps its comment.
+    else if (isScalar(node) && (v === null || typeof v !== 'object')) node.value = v;
     else doc.setIn(path, doc.createNode(v));
   }
 }
