@@ -8,7 +8,7 @@ import { renderPlanJson, renderPlanText, formatBytes } from '../plans/render/ind
 import { checkPlanFresh, loadPlanFile, savePlanFile } from '../plans/planfile.js';
 import { desiredInfrastructure } from '../plans/prepare.js';
 import { StalePlanError } from '../engine/kernel/errors.js';
-import type { ImageInfo, Plan } from '../plans/actions.js';
+import type { ConfigLayerPlan, ImageInfo, Plan } from '../plans/actions.js';
 import type { ClusterState } from '../state/model.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden');
@@ -22,14 +22,15 @@ function load(name: string) {
   const desired = yaml ? parseClusterfile(yaml, 'desired.yaml', { SSH_PASSWORD: SECRET }) : undefined;
   const image = read('image.json') ? (JSON.parse(read('image.json')!) as ImageInfo) : undefined;
   const state = read('state.json') ? (JSON.parse(read('state.json')!) as ClusterState) : undefined;
-  return { dir, desired, image, state };
+  const config = read('config.json') ? (JSON.parse(read('config.json')!) as ConfigLayerPlan) : undefined;
+  return { dir, desired, image, state, config };
 }
 
 function planFor(name: string): Plan {
-  const { desired, image, state } = load(name);
+  const { desired, image, state, config } = load(name);
   if (!desired) return planDestroy(state!);
   const infra = desiredInfrastructure(desired, { labels: {}, ports: (image as ImageInfo & { ports?: string[] }).ports ?? [] });
-  return plan({ desired, image: image!, state, infra });
+  return plan({ desired, image: image!, state, infra, ...(config ? { config } : {}) });
 }
 
 function golden(dir: string, file: string, actual: string) {
