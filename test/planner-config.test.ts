@@ -81,3 +81,14 @@ describe('planner: the config layer', () => {
     expect(p.config).toBeUndefined();
   });
 });
+
+describe('saved plans and the config layer', () => {
+  test('a saved plan is stale once the config layer would differ', async () => {
+    const { checkPlanFresh } = await import('../plans/planfile.js');
+    const { StalePlanError } = await import('../engine/kernel/errors.js');
+    const p = plan({ desired: d, image: img, config: config('a') });
+    expect(() => checkPlanFresh(p, { desired: d, config: { digest: config('a').digest } })).not.toThrow();
+    expect(() => checkPlanFresh(p, { desired: d, config: { digest: config('b').digest } })).toThrow(StalePlanError);
+    expect(() => checkPlanFresh(p, { desired: d, config: {} })).toThrow(/Configs and templates/);
+  });
+});
