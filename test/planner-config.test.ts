@@ -92,3 +92,16 @@ describe('saved plans and the config layer', () => {
     expect(() => checkPlanFresh(p, { desired: d, config: {} })).toThrow(/Configs and templates/);
   });
 });
+
+describe('going back to an earlier Config', () => {
+  test('re-runs the CMDs and apps that ran with the later one', () => {
+    const { state: s1 } = applied(config('a'));
+    const p2 = plan({ desired: d, image: img, state: s1, config: config('b') });
+    const s2 = simulate(p2, d, s1);
+    const p3 = plan({ desired: d, image: img, state: s2, config: config('a') });
+    expect(byKind(p3, 'run-cmd').map((a) => a.reason)).toEqual(['config changed']);
+    expect(byKind(p3, 'launch-app').map((a) => a.reason)).toEqual(['config changed']);
+    const s3 = simulate(p3, d, s2);
+    expect(plan({ desired: d, image: img, state: s3, config: config('a') }).actions).toEqual([]);
+  });
+});

@@ -92,9 +92,9 @@ export async function buildConfigLayer(input: ConfigLayerInput): Promise<BuiltCo
       return { text: await fs.readFile(join(root, p), 'utf8'), mode: st.mode & 0o7777 };
     };
     const current = async (p: string) => files.get(p) ?? (await base(p));
-    const write = async (p: string, text: string, by: string) => {
+    const write = async (p: string, text: string, by: string, modeIfNew = 0o644) => {
       const prev = await current(p);
-      files.set(p, { text, mode: prev?.mode ?? 0o644, by: [...(files.get(p)?.by ?? []), by] });
+      files.set(p, { text, mode: prev?.mode ?? modeIfNew, by: [...(files.get(p)?.by ?? []), by] });
     };
 
     for (const t of templates) {
@@ -107,7 +107,9 @@ export async function buildConfigLayer(input: ConfigLayerInput): Promise<BuiltCo
         throw err;
       }
       try {
-        await write(real, renderTemplate((await base(t))!.text, input.env), `template ${t}`);
+        // A rendered file the image lacks gets its template's mode (an executable script stays executable).
+        const tmpl = (await base(t))!;
+        await write(real, renderTemplate(tmpl.text, input.env), `template ${t}`, tmpl.mode);
       } catch (err) {
         if (err instanceof RenderError) throw new TemplateError(image.ref, { file: t, line: err.line }, err.message);
         throw err;

@@ -131,6 +131,11 @@ export function recordSuccess(
       delete state.hosts[action.host];
       return;
     case 'set-image':
+      // CMDs that ran with another config layer are forgotten, so going back to an earlier Config runs them again.
+      if (state.image && state.image.config !== action.image.config) {
+        const current = new Set(action.image.cmds.map((c) => c.identity));
+        state.cmdsRun = state.cmdsRun.filter((i) => current.has(i));
+      }
       state.image = { ...action.image, layers: [...action.image.layers], cmds: action.image.cmds.map((c) => ({ ...c })) };
       if (action.image.launch) state.image.launch = action.image.launch.map((l) => ({ ...l }));
       pruneLaunched(state, action.image.launch ?? []);
