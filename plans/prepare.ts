@@ -18,7 +18,7 @@ import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
 import { providerNamed } from '../providers/registry.js';
 import { buildConfigLayer } from '../engine/config/layer.js';
-import { toConfigSpec } from '../engine/config/spec.js';
+import { toConfigSpec } from '../engine/clusterfile/config-spec.js';
 import type { InfraResource } from '../providers/contract.js';
 
 export interface PrepareOptions {

@@ -8,7 +8,7 @@ import { processData, ProcessError } from '../engine/config/process.js';
 import { renderTemplate, TemplateError } from '../engine/config/template.js';
 import { maskedDiff } from '../engine/config/masked-diff.js';
 import { confine, ConfineError } from '../engine/config/confine.js';
-import { configSpecIssues, parseProcess } from '../engine/config/spec.js';
+import { configSpecIssues, parseProcess } from '../engine/clusterfile/config-spec.js';
 import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import { ClusterfileInvalidError } from '../engine/clusterfile/errors.js';
 

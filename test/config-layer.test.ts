@@ -4,7 +4,7 @@ import { ImageStore } from '../engine/image/store.js';
 import { writeLayer, type LayerEntry } from '../engine/image/layer-writer.js';
 import { checkStoredLayers } from '../engine/image/layer-check.js';
 import { buildConfigLayer, type ConfigLayerInput } from '../engine/config/layer.js';
-import { toConfigSpec } from '../engine/config/spec.js';
+import { toConfigSpec } from '../engine/clusterfile/config-spec.js';
 import { ClusterfileError, TemplateError } from '../engine/kernel/errors.js';
 import { tempDir, removeDir } from './helpers/tmp.js';
 

@@ -13,7 +13,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 type Layer =
   | 'kernel' | 'state' | 'ssh' | 'contract' | 'registry' | 'provider' | 'emulator'
-  | 'image' | 'oci-registry' | 'clusterfile' | 'planner' | 'plans' | 'executor' | 'cli';
+  | 'image' | 'oci-registry' | 'clusterfile' | 'config' | 'planner' | 'plans' | 'executor' | 'cli';
 
 /** Where a source file belongs; the first match wins. */
 const LAYERS: [RegExp, Layer][] = [
@@ -27,6 +27,7 @@ const LAYERS: [RegExp, Layer][] = [
   [/^engine\/image\//, 'image'],
   [/^engine\/registry\//, 'oci-registry'],
   [/^engine\/clusterfile\//, 'clusterfile'],
+  [/^engine\/config\//, 'config'],
   [/^plans\/(planner|actions|image-info)\.ts$|^plans\/render\//, 'planner'],
   [/^plans\//, 'plans'],
   [/^engine\/executor\//, 'executor'],
@@ -46,10 +47,12 @@ const MAY_IMPORT: Record<Layer, Layer[]> = {
   image: ['kernel'],
   'oci-registry': ['kernel', 'image'],
   clusterfile: ['kernel', 'contract', 'registry', 'image'],
+  // The per-cluster config layer: the Clusterfile's Configs applied to an image's files.
+  config: ['kernel', 'image', 'clusterfile'],
   planner: ['kernel', 'state', 'contract', 'clusterfile', 'image'],
-  plans: ['kernel', 'state', 'contract', 'registry', 'clusterfile', 'image', 'planner'],
-  executor: ['kernel', 'state', 'ssh', 'contract', 'registry', 'clusterfile', 'image', 'oci-registry', 'planner', 'plans'],
-  cli: ['kernel', 'state', 'ssh', 'contract', 'registry', 'emulator', 'clusterfile', 'image', 'oci-registry', 'planner', 'plans', 'executor'],
+  plans: ['kernel', 'state', 'contract', 'registry', 'clusterfile', 'config', 'image', 'planner'],
+  executor: ['kernel', 'state', 'ssh', 'contract', 'registry', 'clusterfile', 'config', 'image', 'oci-registry', 'planner', 'plans'],
+  cli: ['kernel', 'state', 'ssh', 'contract', 'registry', 'emulator', 'clusterfile', 'config', 'image', 'oci-registry', 'planner', 'plans', 'executor'],
 };
 
 /** Modules through which code reaches disks, networks or processes: the planner uses none, not even for types. */

@@ -17,7 +17,7 @@ import { expandVars, parseEnvList, UnsetVariable } from './env.js';
 import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
 import { groupInputs, providerBlock, RULES } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
-import { configSpecIssues } from '../config/spec.js';
+import { configSpecIssues } from './config-spec.js';
 import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
 import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
 

@@ -19,7 +19,7 @@ import { confine, ConfineError } from './confine.js';
 import { maskedDiff } from './masked-diff.js';
 import { mergeInto, mergeSecret } from './merge.js';
 import { processData, ProcessError } from './process.js';
-import type { ConfigSpec } from './spec.js';
+import type { ConfigSpec } from '../clusterfile/config-spec.js';
 import { renderTemplate, TemplateError as RenderError, TEMPLATE_SUFFIX } from './template.js';
 
 /** A file the layer changes, as the plan shows it: masked unified diff from what hosts have now. */

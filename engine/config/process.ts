@@ -4,7 +4,7 @@
  * `toSecret` (last, after `value`) writes each key into the `data` of the Kubernetes Secret at the Config's path.
  */
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import type { Processor } from './spec.js';
+import type { Processor } from '../clusterfile/config-spec.js';
 
 /** What the chain made: one text, or (after `value`) one string per top-level key. */
 export type Processed = { kind: 'text'; text: string } | { kind: 'values'; values: Record<string, string>; secret: boolean };

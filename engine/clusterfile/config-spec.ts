@@ -2,7 +2,7 @@
  * A Config document (sealer's `kind: Config`) as cloudimage acts on it: which file of the image's rootfs, what
  * data, how it is written (`overwrite` or `merge`), and the `process` chain applied to the data first.
  */
-import type { FieldPath } from '../clusterfile/locate.js';
+import type { FieldPath } from './locate.js';
 
 export const STRATEGIES = ['overwrite', 'merge'] as const;
 export type Strategy = (typeof STRATEGIES)[number];
