@@ -6,7 +6,7 @@
  */
 import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/kernel/digest.js';
 import { CiError, InternalError } from '../engine/kernel/errors.js';
-import type { DesiredCluster, DesiredHost } from '../engine/clusterfile/types.js';
+import { documentName, type DesiredCluster, type DesiredHost } from '../engine/clusterfile/types.js';
 import type { ClusterState, HookName, HostState } from '../state/model.js';
 import type { InfraResource } from '../providers/contract.js';
 import {
@@ -231,7 +231,10 @@ export function plan(input: PlanInput): Plan {
 
   function hook(h: { key: string }, name: HookName, reason: string, deps: string[], img: Digest = D, withMembers = false): HookAction {
     const a: HookAction = { id: id.hook(name, h.key), kind: 'hook', host: h.key, hook: name, image: img, reason, deps };
-    if (withMembers) a.members = members;
+    if (withMembers) {
+      a.members = members;
+      if (desired.documentsDigest) a.documents = desired.documentsDigest;
+    }
     add(a);
     return a;
   }
@@ -318,8 +321,9 @@ export function plan(input: PlanInput): Plan {
   // Phase 5: current members learn the new membership (hosts added, removed, or master0 promoted).
   const reconfigures: string[] = [];
   for (const h of desired.hosts) {
-    if (!isExisting(h) || hostsState[h.key].members === members) continue;
-    const why = promotion ?? 'membership changed';
+    const hs = hostsState[h.key];
+    if (!isExisting(h) || (hs.members === members && hs.documents === desired.documentsDigest)) continue;
+    const why = hs.members !== members ? (promotion ?? 'membership changed') : 'Clusterfile documents changed';
     const a = hook(h, 'reconfigure', why, [...present(id.send(h.key), id.unpack(h.key), id.hook('upgrade', h.key)), ...joins, ...leaves], D, true);
     reconfigures.push(a.id);
   }
@@ -404,6 +408,7 @@ export function plan(input: PlanInput): Plan {
     clusterfileDigest: desired.digest,
     image: { ref: image.ref, digest: D },
     master0,
+    ...(desired.documents?.length ? { documents: { names: desired.documents.map(documentName), digest: desired.documentsDigest! } } : {}),
     actions: list,
     hosts,
     summary: {
