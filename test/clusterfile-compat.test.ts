@@ -101,6 +101,8 @@ spec:
     expect(issues[0].message).toMatch(/apiVersion sealer\.io\/v2, with spec\.hosts/);
     // The same shape under a v2 apiVersion is told the same way, not as nine unknown fields.
     expect(issuesOf(v1.replace('sealer.aliyun.com/v1alpha1', 'sealer.io/v2')).map((i) => i.rule)).toEqual(['clusterfile-v1']);
+    // A v2 file under the old apiVersion is told by the apiVersion alone.
+    expect(issuesOf(CLUSTER.replace('sealer.io/v2', 'sealer.aliyun.com/v1alpha1')).map((i) => [i.path, i.rule])).toEqual([['apiVersion', 'schema']]);
   });
 
   test('${VAR} is not expanded in a Plugin script: the shell on the host expands it', () => {

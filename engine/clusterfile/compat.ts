@@ -74,5 +74,7 @@ export function v1Message(): string {
 
 export function looksLikeV1(raw: Record<string, unknown>, v1Versions: readonly string[]): boolean {
   const spec = raw.spec && typeof raw.spec === 'object' ? (raw.spec as Record<string, unknown>) : {};
-  return v1Versions.includes(String(raw.apiVersion)) || ('masters' in spec || 'nodes' in spec) && !('hosts' in spec);
+  // With spec.hosts it is a v2 file under an old apiVersion, which the apiVersion's own error tells well enough.
+  if ('hosts' in spec) return false;
+  return v1Versions.includes(String(raw.apiVersion)) || ['masters', 'nodes', 'network', 'certSANS'].some((k) => k in spec);
 }

@@ -30,6 +30,8 @@ export function hookEnv(ctx: EnvContext, action: Action & { host: string }): Rec
     ...state.outputs,
     ...(desired?.env ?? {}),
     ...(d?.env ?? {}),
+    // sealer's cmd_args: values for the Kubefile's CMDs (and LAUNCH commands) to read as $NAME; never over CI_*.
+    ...(action.kind === 'run-cmd' || action.kind === 'launch-app' ? (desired?.cmdArgs ?? {}) : {}),
     CI_CLUSTER: plan.cluster,
     CI_HOST: host?.ip || d?.ip || '',
     CI_HOSTNAME: host?.hostname ?? host?.name ?? '',
@@ -42,8 +44,6 @@ export function hookEnv(ctx: EnvContext, action: Action & { host: string }): Rec
     CI_IMAGE_DIGEST: image?.digest ?? '',
   };
   if (action.kind === 'hook' && desired?.documents?.length) env.CI_CLUSTER_DOCUMENTS = remoteDocumentsFile(plan.cluster);
-  // sealer's cmd_args: values for the Kubefile's CMDs (and LAUNCH commands) to read as $NAME.
-  if ((action.kind === 'run-cmd' || action.kind === 'launch-app') && desired?.cmdArgs) Object.assign(env, desired.cmdArgs);
   if (action.kind === 'hook' && action.hook === 'upgrade') {
     // What this host ran until now, which after an interrupted roll or a rollback may differ from the state's image.
     const previous = host?.image?.ref ?? state.image?.ref;
