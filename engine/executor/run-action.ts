@@ -188,10 +188,13 @@ async function runHook(ctx: RunContext, session: SshSession, action: HookAction,
     HELD_HEARTBEAT_MS,
   );
   const docs = ctx.desired?.documents ?? [];
-  await session.execChecked(writeDocumentsScript(cluster, docs.length > 0), {
-    what: 'writing the Clusterfile documents for the hook',
-    ...(docs.length ? { stdin: Readable.from([Buffer.from(documentsYaml(docs))]) } : {}),
-  });
+  // Without documents, the file goes only from a host that was given some (no extra round trip otherwise).
+  if (docs.length > 0 || ctx.state.hosts[host]?.documents !== undefined) {
+    await session.execChecked(writeDocumentsScript(cluster, docs.length > 0), {
+      what: 'writing the Clusterfile documents for the hook',
+      ...(docs.length ? { stdin: Readable.from([Buffer.from(documentsYaml(docs))]) } : {}),
+    });
+  }
   let run: { code: number | null; tail: string };
   try {
     run = await runStreamed(session, hookScript(cluster, hook), held.sink, env);
