@@ -54,6 +54,12 @@ export function unsupportedFields(doc: ClusterDoc): RuleIssue[] {
   for (const k of ['namespace', 'labels', 'annotations'] as const) {
     if (doc.metadata[k] !== undefined) refuse(['metadata', k], remove(`nothing reads metadata.${k} of a Cluster`));
   }
+  const encrypted = (path: FieldPath, ssh: { encrypted?: boolean | null } | undefined) => {
+    if (ssh?.encrypted)
+      refuse([...path, 'encrypted'], 'sealer stored these passwords encrypted with its own key, which cloudimage does not read: write them in clear (or as ${VAR}) and remove encrypted');
+  };
+  encrypted(['spec', 'ssh'], spec.ssh);
+  spec.hosts.forEach((g, gi) => encrypted(['spec', 'hosts', gi, 'ssh'], g.ssh));
   for (const which of ['localRegistry', 'externalRegistry'] as const) {
     for (const k of ['username', 'password'] as const) {
       if (spec.registry?.[which]?.[k] !== undefined)

@@ -1,7 +1,8 @@
 /**
  * The Clusterfile's document shapes, strict: an unknown field is an error rather than silently ignored.
- * Fields sealer's v2 Cluster accepts but cloudimage does not act on yet (cmd_args, registry, labels...) are
- * declared so that sealer files parse as they are. No transforms here: the same schema is published as JSON Schema.
+ * Every field of sealer's v2 Cluster is declared, so that sealer files parse as they are; each one either acts or is
+ * refused by name (compat.ts), which test/clusterfile-fields.test.ts checks field by field. No transforms here: the
+ * same schema is published as JSON Schema.
  */
 import { z, type ZodType } from 'zod';
 import { providerModules, providerNames } from '../../providers/registry.js';
@@ -24,6 +25,8 @@ export const SshSchema = z
     pk: optionalText,
     pkPasswd: optionalText,
     port: z.union([port, z.null()]).optional(),
+    /** sealer marks passwords it stored encrypted with its built-in key; refused in compat.ts. */
+    encrypted: z.union([z.boolean(), z.null()]).optional(),
   })
   .describe('SSH connection settings; a host group overrides the cluster-wide values field by field');
 
