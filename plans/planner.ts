@@ -318,7 +318,7 @@ export function plan(input: PlanInput): Plan {
   const wantedInfra = new Set((input.infra ?? []).map((r) => r.key));
   for (const a of infraDeletes(state, (k) => !wantedInfra.has(k), hostRemovals, 'no longer needed')) add(a);
 
-  // Phase 5: current members learn the new membership (hosts added, removed, or master0 promoted).
+  // Phase 5: current members learn the new membership (hosts added, removed, or master0 promoted) or documents.
   const reconfigures: string[] = [];
   for (const h of desired.hosts) {
     const hs = hostsState[h.key];
