@@ -97,6 +97,8 @@ export interface HookAction extends ActionBase {
   image: Digest;
   /** init-master0, join-* and reconfigure: on success the executor stores it as the host's `members`. */
   members?: Digest;
+  /** With `members`: the documents handed to hooks (none: undefined), stored likewise as the host's `documents`. */
+  documents?: Digest;
 }
 
 /** A Kubefile CMD, run on master0 after the joins, in image order. */
@@ -183,6 +185,8 @@ export interface Plan {
   image: { ref: string; digest: Digest } | null;
   /** master0 after this plan completes. */
   master0?: string;
+  /** The Clusterfile's documents of other kinds handed to hooks (CI_CLUSTER_DOCUMENTS): `Kind/name` each, and their digest. */
+  documents?: { names: string[]; digest: Digest };
   actions: Action[];
   /** The config layer hosts unpack last (absent: the cluster has none). */
   config?: ConfigLayerPlan;

@@ -247,7 +247,10 @@ export function plan(input: PlanInput): Plan {
 
   function hook(h: { key: string }, name: HookName, reason: string, deps: string[], img: Digest = D, withMembers = false): HookAction {
     const a: HookAction = { id: id.hook(name, h.key), kind: 'hook', host: h.key, hook: name, image: img, reason, deps };
-    if (withMembers) a.members = members;
+    if (withMembers) {
+      a.members = members;
+      if (desired.documentsDigest) a.documents = desired.documentsDigest;
+    }
     add(a);
     return a;
   }
@@ -331,11 +334,12 @@ export function plan(input: PlanInput): Plan {
   const wantedInfra = new Set((input.infra ?? []).map((r) => r.key));
   for (const a of infraDeletes(state, (k) => !wantedInfra.has(k), hostRemovals, 'no longer needed')) add(a);
 
-  // Phase 5: current members learn the new membership (hosts added, removed, or master0 promoted).
+  // Phase 5: current members learn the new membership (hosts added, removed, or master0 promoted) or documents.
   const reconfigures: string[] = [];
   for (const h of desired.hosts) {
-    if (!isExisting(h) || hostsState[h.key].members === members) continue;
-    const why = promotion ?? (configChanged ? 'config changed' : 'membership changed');
+    const hs = hostsState[h.key];
+    if (!isExisting(h) || (hs.members === members && hs.documents === desired.documentsDigest)) continue;
+    const why = hs.members !== members ? (promotion ?? (configChanged ? 'config changed' : 'membership changed')) : 'Clusterfile documents changed';
     const a = hook(h, 'reconfigure', why, [...present(id.send(h.key), id.unpack(h.key), id.hook('upgrade', h.key)), ...joins, ...leaves], D, true);
     reconfigures.push(a.id);
   }
@@ -427,6 +431,7 @@ export function plan(input: PlanInput): Plan {
     clusterfileDigest: desired.digest,
     image: { ref: image.ref, digest: D },
     master0,
+    ...(desired.documents?.length ? { documents: { names: desired.documents.map(documentName), digest: desired.documentsDigest! } } : {}),
     actions: list,
     ...(input.config ? { config: structuredClone(input.config) } : {}),
     hosts,
@@ -575,4 +580,9 @@ export function planDestroy(state: ClusterState, unrecorded: string[] = []): Pla
 /** Worst impact of each host in the plan (destroy > add > change > none), for rendering and summaries. */
 export function hostImpacts(p: Plan): Map<string, Impact> {
   return new Map(p.hosts.map((h) => [h.key, h.impact]));
+}
+
+/** `Kind/name`, or the kind alone for documents without a name (kubeadm's). */
+function documentName(d: { kind: string; name?: string }): string {
+  return d.name ? `${d.kind}/${d.name}` : d.kind;
 }

@@ -56,6 +56,8 @@ export interface HostState {
    * after init-master0, join-* or reconfigure). A differing digest means it needs `reconfigure`.
    */
   members?: Digest;
+  /** Digest of the Clusterfile documents this host's hooks last got, recorded with `members`; differing means `reconfigure`. */
+  documents?: Digest;
   status: HostStatus;
   /**
    * For hosts a provider makes: what it made, as the provider recorded it (a local host's kind, an instance's id).

@@ -13,7 +13,7 @@ spec:
   provider: BAREMETAL
   ssh: {user: root, passwd: "\${SSH_PASSWORD}", pk: ~/.ssh/id_ed25519, pkPasswd: "", port: 22}
   env: [ETCD_QUOTA=2147483648]
-  cmd_args: [--foo]
+  cmd_args: [ETCD_ARGS=--foo]
   hosts:
   - {ips: [10.0.0.5], roles: [node], labels: {zone: a}}
   - {ips: [10.0.0.2, 10.0.0.3, 10.0.0.4], roles: [master], ssh: {port: 2222}, env: [ZONE=a]}
@@ -97,7 +97,7 @@ spec:
   });
 
   test('unknown fields are errors at the key, with file:line:column and dot path', () => {
-    const err = issuesOf(edit('  cmd_args: [--foo]', '  cmd_args: [--foo]\n  imagee: typo'));
+    const err = issuesOf(edit('  cmd_args: [ETCD_ARGS=--foo]', '  cmd_args: [ETCD_ARGS=--foo]\n  imagee: typo'));
     expect(err).toEqual([{ at: '10:3', path: 'spec.imagee', rule: 'schema', message: 'unknown field "imagee": remove it or check its spelling' }]);
   });
 
@@ -165,7 +165,7 @@ spec:
     const y = issuesOf('apiVersion: cloudimage.io/v1\nkind: Cluster\nmetadata: {name: demo\nspec: {}\n');
     expect(y[0].rule).toBe('yaml');
     expect(y[0].at).toMatch(/^\d+:\d+$/);
-    expect(issuesOf('apiVersion: v1\nkind: Plugin\nmetadata: {name: p}\nspec: {}\n')).toEqual([
+    expect(issuesOf('apiVersion: sealer.io/v1\nkind: Plugin\nmetadata: {name: p}\nspec: {}\n')).toEqual([
       { at: '1:1', path: '(document)', rule: 'one-cluster', message: 'no document of kind Cluster' },
     ]);
     expect(issuesOf(SEALER + '---\n' + SEALER.split('---')[0]).map((i) => i.rule)).toEqual(['one-cluster']);
@@ -201,7 +201,7 @@ spec:
       { at: '14:43', path: 'spec.hosts[1].ssh', rule: 'yaml-alias', message: expect.any(String) },
     ]);
     // An alias or a mapping used as a key is refused too: either would put a value where a field name is shown.
-    const keys = edit('  cmd_args: [--foo]', '  cmd_args: [&k pa55-w0rd-xyz]\n  labels: {*k : 1, ? {p: pa55-w0rd-xyz} : 2}');
+    const keys = edit('  cmd_args: [ETCD_ARGS=--foo]', '  cmd_args: [&k pa55-w0rd-xyz]\n  labels: {*k : 1, ? {p: pa55-w0rd-xyz} : 2}');
     expect(issuesOf(keys).map((i) => [i.at, i.rule, i.path])).toEqual([
       ['9:14', 'yaml-anchor', 'spec.cmd_args[0]'],
       ['10:12', 'yaml-alias', 'spec.labels'],
@@ -237,9 +237,9 @@ spec:
     try {
       const cases = [
         edit('pkPasswd: ""', 'pkPasswd: "\\Upa55w0rd"'), // a bad escape the library would quote
-        edit('  cmd_args: [--foo]', '  cmd_args: !!omap [{pa55-w0rd-xyz: 1}, {pa55-w0rd-xyz: 2}]'), // quotes the key
-        edit('  cmd_args: [--foo]', '  cmd_args: !<pa55-w0rd-xyz> [x]'), // an unknown tag is refused, unquoted
-        edit('  cmd_args: [--foo]', '  labels: {? [pa55-w0rd-xyz] : 1}'), // the library would warn, quoting the key
+        edit('  cmd_args: [ETCD_ARGS=--foo]', '  cmd_args: !!omap [{pa55-w0rd-xyz: 1}, {pa55-w0rd-xyz: 2}]'), // quotes the key
+        edit('  cmd_args: [ETCD_ARGS=--foo]', '  cmd_args: !<pa55-w0rd-xyz> [x]'), // an unknown tag is refused, unquoted
+        edit('  cmd_args: [ETCD_ARGS=--foo]', '  labels: {? [pa55-w0rd-xyz] : 1}'), // the library would warn, quoting the key
       ];
       for (const text of cases) {
         let message = '';

@@ -17,7 +17,17 @@ spec:
   env: [GREETING=hello]
   hosts:
   - {count: ${count}, roles: [master]}
+---
+apiVersion: kubeadm.k8s.io/v1beta3
+kind: ClusterConfiguration
+networking: {podSubnet: 100.64.0.0/10}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: registry-auth}
+stringData: {htpasswd: ${DOC_SECRET}}
 `;
+const DOC_SECRET = 'd0c-s3cret-htpasswd';
 
 describe.skipIf(!labsAvailable())('saved plans, approval and apply on local hosts', () => {
   let dir: string;
@@ -29,7 +39,12 @@ describe.skipIf(!labsAvailable())('saved plans, approval and apply on local host
     env = { CI_HOME: join(dir, 'home') };
     writeTree(join(dir, 'ctx'), {
       Kubefile: 'FROM scratch\nCOPY hooks/ /hooks/\nCMD echo "$GREETING from $CI_HOSTNAME" > /root/cmd.out\n',
-      'hooks/init-host': { content: '#!/bin/sh\necho "init-host on $CI_HOST" > /root/init-host.out\necho TOKEN=s3cr3t-token-value >> "$CI_OUTPUT"\n', mode: 0o755 },
+      'hooks/init-host': {
+        content:
+          '#!/bin/sh\necho "init-host on $CI_HOST" > /root/init-host.out\necho TOKEN=s3cr3t-token-value >> "$CI_OUTPUT"\n' +
+          'cp "$CI_CLUSTER_DOCUMENTS" /root/docs.yaml && stat -c "%a $CI_CLUSTER_DOCUMENTS" "$CI_CLUSTER_DOCUMENTS" > /root/docs.stat\n',
+        mode: 0o755,
+      },
       'hooks/join-master': { content: '#!/bin/sh\n[ "$TOKEN" = s3cr3t-token-value ] && echo joined > /root/join.out\n', mode: 0o755 },
     });
     cf = join(dir, 'Clusterfile');
@@ -56,7 +71,10 @@ describe.skipIf(!labsAvailable())('saved plans, approval and apply on local host
     const planFile = join(dir, 'plan.json');
     const plan = await runCli(['plan', '-f', cf, '--out', planFile, '--detailed-exitcode'], { env });
     expect(plan.code).toBe(2);
+    expect(plan.stdout).toContain('documents for hooks: ClusterConfiguration, Secret/registry-auth');
+    expect(plan.stdout + plan.stderr).not.toContain(DOC_SECRET);
     const saved = JSON.parse(readFileSync(planFile, 'utf8')).plan;
+    expect(readFileSync(planFile, 'utf8')).not.toContain(DOC_SECRET);
     const r = await runCli(['apply', '-f', cf, planFile], { env });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -82,6 +100,13 @@ describe.skipIf(!labsAvailable())('saved plans, approval and apply on local host
     const s1 = await connectSsh(lab.sshTarget('saved-master-1'), { pinnedHostKey: lab.host('saved-master-1')!.hostKey });
     try {
       expect((await s1.execChecked('cat /root/cmd.out')).stdout.trim()).toBe('hello from saved-master-1');
+      // The hooks got the Clusterfile's other documents, root's only, in the cluster's own directory, secrets masked.
+      expect((await s1.execChecked('cat /root/docs.stat')).stdout.trim()).toBe('600 /var/lib/cloudimage/clusters/saved/documents.yaml');
+      const docs = (await s1.execChecked('cat /root/docs.yaml')).stdout;
+      expect(docs).toContain('kind: ClusterConfiguration');
+      expect(docs).toContain('podSubnet: 100.64.0.0/10');
+      expect(docs).toContain('htpasswd: "******"');
+      expect(docs).not.toContain(DOC_SECRET);
     } finally {
       await s1.close();
     }

@@ -16,14 +16,36 @@ export function expandVars(text: string, env: NodeJS.ProcessEnv): string {
   });
 }
 
-/** `KEY=VALUE` list to a record; later entries win. Returns the index of a malformed entry instead. */
-export function parseEnvList(list: readonly string[]): Record<string, string> | { bad: number } {
-  const out: Record<string, string> = {};
+/**
+ * `KEY=VALUE` list to values by key, as sealer reads `spec.env`: a key given several times is a list of its values
+ * in order (`CertSANs=a`, `CertSANs=b`). Returns the index of a malformed entry instead.
+ */
+export function parseEnvList(list: readonly string[]): Record<string, string[]> | { bad: number } {
+  const out: Record<string, string[]> = {};
   for (let i = 0; i < list.length; i++) {
     const eq = list[i].indexOf('=');
     const key = eq > 0 ? list[i].slice(0, eq) : '';
     if (!/^[A-Za-z_][A-Za-z0-9_.-]*$/.test(key)) return { bad: i };
-    out[key] = list[i].slice(eq + 1);
+    (out[key] ??= []).push(list[i].slice(eq + 1));
   }
   return out;
+}
+
+export interface EnvValues {
+  /** What hooks get: a list's items joined with spaces, so `for v in $CertSANs` walks them. */
+  env: Record<string, string>;
+  /** The keys that are lists. */
+  lists: Record<string, string[]>;
+}
+
+/** A host's env: the group's keys replace the cluster's whole (a list is not merged), as sealer does. */
+export function envValues(...layers: Record<string, string[]>[]): EnvValues {
+  const merged: Record<string, string[]> = Object.assign({}, ...layers);
+  const env: Record<string, string> = {};
+  const lists: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(merged)) {
+    env[k] = v.join(' ');
+    if (v.length > 1) lists[k] = v;
+  }
+  return { env, lists };
 }

@@ -13,13 +13,15 @@ import { ClusterfileError } from '../kernel/errors.js';
 import { registerSecret } from '../kernel/redact.js';
 import { providerNamed, DEFAULT_PROVIDER } from '../../providers/registry.js';
 import { ClusterfileInvalidError, type ClusterfileIssue } from './errors.js';
-import { expandVars, parseEnvList, UnsetVariable } from './env.js';
+import { envValues, expandVars, parseEnvList, UnsetVariable } from './env.js';
+import { derivedEnv, looksLikeV1, v1Message } from './compat.js';
+import { documentsDigest, maskedDocument } from './documents.js';
 import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
 import { groupInputs, providerBlock, RULES } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { configSpecIssues } from './config-spec.js';
-import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
-import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
+import { ClusterDocSchema, ExtraDocSchema, OtherDocSchema, V1_API_VERSIONS, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
+import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument, KeptDocument } from './types.js';
 
 /** An alias bomb repeats one construct many times: the first few located are enough to fix the file. */
 const MAX_SUBSET_ISSUES = 10;
@@ -72,13 +74,22 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   let cluster: { doc: Document; value: ClusterDoc } | undefined;
   const plugins: ExtraDocument[] = [];
   const configs: ExtraDocument[] = [];
+  const documents: KeptDocument[] = [];
   for (const doc of list) {
     if (doc.contents === null) continue;
     // maxAliasCount 0: aliases were refused above; should one slip through, it is never expanded.
-    const raw = expandAll(doc.toJS({ maxAliasCount: 0 }), [], env, (path, variable) =>
+    const js = doc.toJS({ maxAliasCount: 0 });
+    const kind = js && typeof js === 'object' ? (js as Record<string, unknown>).kind : undefined;
+    // A Plugin's script is the shell's to expand on the host, as sealer leaves it: `${HOME}` there is the host's.
+    const keep = kind === 'Plugin' ? (path: FieldPath) => path.length === 2 && path[0] === 'spec' && path[1] === 'data' : undefined;
+    const raw = expandAll(js, [], env, (path, variable) =>
       add(doc, path, `environment variable ${variable} is not set: export it or remove \${${variable}}`, 'unset-variable'),
+      keep,
     );
-    const kind = raw && typeof raw === 'object' ? (raw as Record<string, unknown>).kind : undefined;
+    if (kind === 'Cluster' && looksLikeV1(raw as Record<string, unknown>, V1_API_VERSIONS)) {
+      add(doc, ['apiVersion'], v1Message(), 'clusterfile-v1');
+      continue;
+    }
     if (kind === 'Cluster') {
       const r = ClusterDocSchema.safeParse(raw);
       if (!r.success) {
@@ -104,8 +115,15 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
       const extra = extraDocument(r.data);
       if (kind === 'Config') extra.at = { file: fileName, line: locate(doc, lines, fileName, ['kind'], true).line ?? 1 };
       (kind === 'Plugin' ? plugins : configs).push(extra);
+    } else if (OtherDocSchema.safeParse(raw).success) {
+      const d = raw as { apiVersion: string; kind: string; metadata?: { name?: unknown } };
+      const kept: KeptDocument = { apiVersion: d.apiVersion, kind: d.kind, body: raw as Record<string, unknown> };
+      if (typeof d.metadata?.name === 'string') kept.name = d.metadata.name;
+      maskedDocument(kept); // registers its secrets now, before anything can print them
+      documents.push(kept);
     } else {
-      add(doc, ['kind'], `unknown kind ${kind === undefined ? '(missing)' : JSON.stringify(kind)}: expected Cluster, Plugin or Config`, 'schema');
+      const missing = typeof kind === 'string' && kind ? 'apiVersion' : 'kind';
+      add(doc, [missing], `a document needs an apiVersion and a kind: Cluster, Plugin, Config, or another kind (Application, ClusterConfiguration...) to hand to the hooks`, 'schema');
     }
   }
   if (!cluster && issues.length === 0) {
@@ -115,7 +133,7 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
     for (const rule of RULES) for (const i of rule.check(cluster.value)) add(cluster.doc, i.path, i.message, i.rule, i.atKey);
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
-  return normalise(cluster!.value, plugins, configs, env);
+  return normalise(cluster!.value, plugins, configs, documents, env);
 }
 
 function expandAll(
@@ -123,7 +141,9 @@ function expandAll(
   path: (string | number)[],
   env: NodeJS.ProcessEnv,
   onUnset: (path: FieldPath, variable: string) => void,
+  keep?: (path: FieldPath) => boolean,
 ): unknown {
+  if (keep?.(path)) return v;
   if (typeof v === 'string') {
     try {
       return expandVars(v, env);
@@ -135,10 +155,10 @@ function expandAll(
       throw err;
     }
   }
-  if (Array.isArray(v)) return v.map((x, i) => expandAll(x, [...path, i], env, onUnset));
+  if (Array.isArray(v)) return v.map((x, i) => expandAll(x, [...path, i], env, onUnset, keep));
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) out[k] = expandAll(x, [...path, k], env, onUnset);
+    for (const [k, x] of Object.entries(v)) out[k] = expandAll(x, [...path, k], env, onUnset, keep);
     return out;
   }
   return v;
@@ -202,19 +222,19 @@ function extraDocument(d: ExtraDoc): ExtraDocument {
   return { apiVersion: d.apiVersion, kind: d.kind, name: d.metadata.name, spec: d.spec as Record<string, unknown> };
 }
 
-function envRecord(list: string[] | undefined): Record<string, string> {
+function envRecord(list: string[] | undefined): Record<string, string[]> {
   const r = parseEnvList(list ?? []);
-  return 'bad' in r ? {} : (r as Record<string, string>); // malformed entries were reported by the bad-env rule
+  return 'bad' in r ? {} : (r as Record<string, string[]>); // malformed entries were reported by the bad-env rule
 }
 
 function mergeSsh(base: SshDoc | undefined, over: SshDoc | undefined, env: NodeJS.ProcessEnv): DesiredSsh {
-  const pick = <K extends keyof SshDoc>(k: K): SshDoc[K] => (over?.[k] !== undefined ? over[k] : base?.[k]);
-  const nonEmpty = (s: string | undefined) => (s === undefined || s === '' ? undefined : s);
+  const pick = <K extends keyof SshDoc>(k: K): SshDoc[K] => (over?.[k] !== undefined && over[k] !== null ? over[k] : base?.[k]);
+  const nonEmpty = (s: string | null | undefined) => (s === undefined || s === null || s === '' ? undefined : s);
   const pk = nonEmpty(pick('pk'));
   const home = env.HOME ?? homedir();
   const ssh: DesiredSsh = {
     user: nonEmpty(pick('user')) ?? 'root',
-    port: pick('port') === undefined ? 22 : Number(pick('port')),
+    port: pick('port') === undefined || pick('port') === null ? 22 : Number(pick('port')),
   };
   const password = nonEmpty(pick('passwd'));
   const passphrase = nonEmpty(pick('pkPasswd'));
@@ -226,15 +246,20 @@ function mergeSsh(base: SshDoc | undefined, over: SshDoc | undefined, env: NodeJ
   return ssh;
 }
 
-function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocument[], env: NodeJS.ProcessEnv): DesiredCluster {
+function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocument[], documents: KeptDocument[], env: NodeJS.ProcessEnv): DesiredCluster {
   const name = doc.metadata.name;
   const provider = providerNamed(doc.spec.provider ?? DEFAULT_PROVIDER);
-  const clusterEnv = envRecord(doc.spec.env);
+  const clusterLayer = { ...derivedEnv(doc), ...envRecord(doc.spec.env) };
+  const cluster = envValues(clusterLayer);
   const block = providerBlock(doc);
   const groups = doc.spec.hosts;
   const hosts: DesiredHost[] = provider.clusterfile.expand({ cluster: name, block, groups: groupInputs(doc) }).map((e) => {
     const g = groups[e.group];
-    const h: DesiredHost = { key: e.key, roles: [...g.roles], env: { ...clusterEnv, ...envRecord(g.env) }, ssh: mergeSsh(doc.spec.ssh, g.ssh, env) };
+    const hostEnv = envValues(clusterLayer, envRecord(g.env));
+    const h: DesiredHost = { key: e.key, roles: [...g.roles], env: hostEnv.env, ssh: mergeSsh(doc.spec.ssh, g.ssh, env) };
+    if (Object.keys(hostEnv.lists).length) h.envLists = hostEnv.lists;
+    if (g.labels !== undefined) h.labels = { ...g.labels };
+    if (g.taints !== undefined) h.taints = [...g.taints];
     if (e.ip !== undefined) h.ip = e.ip;
     if (e.name !== undefined) h.name = e.name;
     if (e.make) h.make = e.make;
@@ -248,10 +273,15 @@ function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocu
     provider: provider.name,
     makesHosts: provider.makesHosts,
     ...(block !== undefined ? { providerBlock: block } : {}),
-    env: clusterEnv,
+    env: cluster.env,
+    ...(Object.keys(cluster.lists).length ? { envLists: cluster.lists } : {}),
+    ...(doc.spec.cmd_args !== undefined ? { cmdArgs: envValues(envRecord(doc.spec.cmd_args)).env } : {}),
+    ...(doc.spec.hostAliases !== undefined ? { hostAliases: doc.spec.hostAliases.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })) } : {}),
     hosts: ordered,
     plugins,
     configs,
+    documents,
+    ...(documents.length ? { documentsDigest: documentsDigest(documents) } : {}),
   };
   return { ...withoutDigest, digest: clusterDigest(withoutDigest) };
 }
@@ -259,7 +289,9 @@ function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocu
 /** sha256 over the normalised cluster with every secret left out, so it can live in plan files. */
 export function clusterDigest(c: Omit<DesiredCluster, 'digest'>): `sha256:${string}` {
   const hosts = c.hosts.map((h) => ({ ...h, ssh: { user: h.ssh.user, port: h.ssh.port, privateKeyPath: h.ssh.privateKeyPath } }));
-  // Where a document sits in the file is not what it says: moving it leaves the plan fresh.
+  // Where a document sits in the file is not what it says: moving it leaves the plan fresh. Other documents count
+  // as hooks see them, secrets masked (documentsDigest); none leaves the digest as it was before.
   const placeless = (d: ExtraDocument) => ({ ...d, at: undefined });
-  return sha256(canonicalJson({ ...c, hosts, plugins: c.plugins.map(placeless), configs: c.configs.map(placeless) }));
+  const { documents: _documents, ...rest } = c;
+  return sha256(canonicalJson({ ...rest, hosts, plugins: rest.plugins.map(placeless), configs: rest.configs.map(placeless) }));
 }

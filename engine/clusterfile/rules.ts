@@ -9,6 +9,7 @@ import { parseEnvList } from './env.js';
 import { parseReference } from '../image/reference.js';
 import { InvalidReferenceError } from '../kernel/errors.js';
 import type { FieldPath } from './locate.js';
+import { unsupportedFields } from './compat.js';
 
 export interface RuleIssue {
   rule: string;
@@ -137,6 +138,7 @@ export const RULES: Rule[] = [
     check: (doc) => {
       const lists: [FieldPath, string[] | undefined][] = [
         [['spec', 'env'], doc.spec.env],
+        [['spec', 'cmd_args'], doc.spec.cmd_args],
         ...doc.spec.hosts.map((g, gi): [FieldPath, string[] | undefined] => [['spec', 'hosts', gi, 'env'], g.env]),
       ];
       return lists.flatMap(([path, list]) => {
@@ -148,11 +150,12 @@ export const RULES: Rule[] = [
       });
     },
   },
+  { name: 'unsupported-field', check: unsupportedFields },
   {
     name: 'bad-port',
     check: (doc) => {
       const out: RuleIssue[] = [];
-      const check = (path: FieldPath, port: number | string | undefined) => {
+      const check = (path: FieldPath, port: number | string | null | undefined) => {
         if (typeof port === 'string' && (Number(port) < 1 || Number(port) > 65535))
           out.push({ rule: 'bad-port', path, message: `port ${port} is out of range 1-65535` });
       };

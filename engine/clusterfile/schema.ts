@@ -1,22 +1,32 @@
 /**
  * The Clusterfile's document shapes, strict: an unknown field is an error rather than silently ignored.
- * Fields sealer's v2 Cluster accepts but cloudimage does not act on yet (cmd_args, registry, labels...) are
- * declared so that sealer files parse as they are. No transforms here: the same schema is published as JSON Schema.
+ * Every field of sealer's v2 Cluster is declared, so that sealer files parse as they are; each one either acts or is
+ * refused by name (compat.ts), which test/clusterfile-fields.test.ts checks field by field. No transforms here: the
+ * same schema is published as JSON Schema.
  */
 import { z, type ZodType } from 'zod';
 import { providerModules, providerNames } from '../../providers/registry.js';
 
-export const API_VERSIONS = ['sealer.cloud/v2', 'cloudimage.io/v1'] as const;
+export const API_VERSIONS = ['sealer.io/v2', 'sealer.cloud/v2', 'cloudimage.io/v1'] as const;
+/** Every apiVersion sealer has written Plugin and Config documents with. */
+export const EXTRA_API_VERSIONS = ['sealer.aliyun.com/v1alpha1', 'sealer.io/v1', 'sealer.cloud/v2', 'sealer.io/v2', 'cloudimage.io/v1'] as const;
+/** sealer's first Clusterfile format (spec.masters / spec.nodes), refused with what to write instead. */
+export const V1_API_VERSIONS = ['sealer.aliyun.com/v1alpha1', 'zlink.aliyun.com/v1alpha1'] as const;
+
+/** `passwd:` left empty reads as null in YAML: the same as leaving the field out. */
+const optionalText = z.union([z.string(), z.null()]).optional();
 
 const port = z.union([z.number().int().min(1).max(65535), z.string().regex(/^[0-9]{1,5}$/)]);
 
 export const SshSchema = z
   .strictObject({
-    user: z.string().optional(),
-    passwd: z.string().optional(),
-    pk: z.string().optional(),
-    pkPasswd: z.string().optional(),
-    port: port.optional(),
+    user: optionalText,
+    passwd: optionalText,
+    pk: optionalText,
+    pkPasswd: optionalText,
+    port: z.union([port, z.null()]).optional(),
+    /** sealer marks passwords it stored encrypted with its built-in key; refused in compat.ts. */
+    encrypted: z.union([z.boolean(), z.null()]).optional(),
   })
   .describe('SSH connection settings; a host group overrides the cluster-wide values field by field');
 
@@ -54,6 +64,26 @@ function providerFields(kind: 'group' | 'block'): Record<string, ZodType> {
   return out;
 }
 
+const RegistryEndpoint = {
+  domain: z.string().optional(),
+  port: port.optional(),
+  username: z.string().optional(),
+  password: z.string().optional(),
+};
+
+/** sealer's registry settings; cloudimage hands them to the image's hooks, which run the registry (see registry-env.ts). */
+export const RegistrySchema = z.strictObject({
+  localRegistry: z
+    .strictObject({
+      ...RegistryEndpoint,
+      ha: z.boolean().optional(),
+      insecure: z.boolean().optional(),
+      cert: z.strictObject({ subjectAltName: z.strictObject({ dnsNames: z.array(z.string()).optional(), ips: z.array(z.string()).optional() }).optional() }).optional(),
+    })
+    .optional(),
+  externalRegistry: z.strictObject(RegistryEndpoint).optional(),
+});
+
 export const HostGroupSchema = z.strictObject({
   roles: z.array(z.string()).min(1),
   ssh: SshSchema.optional(),
@@ -82,25 +112,38 @@ export const ClusterDocSchema = z.strictObject({
     appNames: z.array(z.string()).optional(),
     containerRuntime: z.strictObject({ type: z.string().optional() }).optional(),
     hostAliases: z.array(z.strictObject({ ip: z.string(), hostnames: z.array(z.string()) })).optional(),
-    registry: z.record(z.string(), z.unknown()).optional(),
+    registry: RegistrySchema.optional(),
     dataRoot: z.string().optional(),
     apps: z.array(z.unknown()).optional(),
   }),
+  /** What sealer writes back after a run; read by nothing (see README, "Clusterfile"). */
+  status: z.unknown().optional(),
 });
 
 /** Plugin and Config documents are kept as written (sealer shape) and not acted on yet. */
 export const ExtraDocSchema = z.strictObject({
-  apiVersion: z.string(),
+  apiVersion: z.enum(EXTRA_API_VERSIONS),
   kind: z.enum(['Plugin', 'Config']),
   metadata: Metadata,
   spec: z.looseObject({ type: z.string().optional(), data: z.unknown().optional() }),
 });
 
-export const DocumentSchema = z.union([ClusterDocSchema, ExtraDocSchema]);
+/**
+ * Any other document with an apiVersion and a kind (sealer's Application, kubeadm's ClusterConfiguration...): kept
+ * as written and handed to the hooks (see documents.ts).
+ */
+export const OtherDocSchema = z.looseObject({
+  apiVersion: z.string().min(1),
+  kind: z.string().min(1),
+  metadata: z.looseObject({ name: z.string().optional() }).optional(),
+});
+
+export const DocumentSchema = z.union([ClusterDocSchema, ExtraDocSchema, OtherDocSchema]);
 
 export type ClusterDoc = z.infer<typeof ClusterDocSchema>;
 export type ExtraDoc = z.infer<typeof ExtraDocSchema>;
 export type SshDoc = z.infer<typeof SshSchema>;
+export type RegistryDoc = z.infer<typeof RegistrySchema>;
 
 /** The published JSON Schema of one Clusterfile document. */
 export function clusterfileJsonSchema(): Record<string, unknown> {
@@ -108,6 +151,6 @@ export function clusterfileJsonSchema(): Record<string, unknown> {
   return {
     ...schema,
     $id: 'https://cloudimage.io/schema/clusterfile.schema.json',
-    title: 'Clusterfile document (Cluster, Plugin or Config)',
+    title: 'Clusterfile document (Cluster, Plugin, Config, or another kind handed to the hooks)',
   };
 }

@@ -18,8 +18,13 @@ export interface DesiredHost {
   ip?: string;
   name?: string;
   roles: string[];
-  /** Cluster env overlaid with the group's env. */
+  /** Cluster env overlaid with the group's env; a key given several times is a list, here joined with spaces. */
   env: Record<string, string>;
+  /** The keys of `env` that are lists, item by item (only when there are some). */
+  envLists?: Record<string, string[]>;
+  /** The group's `labels` and `taints`, as written. */
+  labels?: Record<string, string>;
+  taints?: string[];
   ssh: DesiredSsh;
   /** Hosts the provider makes: what to make, in which batch, and how the plan shows it. */
   make?: MakeSpec;
@@ -35,6 +40,15 @@ export interface ExtraDocument {
   at?: { file: string; line: number };
 }
 
+/** A document of another kind (Application, kubeadm's ClusterConfiguration...), kept whole as written. */
+export interface KeptDocument {
+  apiVersion: string;
+  kind: string;
+  name?: string;
+  /** The whole document; secrets are masked only where it leaves the process (documents.ts). */
+  body: Record<string, unknown>;
+}
+
 export interface DesiredCluster {
   name: string;
   apiVersion: string;
@@ -45,10 +59,20 @@ export interface DesiredCluster {
   /** The provider's block of the Clusterfile (`spec.local`, `spec.cloud`), as validated. */
   providerBlock?: unknown;
   env: Record<string, string>;
+  /** The keys of `env` that are lists (only when there are some). */
+  envLists?: Record<string, string[]>;
+  /** `spec.cmd_args`: extra env for the Kubefile's CMDs and LAUNCH commands (only when given). */
+  cmdArgs?: Record<string, string>;
+  /** `spec.hostAliases`, as written (only when given). */
+  hostAliases?: { ip: string; hostnames: string[] }[];
   /** Masters in file order first, then the other hosts in file order. */
   hosts: DesiredHost[];
   plugins: ExtraDocument[];
   configs: ExtraDocument[];
+  /** Documents of other kinds, in file order. */
+  documents: KeptDocument[];
+  /** Digest of `documents` as hooks get them (secrets masked); absent without documents. */
+  documentsDigest?: Digest;
   /** sha256 of the normalised cluster without secrets, for stale-plan checks. */
   digest: Digest;
 }

@@ -2,7 +2,7 @@
 import type { Action, Plan } from '../../plans/actions.js';
 import type { DesiredCluster } from '../clusterfile/types.js';
 import type { ClusterState } from '../../state/model.js';
-import { remoteRootfs } from './remote-layout.js';
+import { remoteDocumentsFile, remoteRootfs } from './remote-layout.js';
 
 export interface EnvContext {
   plan: Plan;
@@ -30,6 +30,8 @@ export function hookEnv(ctx: EnvContext, action: Action & { host: string }): Rec
     ...state.outputs,
     ...(desired?.env ?? {}),
     ...(d?.env ?? {}),
+    // sealer's cmd_args: values for the Kubefile's CMDs (and LAUNCH commands) to read as $NAME; never over CI_*.
+    ...(action.kind === 'run-cmd' || action.kind === 'launch-app' ? (desired?.cmdArgs ?? {}) : {}),
     CI_CLUSTER: plan.cluster,
     CI_HOST: host?.ip || d?.ip || '',
     CI_HOSTNAME: host?.hostname ?? host?.name ?? '',
@@ -41,6 +43,7 @@ export function hookEnv(ctx: EnvContext, action: Action & { host: string }): Rec
     CI_IMAGE: image?.ref ?? '',
     CI_IMAGE_DIGEST: image?.digest ?? '',
   };
+  if (action.kind === 'hook' && desired?.documents?.length) env.CI_CLUSTER_DOCUMENTS = remoteDocumentsFile(plan.cluster);
   if (action.kind === 'hook' && action.hook === 'upgrade') {
     // What this host ran until now, which after an interrupted roll or a rollback may differ from the state's image.
     const previous = host?.image?.ref ?? state.image?.ref;

@@ -94,7 +94,11 @@ export function recordSuccess(
     case 'hook': {
       const hs = ensureHost(state, desired, action.host, result.facts);
       hs.hooks[action.hook] = action.image;
-      if (action.members) hs.members = action.members;
+      if (action.members) {
+        hs.members = action.members;
+        if (action.documents) hs.documents = action.documents;
+        else delete hs.documents;
+      }
       if (JOINS.has(action.hook)) {
         // A host that was being removed and is joining again must leave and clean anew if removed later.
         delete hs.hooks.leave;

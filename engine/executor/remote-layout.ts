@@ -24,6 +24,19 @@ export function remoteOutputFile(cluster: string, hook: string): string {
   return `${remoteClusterDir(cluster)}/outputs/${hook}.env`;
 }
 
+/** The Clusterfile's documents of other kinds as hooks get them (CI_CLUSTER_DOCUMENTS), secrets masked. */
+export function remoteDocumentsFile(cluster: string): string {
+  return `${remoteClusterDir(cluster)}/documents.yaml`;
+}
+
+/** Writes stdin to the documents file, for root's eyes only from its first byte, or removes it when there are none. */
+export function writeDocumentsScript(cluster: string, present: boolean): string {
+  const file = shellQuote(remoteDocumentsFile(cluster));
+  if (!present) return `rm -f ${file}`;
+  const tmp = shellQuote(`${remoteDocumentsFile(cluster)}.tmp`);
+  return `umask 077 && mkdir -p ${shellQuote(remoteClusterDir(cluster))} && cat > ${tmp} && chmod 0600 ${tmp} && mv -f ${tmp} ${file}`;
+}
+
 /** Prints the digests (hex) of the given layers that the host already holds. */
 export function listHeldLayersScript(layers: Digest[]): string {
   const paths = layers.map((d) => shellQuote(remoteLayerPath(d))).join(' ');

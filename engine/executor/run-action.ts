@@ -1,5 +1,7 @@
 /** What each kind of action does on a host. Every step is safe to repeat: an interrupted apply simply runs it again. */
 import { createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { documentsYaml } from '../clusterfile/documents.js';
 import { digestHex, type Digest } from '../kernel/digest.js';
 import { fetchScript, type Relay } from './relay.js';
 import { AppToolMissingError, InternalError, RemoteCommandError } from '../kernel/errors.js';
@@ -30,6 +32,7 @@ import {
   takeOutputsScript,
   unpackPlanScript,
   unpackScript,
+  writeDocumentsScript,
 } from './remote-layout.js';
 import type { CheckedImage } from '../image/layer-check.js';
 
@@ -184,6 +187,14 @@ async function runHook(ctx: RunContext, session: SshSession, action: HookAction,
     () => ctx.reporter.event({ type: 'action-running', action, ms: Date.now() - started, note: 'its output is shown when it ends' }),
     HELD_HEARTBEAT_MS,
   );
+  const docs = ctx.desired?.documents ?? [];
+  // Without documents, the file goes only from a host that was given some (no extra round trip otherwise).
+  if (docs.length > 0 || ctx.state.hosts[host]?.documents !== undefined) {
+    await session.execChecked(writeDocumentsScript(cluster, docs.length > 0), {
+      what: 'writing the Clusterfile documents for the hook',
+      ...(docs.length ? { stdin: Readable.from([Buffer.from(documentsYaml(docs))]) } : {}),
+    });
+  }
   let run: { code: number | null; tail: string };
   try {
     run = await runStreamed(session, hookScript(cluster, hook), held.sink, env);

@@ -74,6 +74,7 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   lines.push(
     `ci will ${verb} cluster ${plan.cluster}` + (plan.image ? ` with image ${plan.image.ref} (${shortDigest(plan.image.digest)})` : '') + ':',
   );
+  if (plan.documents) lines.push(`  documents for hooks: ${plan.documents.names.join(', ')} (${shortDigest(plan.documents.digest)})`);
   lines.push(`  ${c.green('+')} add   ${c.yellow('~')} change   ${c.red('-')} destroy`);
   lines.push('');
   // Infrastructure and hosts made in batches come before the hosts' steps, which need them; infrastructure that goes

@@ -32,6 +32,7 @@ export function syntheticCluster(hostCount: number, masters = 3, image = 'bench/
     hosts,
     plugins: [],
     configs: [],
+    documents: [],
   };
   return { ...c, digest: clusterDigest(c) };
 }
