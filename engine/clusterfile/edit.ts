@@ -26,7 +26,12 @@ const REFERENCE = /^\$\{[A-Za-z_][A-Za-z0-9_]*\}$/;
  * then never written); anything else is literal, its `${` escaped so that expansion gives back exactly the value.
  */
 export function secretValue(v: string): string {
-  return REFERENCE.test(v) ? v : v.replaceAll('${', '$${');
+  return REFERENCE.test(v) ? v : escapeRefs(v);
+}
+
+/** `${` -> `$${`, which expansion reads back as `${`. (A replacement string would read `$$` as one `$`.) */
+export function escapeRefs(v: string): string {
+  return v.replaceAll('${', () => '$${');
 }
 
 export function isReference(v: string): boolean {

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../../kernel/errors.js';
 import { envFlags } from '../../clusterfile/env.js';
-import { isReference, runClusterfileText, type RunSpec } from '../../clusterfile/edit.js';
+import { escapeRefs, isReference, runClusterfileText, type RunSpec } from '../../clusterfile/edit.js';
 import { parseCount, parseIpList } from '../../clusterfile/ip-list.js';
 import { DEFAULT_CLUSTER, readIfExists, storedClusterfilePath, writeClusterfileText } from '../stored-clusterfile.js';
 import { runApply } from './apply.js';
@@ -82,7 +82,7 @@ export function register(program: Command): void {
       image,
       ...hostsOf(o),
       ssh: sshOf(o),
-      env: (o.env ?? []).map((e) => e.replaceAll('${', '$${')),
+      env: (o.env ?? []).map(escapeRefs),
     };
     const text = runClusterfileText(spec);
     const before = await readIfExists(path);
