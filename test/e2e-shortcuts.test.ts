@@ -56,7 +56,7 @@ describe.skipIf(!labsAvailable())('ci run, join and delete on LOCAL hosts', () =
 
   it('runs, joins, deletes and destroys, the kept Clusterfile following each change', async () => {
     const run = await ci(['run', 'sc-e2e:v1', '--local', '--name', CLUSTER, '-e', 'SITE=lab1', '--auto-approve']);
-    expect(run.stdout).toContain(`Clusterfile: ${clusterfile}\n`);
+    expect(run.stdout).toContain(`Clusterfile: ${clusterfile} (written once the plan is approved)\n`);
     expect(run.stdout).toContain('Apply complete!');
     expect(statSync(clusterfile).mode & 0o777).toBe(0o600);
     expect(await members()).toEqual({ inState: [`${CLUSTER}-master-1`], lab: [`${CLUSTER}-master-1`] });
@@ -87,7 +87,7 @@ describe.skipIf(!labsAvailable())('ci run, join and delete on LOCAL hosts', () =
     expect(await members()).toEqual({ inState: three, lab: three });
     expect(await site(`${CLUSTER}-node-2`)).toBe('lab2');
     expect(await site(`${CLUSTER}-master-1`)).toBe('lab1');
-    expect(readFileSync(clusterfile, 'utf8')).toMatch(/count: 2,? *\n?.*roles: \[node\]|\{count: 2, roles: \[node\]\}/);
+    expect(readFileSync(clusterfile, 'utf8')).toContain('    - count: 2\n      roles: [node]\n');
 
     await ci(['delete', '-n', '1', '--name', CLUSTER, '--auto-approve']);
     const two = [`${CLUSTER}-master-1`, `${CLUSTER}-node-1`];

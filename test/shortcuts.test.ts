@@ -2,7 +2,11 @@
  * The pieces under `ci run`, `ci join` and `ci delete`: host lists and ranges, the Clusterfile written for a run,
  * edits that keep a file's comments, other documents and layout, and `--env` overrides in the plan's digest.
  */
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { runCli } from './helpers/cli.js';
+import { removeDir, tempDir } from './helpers/tmp.js';
 import { parseClusterfile } from '../engine/clusterfile/index.js';
 import { addHosts, removeHosts, runClusterfileText, secretValue } from '../engine/clusterfile/edit.js';
 import { envFlags } from '../engine/clusterfile/env.js';
@@ -205,5 +209,40 @@ spec:
     const bad = usage(() => envFlags(['9x=secret-value']));
     expect(bad.message).toBe('--env number 1 has the key "9x", which is not a name');
     expect(bad.message).not.toContain('secret-value');
+  });
+});
+
+describe('the commands refuse bad input and write nothing', () => {
+  const home = tempDir('ci-shortcuts-');
+  const env = { CI_HOME: home };
+  afterAll(() => removeDir(home));
+
+  test.each([
+    [['run', 'x:v1'], /^error: -m is required: the IPs of the masters\nhint: .*--local N/],
+    [['run', 'x:v1', '-m', '10.0.0.2-10.0.0.1'], /^error: -m: "10\.0\.0\.2-10\.0\.0\.1" ends before it starts\nhint: write the lower address first: 10\.0\.0\.1-10\.0\.0\.2\n$/],
+    [['run', 'x:v1', '-m', '10.0.0.2', '-n', '10.0.0.2'], /^error: 10\.0\.0\.2 is given as a master \(-m\) and as a node \(-n\)/],
+    [['run', 'x:v1', '--local', '2', '-m', '1'], /^error: give the masters either as --local N or as -m N, not both/],
+    [['run', 'x:v1', '--local', '-p', 'pw'], /^error: --local hosts are made by this machine/],
+    [['run', 'x:v1', '--local', 'two'], /^error: --local must be a whole number of at least 1, not "two"/],
+    [['run', 'x:v1', '-m', '10.0.0.2', '--port', '70000'], /^error: --port must be a port number from 1 to 65535, not "70000"/],
+    [['run', 'x:v1', '-m', '10.0.0.2', '--name', '../etc'], /^error: --name "\.\.\/etc" is not a valid cluster name/],
+    [['run', 'x:v1', '-m', '10.0.0.2', '-e', 'oops'], /^error: --env number 1 has no "="/],
+    [['join', '-n', '10.0.0.3'], /^error: cluster my-cluster has no Clusterfile at .*clusters\/my-cluster\/Clusterfile\nhint: make the cluster with `ci run IMAGE --name my-cluster -m IPS`/],
+    [['join'], /^error: say which hosts to join with -m and\/or -n\n/],
+    [['delete', '--all', '-n', '10.0.0.3'], /^error: --all deletes every host: give it without -m and -n/],
+    [['apply', '-e', '=x'], /^error: --env number 1 has the key "", which is not a name/],
+  ])('ci %j', async (args, stderr) => {
+    const r = await runCli(args, { env });
+    expect(r.code, r.stderr).toBe(64);
+    expect(r.stderr).toMatch(stderr);
+    expect(existsSync(join(home, 'clusters'))).toBe(false);
+  });
+
+  test('a run whose image is missing writes no Clusterfile', async () => {
+    const r = await runCli(['run', 'absent:v1', '-m', '10.0.0.2', '--auto-approve'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe(`Clusterfile: ${join(home, 'clusters', 'my-cluster', 'Clusterfile')} (written once the plan is approved)\n`);
+    expect(r.stderr).toMatch(/^error: image absent:v1 is not in the local store/);
+    expect(existsSync(join(home, 'clusters', 'my-cluster', 'Clusterfile'))).toBe(false);
   });
 });

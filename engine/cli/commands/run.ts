@@ -92,7 +92,7 @@ export function register(program: Command): void {
         `change its hosts with \`ci join\` or \`ci delete --name ${o.name}\`, or edit that file and run \`ci apply -f ${path}\`; \`ci delete --all --name ${o.name}\` removes it`,
       );
     }
-    process.stdout.write(`Clusterfile: ${path}\n`);
+    process.stdout.write(`Clusterfile: ${path}${before === undefined ? ' (written once the plan is approved)' : ''}\n`);
     for (const [flag, v] of [['-p', o.passwd], ['--pk-passwd', o.pkPasswd]] as const) {
       if (v !== undefined && !isReference(v)) {
         process.stderr.write(`note: the secret given with ${flag} is kept in that file (mode 0600); give ${flag} '\${VAR}' to keep only a reference to $VAR there\n`);
