@@ -6,7 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ciHome } from '../kernel/home.js';
-import { UsageError } from '../kernel/errors.js';
+import { ClusterfileError, UsageError } from '../kernel/errors.js';
 import { writeFileAtomic } from '../kernel/fsutil.js';
 import { NAME_RE } from '../clusterfile/rules.js';
 
@@ -20,10 +20,11 @@ export function storedClusterfilePath(name: string): string {
   return join(ciHome(), 'clusters', name, 'Clusterfile');
 }
 
-/** Mode 0600 in a 0700 directory: the file may hold an SSH password. */
+/** A new file: mode 0600 in a 0700 directory, as it may hold an SSH password. A file that exists keeps its mode. */
 export async function writeClusterfileText(path: string, text: string): Promise<void> {
   await fs.mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(path, text, 0o600);
+  const mode = await fs.stat(path).then((s) => s.mode & 0o777, () => 0o600);
+  await writeFileAtomic(path, text, mode);
 }
 
 export async function readClusterfileText(path: string, name: string | undefined): Promise<string> {
@@ -45,4 +46,15 @@ export async function readIfExists(path: string): Promise<string | undefined> {
     if (err?.code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/**
+ * Puts `next` in place of `read` (undefined: no file), under the state lock the apply holds by then. Another
+ * `ci join` or `ci delete` that changed the file meanwhile (while this one waited for the lock) is not overwritten.
+ */
+export async function replaceClusterfileText(path: string, read: string | undefined, next: string): Promise<void> {
+  if ((await readIfExists(path)) !== read) {
+    throw new ClusterfileError({ file: path }, 'the Clusterfile changed while this command waited: nothing was applied', 'run the command again, on the file as it is now');
+  }
+  if (next !== read) await writeClusterfileText(path, next);
 }

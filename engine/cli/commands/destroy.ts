@@ -7,15 +7,17 @@ import { logFileFor, type ConvergeFlags } from './apply.js';
 import { positiveInt } from '../options.js';
 import { useColor } from '../color.js';
 import { EXIT } from '../exit-codes.js';
+import { envFlags } from '../../clusterfile/env.js';
 
 /** The body of `ci destroy`, shared with `ci delete --all`. True when the cluster is gone with nothing failed. */
-export async function runDestroy(o: ConvergeFlags): Promise<boolean> {
+export async function runDestroy(o: ConvergeFlags & { env?: string[] }): Promise<boolean> {
   const color = useColor(process.stdout);
   let reporter: LineReporter | undefined;
   const interrupt = interruptSignal();
   try {
     const done = await destroyCluster({
       clusterfile: o.file ?? 'Clusterfile',
+      envOverrides: envFlags(o.env),
       statePath: o.state,
       parallelism: positiveInt('--parallelism', o.parallelism),
       lockTimeoutMs: parseDuration(o.lockTimeout),

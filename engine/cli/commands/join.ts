@@ -10,7 +10,7 @@ import { parseClusterfile } from '../../clusterfile/parse.js';
 import { addHosts, removeHosts, type HostChange, type Role } from '../../clusterfile/edit.js';
 import { parseCount, parseIpList } from '../../clusterfile/ip-list.js';
 import { envFlags } from '../../clusterfile/env.js';
-import { DEFAULT_CLUSTER, readClusterfileText, storedClusterfilePath, writeClusterfileText } from '../stored-clusterfile.js';
+import { DEFAULT_CLUSTER, readClusterfileText, replaceClusterfileText, storedClusterfilePath } from '../stored-clusterfile.js';
 import { runApply } from './apply.js';
 import { runDestroy } from './destroy.js';
 import { applyFlags, convergeOptions, type ShortcutFlags } from './shortcut-flags.js';
@@ -39,7 +39,7 @@ async function editAndApply(o: EditFlags, edit: Edit, verb: 'join' | 'delete'): 
     next = edit(next, path, change, existing);
   }
   process.stdout.write(`Clusterfile: ${path}\n`);
-  await runApply(applyFlags(o, path), { text: next, approved: () => (next === text ? Promise.resolve() : writeClusterfileText(path, next)) });
+  await runApply(applyFlags(o, path), { text: next, approved: () => replaceClusterfileText(path, text, next) });
 }
 
 function hostOptions(c: Command, verb: string): Command {
@@ -68,7 +68,7 @@ export function registerDelete(program: Command): void {
     const stored = o.file === undefined;
     const path = o.file ?? storedClusterfilePath(o.name);
     await readClusterfileText(path, stored ? o.name : undefined);
-    const gone = await runDestroy({ file: path, autoApprove: o.autoApprove, parallelism: o.parallelism, lockTimeout: o.lockTimeout });
+    const gone = await runDestroy({ file: path, autoApprove: o.autoApprove, parallelism: o.parallelism, lockTimeout: o.lockTimeout, env: o.env });
     // The kept Clusterfile goes with the cluster, so that `ci run` can make one of the same name again.
     if (gone && stored) await rm(path, { force: true });
   });

@@ -8,7 +8,7 @@ import { UsageError } from '../../kernel/errors.js';
 import { envFlags } from '../../clusterfile/env.js';
 import { escapeRefs, isReference, runClusterfileText, type RunSpec } from '../../clusterfile/edit.js';
 import { parseCount, parseIpList } from '../../clusterfile/ip-list.js';
-import { DEFAULT_CLUSTER, readIfExists, storedClusterfilePath, writeClusterfileText } from '../stored-clusterfile.js';
+import { DEFAULT_CLUSTER, readIfExists, replaceClusterfileText, storedClusterfilePath } from '../stored-clusterfile.js';
 import { runApply } from './apply.js';
 import { applyFlags, convergeOptions, type ShortcutFlags } from './shortcut-flags.js';
 
@@ -99,6 +99,6 @@ export function register(program: Command): void {
       }
     }
     // Run's own --env values are written into the Clusterfile (spec.env), so later joins and deletes keep them.
-    await runApply(applyFlags(o, path, { env: [], insecure: o.insecure, caFile: o.caFile }), { text, approved: () => writeClusterfileText(path, text) });
+    await runApply(applyFlags(o, path, { env: [], insecure: o.insecure, caFile: o.caFile }), { text, approved: () => replaceClusterfileText(path, before, text) });
   });
 }
