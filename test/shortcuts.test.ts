@@ -3,7 +3,7 @@
  * edits that keep a file's comments, other documents and layout, and `--env` overrides in the plan's digest.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.js';
 import { removeDir, tempDir } from './helpers/tmp.js';
@@ -11,7 +11,8 @@ import { parseClusterfile } from '../engine/clusterfile/index.js';
 import { addHosts, removeHosts, runClusterfileText, secretValue } from '../engine/clusterfile/edit.js';
 import { envFlags } from '../engine/clusterfile/env.js';
 import { MAX_RANGE, parseCount, parseIpList } from '../engine/clusterfile/ip-list.js';
-import { UsageError } from '../engine/kernel/errors.js';
+import { ClusterfileError, UsageError } from '../engine/kernel/errors.js';
+import { replaceClusterfileText } from '../engine/cli/stored-clusterfile.js';
 
 const usage = (fn: () => unknown): UsageError => {
   try {
@@ -244,5 +245,32 @@ describe('the commands refuse bad input and write nothing', () => {
     expect(r.stdout).toBe(`Clusterfile: ${join(home, 'clusters', 'my-cluster', 'Clusterfile')} (written once the plan is approved)\n`);
     expect(r.stderr).toMatch(/^error: image absent:v1 is not in the local store/);
     expect(existsSync(join(home, 'clusters', 'my-cluster', 'Clusterfile'))).toBe(false);
+  });
+});
+
+describe('putting a new Clusterfile text in place', () => {
+  const dir = tempDir('ci-shortcuts-write-');
+  afterAll(() => removeDir(dir));
+
+  test('a new file is 0600 in a 0700 directory; an existing one keeps its mode', async () => {
+    const path = join(dir, 'clusters', 'c', 'Clusterfile');
+    await replaceClusterfileText(path, undefined, 'a\n');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, 'clusters', 'c')).mode & 0o777).toBe(0o700);
+    const own = join(dir, 'Clusterfile');
+    writeFileSync(own, 'b\n', { mode: 0o644 });
+    chmodSync(own, 0o644);
+    await replaceClusterfileText(own, 'b\n', 'c\n');
+    expect(readFileSync(own, 'utf8')).toBe('c\n');
+    expect(statSync(own).mode & 0o777).toBe(0o644);
+  });
+
+  test('a file changed since it was read is not overwritten', async () => {
+    const path = join(dir, 'Clusterfile.raced');
+    writeFileSync(path, 'joined by another command\n');
+    await expect(replaceClusterfileText(path, 'as read\n', 'edited\n')).rejects.toThrow(ClusterfileError);
+    await expect(replaceClusterfileText(join(dir, 'made-meanwhile'), undefined, 'x').then(() => replaceClusterfileText(join(dir, 'made-meanwhile'), undefined, 'y'))).rejects.toThrow(/changed while this command waited/);
+    expect(readFileSync(path, 'utf8')).toBe('joined by another command\n');
+    expect(readFileSync(join(dir, 'made-meanwhile'), 'utf8')).toBe('x');
   });
 });
