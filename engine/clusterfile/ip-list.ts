@@ -51,7 +51,7 @@ export function parseIpList(text: string, flag: string): string[] {
 /** A count of hosts for LOCAL clusters (`--local 3`, `-m 1 -n 2` with --local). */
 export function parseCount(text: string, flag: string, min = 1): number {
   if (!/^[0-9]+$/.test(text.trim()) || Number(text) < min) {
-    throw new UsageError(`${flag} must be a whole number of at least ${min}, not "${text}"`, 'with a LOCAL cluster, -m and -n count hosts');
+    throw new UsageError(`${flag} must be a whole number of at least ${min}, not "${text}"`, 'where this machine or the cloud makes the hosts (LOCAL, ALI_CLOUD), -m and -n count them');
   }
   return Number(text);
 }
