@@ -27,6 +27,8 @@ export interface PrepareOptions {
   home?: string;
   maxUnavailable?: number;
   env?: NodeJS.ProcessEnv;
+  /** `--env K=V`: over the Clusterfile's env. */
+  envOverrides?: Record<string, string>;
   /** The Clusterfile already loaded by the caller (it is then not read again). */
   desired?: DesiredCluster;
   /** A backend the caller already holds (and maybe locked); default: the local file at statePath. */
@@ -54,7 +56,7 @@ export interface PreparedPlan {
 
 export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const home = opts.home ?? ciHome(opts.env);
-  const desired = opts.desired ?? (await loadClusterfile(opts.clusterfile, opts.env ?? process.env));
+  const desired = opts.desired ?? (await loadClusterfile(opts.clusterfile, opts.env ?? process.env, { envOverrides: opts.envOverrides }));
   const store = new ImageStore(home);
   const resolved = await resolveImage(store, desired.image);
   // An image that breaks the layer rules is refused before any plan is shown, whoever put it in the store.

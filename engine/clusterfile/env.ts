@@ -1,4 +1,5 @@
 /** `${VAR}` expansion from the caller's environment. `$${` writes a literal `${`. */
+import { UsageError } from '../kernel/errors.js';
 export class UnsetVariable extends Error {
   constructor(readonly variable: string) {
     super(variable);
@@ -48,4 +49,18 @@ export function envValues(...layers: Record<string, string[]>[]): EnvValues {
     if (v.length > 1) lists[k] = v;
   }
   return { env, lists };
+}
+
+/** `--env K=V` flags, repeatable; later ones win. Values are plain strings, taken as typed (no `${VAR}` expansion). */
+export function envFlags(list: readonly string[] | undefined, flag = '--env'): Record<string, string> {
+  const r = parseEnvList(list ?? []);
+  if ('bad' in r) {
+    const entry = list![r.bad as number];
+    const eq = entry.indexOf('=');
+    // Only the part before "=" is shown: the value may be a secret.
+    const what = eq < 0 ? 'has no "="' : `has the key "${entry.slice(0, eq)}", which is not a name`;
+    throw new UsageError(`${flag} number ${(r.bad as number) + 1} ${what}`, `write ${flag} KEY=VALUE; a key is a letter or _ then letters, digits, _ . or -`);
+  }
+  // A key given twice: the later flag wins.
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v[v.length - 1]]));
 }

@@ -26,7 +26,12 @@ import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument, KeptDocume
 /** An alias bomb repeats one construct many times: the first few located are enough to fix the file. */
 const MAX_SUBSET_ISSUES = 10;
 
-export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = process.env): Promise<DesiredCluster> {
+export interface ParseOptions {
+  /** `--env K=V` of the command line: over the file's cluster env and every group's env. */
+  envOverrides?: Record<string, string>;
+}
+
+export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = process.env, opts: ParseOptions = {}): Promise<DesiredCluster> {
   let text: string;
   try {
     text = await fs.readFile(path, 'utf8');
@@ -34,10 +39,10 @@ export async function loadClusterfile(path: string, env: NodeJS.ProcessEnv = pro
     const why = err?.code === 'ENOENT' ? 'no such file' : (err?.message ?? String(err));
     throw new ClusterfileError({ file: path }, `cannot read the Clusterfile: ${why}`, 'pass the right path with -f');
   }
-  return parseClusterfile(text, path, env);
+  return parseClusterfile(text, path, env, opts);
 }
 
-export function parseClusterfile(text: string, fileName: string, env: NodeJS.ProcessEnv = process.env): DesiredCluster {
+export function parseClusterfile(text: string, fileName: string, env: NodeJS.ProcessEnv = process.env, opts: ParseOptions = {}): DesiredCluster {
   const lines = new LineCounter();
   // logLevel error: the library would print warnings itself, quoting keys of the file.
   const docs = parseAllDocuments(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, logLevel: 'error' });
@@ -133,7 +138,7 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
     for (const rule of RULES) for (const i of rule.check(cluster.value)) add(cluster.doc, i.path, i.message, i.rule, i.atKey);
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
-  return normalise(cluster!.value, plugins, configs, documents, env);
+  return normalise(cluster!.value, plugins, configs, documents, env, opts.envOverrides ?? {});
 }
 
 function expandAll(
@@ -246,16 +251,25 @@ function mergeSsh(base: SshDoc | undefined, over: SshDoc | undefined, env: NodeJ
   return ssh;
 }
 
-function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocument[], documents: KeptDocument[], env: NodeJS.ProcessEnv): DesiredCluster {
+function normalise(
+  doc: ClusterDoc,
+  plugins: ExtraDocument[],
+  configs: ExtraDocument[],
+  documents: KeptDocument[],
+  env: NodeJS.ProcessEnv,
+  overrides: Record<string, string>,
+): DesiredCluster {
   const name = doc.metadata.name;
   const provider = providerNamed(doc.spec.provider ?? DEFAULT_PROVIDER);
   const clusterLayer = { ...derivedEnv(doc), ...envRecord(doc.spec.env) };
-  const cluster = envValues(clusterLayer);
+  // `--env` wins over the file's env, the cluster's and every group's.
+  const overrideLayer = Object.fromEntries(Object.entries(overrides).map(([k, v]) => [k, [v]]));
+  const cluster = envValues(clusterLayer, overrideLayer);
   const block = providerBlock(doc);
   const groups = doc.spec.hosts;
   const hosts: DesiredHost[] = provider.clusterfile.expand({ cluster: name, block, groups: groupInputs(doc) }).map((e) => {
     const g = groups[e.group];
-    const hostEnv = envValues(clusterLayer, envRecord(g.env));
+    const hostEnv = envValues(clusterLayer, envRecord(g.env), overrideLayer);
     const h: DesiredHost = { key: e.key, roles: [...g.roles], env: hostEnv.env, ssh: mergeSsh(doc.spec.ssh, g.ssh, env) };
     if (Object.keys(hostEnv.lists).length) h.envLists = hostEnv.lists;
     if (g.labels !== undefined) h.labels = { ...g.labels };

@@ -24,7 +24,7 @@ export interface Rule {
   check(doc: ClusterDoc): RuleIssue[];
 }
 
-const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+export const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const ROLE_RE = /^[a-z][a-z0-9-]{0,30}$/;
 
 const providerOf = (doc: ClusterDoc): ProviderModule => providerNamed(doc.spec.provider ?? DEFAULT_PROVIDER);

@@ -6,7 +6,7 @@
 import { ciHome } from '../kernel/home.js';
 import { AbortError } from '../kernel/errors.js';
 import { ImageStore } from '../image/store.js';
-import { loadClusterfile } from '../clusterfile/parse.js';
+import { loadClusterfile, parseClusterfile } from '../clusterfile/parse.js';
 import type { DesiredCluster } from '../clusterfile/types.js';
 import { preparePlan, type PrepareOptions, type PreparedPlan } from '../../plans/prepare.js';
 import { checkPlanFresh } from '../../plans/planfile.js';
@@ -45,6 +45,16 @@ export interface ConvergeOptions {
   relay?: boolean;
   /** Fetches the Clusterfile's image when the store lacks it. */
   ensureImage?: (store: ImageStore, ref: string) => Promise<unknown>;
+  /** `--env K=V`: over the Clusterfile's env, part of the plan and its digest. */
+  envOverrides?: Record<string, string>;
+  /** The Clusterfile's text when it is not (yet) what is on disk at `clusterfile` (`ci run`, `ci join`, `ci delete`). */
+  text?: string;
+}
+
+function loadDesired(opts: ConvergeOptions): Promise<DesiredCluster> | DesiredCluster {
+  const env = opts.env ?? process.env;
+  const parse = { envOverrides: opts.envOverrides };
+  return opts.text !== undefined ? parseClusterfile(opts.text, opts.clusterfile, env, parse) : loadClusterfile(opts.clusterfile, env, parse);
 }
 
 export interface ConvergeResult {
@@ -105,7 +115,7 @@ export async function planCluster(opts: PrepareOptions & { probe?: { timeoutMs: 
 
 export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResult> {
   const home = opts.home ?? ciHome(opts.env);
-  const desiredForName = await loadClusterfile(opts.clusterfile, opts.env ?? process.env);
+  const desiredForName = await loadDesired(opts);
   const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desiredForName.name, home), { keys: stateKeys(home) });
   const lock = await backend.lock({ operation: 'apply' }, opts.lockTimeoutMs ?? 0);
   try {
@@ -156,7 +166,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
 
 export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeResult | undefined> {
   const home = opts.home ?? ciHome(opts.env);
-  const desired = await loadClusterfile(opts.clusterfile, opts.env ?? process.env);
+  const desired = await loadDesired(opts);
   const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desired.name, home), { keys: stateKeys(home) });
   const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
   try {

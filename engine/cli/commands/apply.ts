@@ -10,6 +10,8 @@ import { confirmer, interruptSignal } from '../confirm.js';
 import { ensureImageHook } from '../ensure-image.js';
 import { useColor } from '../color.js';
 import { EXIT } from '../exit-codes.js';
+import { envFlags } from '../../clusterfile/env.js';
+import type { Plan } from '../../../plans/actions.js';
 
 export interface ConvergeFlags {
   file?: string;
@@ -17,6 +19,61 @@ export interface ConvergeFlags {
   autoApprove?: boolean;
   parallelism: string;
   lockTimeout: string;
+}
+
+export type ApplyFlags = ConvergeFlags & { maxUnavailable: string; relay: boolean; insecure?: boolean; caFile?: string; env?: string[] };
+
+/** Commander's way to take a flag more than once. */
+export function collect(v: string, list: string[] | undefined): string[] {
+  return [...(list ?? []), v];
+}
+
+/**
+ * The body of `ci apply`, shared with `ci run` and `ci join`/`ci delete` (which pass the Clusterfile's new text and
+ * write it once the plan is approved): one way to converge, whatever the command.
+ */
+export async function runApply(
+  o: ApplyFlags,
+  extra: { savedPlan?: Plan; text?: string; approved?: () => Promise<void> } = {},
+): Promise<void> {
+  const { savedPlan } = extra;
+  const color = useColor(process.stdout);
+  let reporter: LineReporter | undefined;
+  const interrupt = interruptSignal();
+  // A saved plan was reviewed when it was made: running it is the approval, as in Terraform.
+  const ask = confirmer({ autoApprove: o.autoApprove || !!savedPlan, color, verb: 'apply these actions' });
+  try {
+    const { plan, result, released } = await applyCluster({
+      clusterfile: o.file ?? 'Clusterfile',
+      text: extra.text,
+      envOverrides: envFlags(o.env),
+      statePath: o.state,
+      parallelism: positiveInt('--parallelism', o.parallelism),
+      maxUnavailable: positiveInt('--max-unavailable', o.maxUnavailable),
+      lockTimeoutMs: parseDuration(o.lockTimeout),
+      savedPlan,
+      confirm: async (p) => {
+        const yes = await ask(p);
+        if (yes) await extra.approved?.();
+        return yes;
+      },
+      reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'apply') })),
+      signal: interrupt.signal,
+      relay: o.relay,
+      ensureImage: ensureImageHook({ insecure: o.insecure, caFile: o.caFile }),
+    });
+    if (!result) {
+      await extra.approved?.();
+      process.stdout.write(`No changes. Cluster ${plan.cluster} matches the Clusterfile.\n`);
+      return;
+    }
+    process.stdout.write('\n' + renderSummary(result, 'Apply'));
+    if (released) process.stdout.write(`No host was created. ${renderReleased(released)}`);
+    if (result.failed.length > 0 || result.interrupted) process.exitCode = result.interrupted ? EXIT.interrupted : EXIT.error;
+  } finally {
+    interrupt.dispose();
+    await reporter?.close();
+  }
 }
 
 export function logFileFor(cluster: string, verb: string): string {
@@ -37,36 +94,9 @@ export function register(program: Command): void {
     .option('--no-relay', 'send every layer from this machine instead of letting hosts pass layers on to each other')
     .option('--insecure', 'pull the image over plain HTTP when the store lacks it')
     .option('--ca-file <file>', 'extra CA certificate for pulling the image')
-    .action(async (planfile: string | undefined, o: ConvergeFlags & { maxUnavailable: string; relay: boolean; insecure?: boolean; caFile?: string }) => {
+    .option('-e, --env <KEY=VALUE>', 'set a cluster env value for this run, over the Clusterfile\'s (repeatable)', collect)
+    .action(async (planfile: string | undefined, o: ApplyFlags) => {
       const savedPlan = planfile ? await loadPlanFile(planfile) : undefined;
-      const color = useColor(process.stdout);
-      let reporter: LineReporter | undefined;
-      const interrupt = interruptSignal();
-      try {
-        const { plan, result, released } = await applyCluster({
-          clusterfile: o.file ?? 'Clusterfile',
-          statePath: o.state,
-          parallelism: positiveInt('--parallelism', o.parallelism),
-          maxUnavailable: positiveInt('--max-unavailable', o.maxUnavailable),
-          lockTimeoutMs: parseDuration(o.lockTimeout),
-          savedPlan,
-          // A saved plan was reviewed when it was made: running it is the approval, as in Terraform.
-          confirm: confirmer({ autoApprove: o.autoApprove || !!savedPlan, color, verb: 'apply these actions' }),
-          reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'apply') })),
-          signal: interrupt.signal,
-          relay: o.relay,
-          ensureImage: ensureImageHook({ insecure: o.insecure, caFile: o.caFile }),
-        });
-        if (!result) {
-          process.stdout.write(`No changes. Cluster ${plan.cluster} matches the Clusterfile.\n`);
-          return;
-        }
-        process.stdout.write('\n' + renderSummary(result, 'Apply'));
-        if (released) process.stdout.write(`No host was created. ${renderReleased(released)}`);
-        if (result.failed.length > 0 || result.interrupted) process.exitCode = result.interrupted ? EXIT.interrupted : EXIT.error;
-      } finally {
-        interrupt.dispose();
-        await reporter?.close();
-      }
+      await runApply(o, { savedPlan });
     });
 }

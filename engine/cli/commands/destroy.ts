@@ -7,6 +7,41 @@ import { logFileFor, type ConvergeFlags } from './apply.js';
 import { positiveInt } from '../options.js';
 import { useColor } from '../color.js';
 import { EXIT } from '../exit-codes.js';
+import { envFlags } from '../../clusterfile/env.js';
+
+/** The body of `ci destroy`, shared with `ci delete --all`. True when the cluster is gone with nothing failed. */
+export async function runDestroy(o: ConvergeFlags & { env?: string[] }): Promise<boolean> {
+  const color = useColor(process.stdout);
+  let reporter: LineReporter | undefined;
+  const interrupt = interruptSignal();
+  try {
+    const done = await destroyCluster({
+      clusterfile: o.file ?? 'Clusterfile',
+      envOverrides: envFlags(o.env),
+      statePath: o.state,
+      parallelism: positiveInt('--parallelism', o.parallelism),
+      lockTimeoutMs: parseDuration(o.lockTimeout),
+      confirm: confirmer({ autoApprove: o.autoApprove, color, verb: 'destroy this cluster' }),
+      reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'destroy') })),
+      signal: interrupt.signal,
+    });
+    if (!done) {
+      process.stdout.write('Nothing to destroy: no hosts in state, and nothing of the cluster is left on this machine.\n');
+      return true;
+    }
+    if (done.result) process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
+    else process.stdout.write('\nDestroy complete! No hosts in state; removed what an earlier apply left.\n');
+    if (done.released) process.stdout.write(renderReleased(done.released));
+    if (done.result && (done.result.failed.length > 0 || done.result.interrupted)) {
+      process.exitCode = done.result.interrupted ? EXIT.interrupted : EXIT.error;
+      return false;
+    }
+    return true;
+  } finally {
+    interrupt.dispose();
+    await reporter?.close();
+  }
+}
 
 export function register(program: Command): void {
   program
@@ -18,30 +53,6 @@ export function register(program: Command): void {
     .option('--parallelism <n>', 'hosts worked on at once', '10')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
     .action(async (o: ConvergeFlags) => {
-      const color = useColor(process.stdout);
-      let reporter: LineReporter | undefined;
-      const interrupt = interruptSignal();
-      try {
-        const done = await destroyCluster({
-          clusterfile: o.file ?? 'Clusterfile',
-          statePath: o.state,
-          parallelism: positiveInt('--parallelism', o.parallelism),
-          lockTimeoutMs: parseDuration(o.lockTimeout),
-          confirm: confirmer({ autoApprove: o.autoApprove, color, verb: 'destroy this cluster' }),
-          reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'destroy') })),
-          signal: interrupt.signal,
-        });
-        if (!done) {
-          process.stdout.write('Nothing to destroy: no hosts in state, and nothing of the cluster is left on this machine.\n');
-          return;
-        }
-        if (done.result) process.stdout.write('\n' + renderSummary(done.result, 'Destroy'));
-        else process.stdout.write('\nDestroy complete! No hosts in state; removed what an earlier apply left.\n');
-        if (done.released) process.stdout.write(renderReleased(done.released));
-        if (done.result && (done.result.failed.length > 0 || done.result.interrupted)) process.exitCode = done.result.interrupted ? EXIT.interrupted : EXIT.error;
-      } finally {
-        interrupt.dispose();
-        await reporter?.close();
-      }
+      await runDestroy(o);
     });
 }

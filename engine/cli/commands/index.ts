@@ -16,8 +16,10 @@ import { register as plan } from './plan.js';
 import { register as apply } from './apply.js';
 import { register as destroy } from './destroy.js';
 import { register as state } from './state.js';
+import { register as run } from './run.js';
+import { registerJoin as join, registerDelete as del } from './join.js';
 import { register as emulator } from './emulator.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [build, images, inspect, tag, rmi, login, logout, push, pull, save, load, merge, plan, apply, destroy, state, emulator];
+export const COMMANDS: RegisterCommand[] = [build, images, inspect, tag, rmi, login, logout, push, pull, save, load, merge, plan, apply, destroy, run, join, del, state, emulator];

@@ -7,6 +7,8 @@ import { savePlanFile } from '../../../plans/planfile.js';
 import { renderPlanJson, renderPlanText } from '../../../plans/render/index.js';
 import { useColor } from '../color.js';
 import { EXIT } from '../exit-codes.js';
+import { envFlags } from '../../clusterfile/env.js';
+import { collect } from './apply.js';
 
 interface PlanFlags {
   file: string;
@@ -15,6 +17,7 @@ interface PlanFlags {
   out?: string;
   detailedExitcode?: boolean;
   maxUnavailable: string;
+  env?: string[];
 }
 
 export function register(program: Command): void {
@@ -27,9 +30,11 @@ export function register(program: Command): void {
     .option('--out <file>', 'save the plan for `ci apply <file>`')
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on errors (64 on a usage error)')
     .option('--max-unavailable <n>', 'nodes upgraded at the same time', '1')
+    .option('-e, --env <KEY=VALUE>', 'set a cluster env value, over the Clusterfile\'s (repeatable; give apply the same)', collect)
     .action(async (flags: PlanFlags) => {
       const prepared = await planCluster({
         clusterfile: flags.file,
+        envOverrides: envFlags(flags.env),
         statePath: flags.state,
         maxUnavailable: positiveInt('--max-unavailable', flags.maxUnavailable),
       });
@@ -38,7 +43,8 @@ export function register(program: Command): void {
       process.stdout.write(flags.json ? renderPlanJson(plan) : renderPlanText(plan, { color: useColor(process.stdout) }));
       if (flags.out) {
         await savePlanFile(flags.out, plan);
-        if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply -f ${flags.file} ${flags.out}\` to perform exactly these actions.\n`);
+        const same = flags.env ? ' with the same --env flags' : '';
+        if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply -f ${flags.file} ${flags.out}\`${same} to perform exactly these actions.\n`);
       }
       if (flags.detailedExitcode && plan.actions.length > 0) process.exitCode = EXIT.changes;
     });

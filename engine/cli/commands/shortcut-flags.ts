@@ -1,0 +1,36 @@
+/** Flags `ci run`, `ci join` and `ci delete` share with `ci apply`, and how they become apply's. */
+import type { Command } from 'commander';
+import { collect, type ApplyFlags } from './apply.js';
+
+export interface ShortcutFlags {
+  name: string;
+  masters?: string;
+  nodes?: string;
+  env?: string[];
+  autoApprove?: boolean;
+  parallelism: string;
+  lockTimeout: string;
+  relay: boolean;
+}
+
+export function convergeOptions(c: Command): Command {
+  return c
+    .option('-e, --env <KEY=VALUE>', 'set a cluster env value (repeatable)', collect)
+    .option('--auto-approve', 'do not ask for confirmation')
+    .option('--parallelism <n>', 'hosts worked on at once', '10')
+    .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
+    .option('--no-relay', 'send every layer from this machine instead of letting hosts pass layers on to each other');
+}
+
+export function applyFlags(o: ShortcutFlags, file: string, extra: Partial<ApplyFlags> = {}): ApplyFlags {
+  return {
+    file,
+    autoApprove: o.autoApprove,
+    parallelism: o.parallelism,
+    lockTimeout: o.lockTimeout,
+    maxUnavailable: '1',
+    relay: o.relay,
+    env: o.env,
+    ...extra,
+  };
+}
