@@ -27,7 +27,7 @@ const LAYERS: [RegExp, Layer][] = [
   [/^engine\/image\//, 'image'],
   [/^engine\/registry\//, 'oci-registry'],
   [/^engine\/clusterfile\//, 'clusterfile'],
-  [/^plans\/(planner|actions|image-info)\.ts$|^plans\/render\//, 'planner'],
+  [/^plans\/(planner|actions|image-info|plugin-steps)\.ts$|^plans\/render\//, 'planner'],
   [/^plans\//, 'plans'],
   [/^engine\/executor\//, 'executor'],
   [/^engine\/cli\//, 'cli'],

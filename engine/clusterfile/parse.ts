@@ -6,6 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
+import { isIP } from 'node:net';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { z } from 'zod';
 import { canonicalJson, sha256 } from '../kernel/digest.js';
@@ -18,7 +19,8 @@ import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
 import { groupInputs, providerBlock, RULES } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { ClusterDocSchema, ExtraDocSchema, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
-import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument } from './types.js';
+import type { DesiredCluster, DesiredHost, DesiredPlugin, DesiredSsh, ExtraDocument } from './types.js';
+import { pluginFromDoc, PluginDocSchema, taintError, unknownNames } from './plugins.js';
 
 /** An alias bomb repeats one construct many times: the first few located are enough to fix the file. */
 const MAX_SUBSET_ISSUES = 10;
@@ -70,6 +72,7 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
 
   let cluster: { doc: Document; value: ClusterDoc } | undefined;
   const plugins: ExtraDocument[] = [];
+  const acting: { doc: Document; plugin: DesiredPlugin }[] = [];
   const configs: ExtraDocument[] = [];
   for (const doc of list) {
     if (doc.contents === null) continue;
@@ -89,13 +92,26 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
         continue;
       }
       cluster = { doc, value: r.data };
-    } else if (kind === 'Plugin' || kind === 'Config') {
+    } else if (kind === 'Plugin') {
+      const r = PluginDocSchema.safeParse(raw);
+      if (!r.success) {
+        schemaIssues(r.error.issues, raw, (path, msg, atKey) => add(doc, path, msg, 'schema', atKey));
+        continue;
+      }
+      const p = pluginFromDoc(r.data);
+      for (const i of p.issues) add(doc, i.path, i.message, i.rule);
+      if (!p.plugin) continue;
+      const twin = acting.find((a) => a.plugin.name === p.plugin!.name);
+      if (twin) add(doc, ['metadata', 'name'], `a second Plugin named ${p.plugin.name}: plugin names are their steps' names, so each is unique`, 'plugin-name');
+      else acting.push({ doc, plugin: p.plugin });
+      plugins.push(extraDocument(r.data as unknown as ExtraDoc));
+    } else if (kind === 'Config') {
       const r = ExtraDocSchema.safeParse(raw);
       if (!r.success) {
         schemaIssues(r.error.issues, raw, (path, msg, atKey) => add(doc, path, msg, 'schema', atKey));
         continue;
       }
-      (kind === 'Plugin' ? plugins : configs).push(extraDocument(r.data));
+      configs.push(extraDocument(r.data));
     } else {
       add(doc, ['kind'], `unknown kind ${kind === undefined ? '(missing)' : JSON.stringify(kind)}: expected Cluster, Plugin or Config`, 'schema');
     }
@@ -105,9 +121,34 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   }
   if (cluster) {
     for (const rule of RULES) for (const i of rule.check(cluster.value)) add(cluster.doc, i.path, i.message, i.rule, i.atKey);
+    (cluster.value.spec.hostAliases ?? []).forEach((a, ai) => {
+      if (isIP(a.ip) === 0) add(cluster!.doc, ['spec', 'hostAliases', ai, 'ip'], `"${a.ip}" is not an IP address`, 'host-alias');
+      if (a.hostnames.length === 0) add(cluster!.doc, ['spec', 'hostAliases', ai, 'hostnames'], 'names no host name', 'host-alias');
+      a.hostnames.forEach((n, ni) => {
+        if (!/^[A-Za-z0-9]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?$/.test(n)) add(cluster!.doc, ['spec', 'hostAliases', ai, 'hostnames', ni], 'is not a host name', 'host-alias');
+      });
+    });
+    cluster.value.spec.hosts.forEach((g, gi) =>
+      (g.taints ?? []).forEach((t, ti) => {
+        const bad = taintError(t);
+        if (bad) add(cluster!.doc, ['spec', 'hosts', gi, 'taints', ti], bad, 'taint');
+      }),
+    );
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
-  return normalise(cluster!.value, plugins, configs, env);
+  const result = normalise(cluster!.value, plugins, configs, env, acting.map((a) => a.plugin));
+  // Names in selectors are checked against the hosts as the provider expands them (LOCAL hosts are named then).
+  for (const { doc, plugin } of acting) {
+    const field = doc.toJS()?.spec?.on !== undefined ? 'on' : 'scope';
+    const missing = unknownNames(plugin.on ?? [], result.hosts);
+    if (missing.length) add(doc, ['spec', field], `${missing.map((n) => JSON.stringify(n)).join(', ')} names no role and no host of the cluster`, 'plugin-selector');
+    for (const line of [...(plugin.nodes ?? []), ...(plugin.hostnames ?? [])]) {
+      const gone = unknownNames([line.select], result.hosts);
+      if (gone.length) add(doc, ['spec', 'data'], `${JSON.stringify(gone[0])} names no role and no host of the cluster`, 'plugin-selector');
+    }
+  }
+  if (issues.length) throw new ClusterfileInvalidError(issues);
+  return result;
 }
 
 function expandAll(
@@ -218,7 +259,7 @@ function mergeSsh(base: SshDoc | undefined, over: SshDoc | undefined, env: NodeJ
   return ssh;
 }
 
-function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocument[], env: NodeJS.ProcessEnv): DesiredCluster {
+function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocument[], env: NodeJS.ProcessEnv, acting: DesiredPlugin[] = []): DesiredCluster {
   const name = doc.metadata.name;
   const provider = providerNamed(doc.spec.provider ?? DEFAULT_PROVIDER);
   const clusterEnv = envRecord(doc.spec.env);
@@ -230,6 +271,8 @@ function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocu
     if (e.ip !== undefined) h.ip = e.ip;
     if (e.name !== undefined) h.name = e.name;
     if (e.make) h.make = e.make;
+    if (g.labels && Object.keys(g.labels).length) h.labels = { ...g.labels };
+    if (g.taints?.length) h.taints = [...g.taints];
     return h;
   });
   const ordered = [...hosts.filter((h) => h.roles.includes('master')), ...hosts.filter((h) => !h.roles.includes('master'))];
@@ -243,6 +286,8 @@ function normalise(doc: ClusterDoc, plugins: ExtraDocument[], configs: ExtraDocu
     env: clusterEnv,
     hosts: ordered,
     plugins,
+    ...(acting.length ? { pluginSteps: [...acting].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) } : {}),
+    ...(doc.spec.hostAliases?.length ? { hostAliases: doc.spec.hostAliases.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })) } : {}),
     configs,
   };
   return { ...withoutDigest, digest: clusterDigest(withoutDigest) };

@@ -22,7 +22,7 @@ export const SshSchema = z
 
 const envList = z.array(z.string()).describe('KEY=VALUE entries');
 
-const Metadata = z.strictObject({
+export const Metadata = z.strictObject({
   name: z.string(),
   namespace: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
