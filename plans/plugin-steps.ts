@@ -118,7 +118,7 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     const identity = aliasesDigest(wanted);
     if (wanted.length ? recorded === identity : recorded === undefined) continue;
     const id = `host-aliases:${h.key}`;
-    add({ id, kind: 'host-aliases', host: h.key, aliases: wanted.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })), identity, reason: wanted.length ? (recorded ? 'host aliases changed' : 'host aliases') : 'host aliases removed', deps: f.kinds((a) => a.kind === 'create-host' && a.hosts.some((x) => x.key === h.key)) });
+    add({ id, kind: 'host-aliases', host: h.key, aliases: wanted.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })), identity, reason: wanted.length ? (recorded ? 'host aliases changed' : state?.hosts[h.key] ? 'host aliases added' : 'new host') : 'host aliases removed', deps: f.kinds((a) => a.kind === 'create-host' && a.hosts.some((x) => x.key === h.key)) });
     aliasesId.set(h.key, id);
     waitFor(actions, f.hook(h.key, ['init-host']), id);
   }
@@ -169,7 +169,7 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     const recorded = state?.hosts[target]?.applied?.[record];
     // kubectl on master0 needs it to be a member, and the node to have joined.
     const deps = [...depsFor(point, target), ...f.hook(master0, [...JOIN_HOOKS, 'upgrade'])];
-    const a: NodeMetaAction = { id, kind: 'node-meta', host: master0, target, source, labels: meta.labels, unlabel: meta.unlabel, taints: meta.taints, identity, record, reason: recorded ? `${source} changed` : source, deps };
+    const a: NodeMetaAction = { id, kind: 'node-meta', host: master0, target, source, labels: meta.labels, unlabel: meta.unlabel, taints: meta.taints, identity, record, reason: recorded ? `${source} changed` : state?.hosts[target] ? `${source} added` : 'new host', deps };
     if (ifAddress) a.ifAddress = ifAddress;
     add(a);
     if (point !== 'post-install') waitFor(actions, f.guests(), id);
