@@ -1,4 +1,9 @@
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { hostsBlockScript } from '../engine/executor/remote-layout.js';
 import { parseClusterfile, ClusterfileInvalidError } from '../engine/clusterfile/index.js';
 import { parseSelector } from '../engine/clusterfile/selector.js';
 import { addressSelected, selects } from '../plans/plugin-steps.js';
@@ -318,5 +323,33 @@ describe('planning plugins', () => {
     const s = simulate(pl, dl, undefined);
     expect(s.hosts['10.0.0.5'].applied).toHaveProperty('node-meta');
     expect(plan({ desired: dl, image: v1, state: s }).actions).toEqual([]);
+  });
+});
+
+describe('the /etc/hosts block', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ci-hosts-block-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'hosts');
+  const run = (cluster: string, lines: string[]) => execFileSync('sh', ['-c', hostsBlockScript(cluster, lines, file, join(dir, 'work'))]);
+  const own = '127.0.0.1\tlocalhost\n# a comment\n10.1.1.1 mine   spaced\n';
+
+  test('written, replaced and removed; every other line, and other clusters\' blocks, kept byte for byte', () => {
+    writeFileSync(file, own);
+    run('one', ['10.0.0.9 reg.local']);
+    expect(readFileSync(file, 'utf8')).toBe(`${own}# BEGIN cloudimage cluster one hostAliases\n10.0.0.9 reg.local\n# END cloudimage cluster one hostAliases\n`);
+    run('two', ['10.0.0.8 other']);
+    writeFileSync(file, readFileSync(file, 'utf8') + '10.2.2.2 added-later\n');
+    run('one', ['10.0.0.9 reg.local sea.hub', '10.0.0.7 x']);
+    const two = '# BEGIN cloudimage cluster two hostAliases\n10.0.0.8 other\n# END cloudimage cluster two hostAliases\n';
+    expect(readFileSync(file, 'utf8')).toBe(
+      `${own}${two}10.2.2.2 added-later\n# BEGIN cloudimage cluster one hostAliases\n10.0.0.9 reg.local sea.hub\n10.0.0.7 x\n# END cloudimage cluster one hostAliases\n`,
+    );
+    // What destroy and a dropped hostAliases run.
+    run('one', []);
+    expect(readFileSync(file, 'utf8')).toBe(`${own}${two}10.2.2.2 added-later\n`);
+    run('two', []);
+    expect(readFileSync(file, 'utf8')).toBe(`${own}10.2.2.2 added-later\n`);
+    run('two', []);
+    expect(readFileSync(file, 'utf8')).toBe(`${own}10.2.2.2 added-later\n`);
   });
 });

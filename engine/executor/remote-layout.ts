@@ -196,9 +196,8 @@ export function hostsBlockMarkers(cluster: string): { begin: string; end: string
  * is. The file is rewritten in place (not renamed over) so a bind-mounted /etc/hosts keeps working, and only when
  * its content changes.
  */
-export function hostsBlockScript(cluster: string, lines: string[], file = HOSTS_FILE): string {
+export function hostsBlockScript(cluster: string, lines: string[], file = HOSTS_FILE, dir = remoteClusterDir(cluster)): string {
   const { begin, end } = hostsBlockMarkers(cluster);
-  const dir = remoteClusterDir(cluster);
   const block = lines.length ? `printf '%s\\n' ${[begin, ...lines, end].map(shellQuote).join(' ')} >> "$t"` : ':';
   return [
     'set -eu',
