@@ -1,7 +1,7 @@
 /**
  * Plugins on LOCAL light hosts, through the `ci` CLI: PreInit plugins run on the hosts they select, in name order,
  * before init-host; a PostInstall plugin runs on master0 after the CMDs; a changed plugin runs again and an
- * unchanged one does not; spec.hostAliases is a marked block of each host's /etc/hosts, replaced and removed
+ * unchanged one does not; a HOSTNAME plugin renames its host; spec.hostAliases is a marked block of each host's /etc/hosts, replaced and removed
  * without touching any other line; a LABEL plugin on a master0 without kubectl fails naming the plugin and host.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -149,11 +149,28 @@ describe.skipIf(!labsAvailable())('Plugins on LOCAL hosts', () => {
     expect((await log(node)).length).toBe(4);
   });
 
+  step('a HOSTNAME plugin renames the selected host only, and later steps see the name', async () => {
+    const hostname = (name: string) => ({ apiVersion: 'sealer.io/v1', kind: 'Plugin', metadata: { name: 'names' }, spec: { type: 'HOSTNAME', data: `${node} ${name}\n` } });
+    write({ second: 'v2', extra: [hostname('renamed-node')] });
+    const plan = await home.ciOk(['plan', '-f', clusterfile]);
+    expect(plan.stdout).toMatch(new RegExp(`host ${node}[^]*plugin names at pre-init +# new plugin`));
+    expect(plan.stdout).not.toMatch(new RegExp(`host ${master0}`));
+    const r = await apply();
+    expect(r.code, r.why).toBe(0);
+    expect((await on(node, 'hostname; cat /etc/hostname')).stdout.trim().split('\n')).toEqual(['renamed-node', 'renamed-node']);
+    expect((await on(master0, 'hostname')).stdout.trim()).toBe(master0);
+    expect(home.readState(CLUSTER)!.hosts[node].hostname).toBe('renamed-node');
+    // The next plugin step on that host gets the new name in its environment.
+    write({ second: 'v3', extra: [hostname('renamed-node')] });
+    expect((await apply()).code).toBe(0);
+    expect((await log(node)).slice(-1)).toEqual(['b-everywhere v3 on renamed-node']);
+  });
+
   step('a LABEL plugin on a master0 without kubectl fails naming the plugin and the host, and changes nothing', async () => {
     // The host's /usr is its own overlay: this removes kubectl from that host only.
     const rm = await on(master0, 'rm -f /usr/bin/kubectl /usr/local/bin/kubectl; command -v kubectl || echo gone');
     expect(rm.stdout.trim()).toBe('gone');
-    write({ second: 'v2', extra: [{ apiVersion: 'sealer.io/v1', kind: 'Plugin', metadata: { name: 'zones' }, spec: { type: 'LABEL', data: `${node} zone=a\n` } }] });
+    write({ second: 'v3', extra: [{ apiVersion: 'sealer.io/v1', kind: 'Plugin', metadata: { name: 'names' }, spec: { type: 'HOSTNAME', data: `${node} renamed-node\n` } }, { apiVersion: 'sealer.io/v1', kind: 'Plugin', metadata: { name: 'zones' }, spec: { type: 'LABEL', data: `${node} zone=a\n` } }] });
     const plan = await home.ciOk(['plan', '-f', clusterfile]);
     expect(plan.stdout).toMatch(new RegExp(`set node ${node}: zone=a \\(plugin zones\\)`));
     const r = await apply();

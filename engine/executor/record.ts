@@ -98,6 +98,8 @@ export function recordSuccess(
         // A host that was being removed and is joining again must leave and clean anew if removed later.
         delete hs.hooks.leave;
         delete hs.hooks.clean;
+        // Its clean-time plugins run again when it is cleaned again.
+        for (const k of Object.keys(hs.applied ?? {})) if (/@(pre|post)-clean$/.test(k)) applied(hs, k, undefined);
       }
       if (JOINS.has(action.hook) || action.hook === 'upgrade') {
         hs.status = 'active';
