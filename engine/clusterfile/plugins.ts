@@ -3,27 +3,14 @@
  * and `spec.on` (its v1 API), and `spec.action: pre-init-host` with `spec.scope: master|node` (its later one). Both
  * map onto the points of cloudimage's plan (PLUGIN_POINTS); what has no place in it is refused by name.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { canonicalJson, sha256 } from '../kernel/digest.js';
-import { Metadata } from './schema.js';
 import { parseSelector, parseToken } from './selector.js';
 import type { FieldPath } from './locate.js';
 import type { DesiredHost, DesiredPlugin, NodeMetaLine, PluginPoint, SelectorToken } from './types.js';
 
-export const PLUGIN_API_VERSIONS = ['sealer.aliyun.com/v1alpha1', 'sealer.io/v1', 'sealer.cloud/v2', 'sealer.io/v2', 'cloudimage.io/v1'] as const;
-
-export const PluginDocSchema = z.strictObject({
-  apiVersion: z.enum(PLUGIN_API_VERSIONS),
-  kind: z.literal('Plugin'),
-  metadata: Metadata,
-  spec: z.strictObject({
-    type: z.string().describe('SHELL, LABEL or TAINT'),
-    action: z.string().optional().describe('where it runs: PreInit, PostInstall... (combine with |); default PostInstall for LABEL and TAINT'),
-    on: z.string().optional().describe('hosts: roles, master0, addresses, ranges a-b, key=value labels or host names, separated by , or |'),
-    scope: z.string().optional().describe('the same as on, in sealer\'s later form'),
-    data: z.string(),
-  }),
-});
+export { PLUGIN_API_VERSIONS, PluginDocSchema } from './schema.js';
+import { PluginDocSchema } from './schema.js';
 export type PluginDoc = z.infer<typeof PluginDocSchema>;
 
 /** sealer's action names, both generations, and the point of the plan each runs at. */

@@ -88,15 +88,30 @@ export const ClusterDocSchema = z.strictObject({
   }),
 });
 
-/** Plugin and Config documents are kept as written (sealer shape) and not acted on yet. */
+export const PLUGIN_API_VERSIONS = ['sealer.aliyun.com/v1alpha1', 'sealer.io/v1', 'sealer.cloud/v2', 'sealer.io/v2', 'cloudimage.io/v1'] as const;
+
+export const PluginDocSchema = z.strictObject({
+  apiVersion: z.enum(PLUGIN_API_VERSIONS),
+  kind: z.literal('Plugin'),
+  metadata: Metadata,
+  spec: z.strictObject({
+    type: z.string().describe('SHELL, LABEL, TAINT or HOSTNAME'),
+    action: z.string().optional().describe('where it runs: PreInit, PostInstall... (combine with |); default PostInstall for LABEL and TAINT, PreInit for HOSTNAME'),
+    on: z.string().optional().describe('hosts: roles, master0, addresses, ranges a-b, key=value labels or host names, separated by , or |'),
+    scope: z.string().optional().describe('the same as on, in sealer\'s later form'),
+    data: z.string(),
+  }),
+});
+
+/** Config documents are kept as written (sealer shape). */
 export const ExtraDocSchema = z.strictObject({
   apiVersion: z.string(),
-  kind: z.enum(['Plugin', 'Config']),
+  kind: z.literal('Config'),
   metadata: Metadata,
   spec: z.looseObject({ type: z.string().optional(), data: z.unknown().optional() }),
 });
 
-export const DocumentSchema = z.union([ClusterDocSchema, ExtraDocSchema]);
+export const DocumentSchema = z.union([ClusterDocSchema, PluginDocSchema, ExtraDocSchema]);
 
 export type ClusterDoc = z.infer<typeof ClusterDocSchema>;
 export type ExtraDoc = z.infer<typeof ExtraDocSchema>;
