@@ -5,6 +5,7 @@
  */
 import type { Digest } from '../engine/kernel/digest.js';
 import type { HookName, ProviderData, ProviderName } from '../engine/kernel/types.js';
+import type { HostAlias, PluginPoint, SelectorToken } from '../engine/clusterfile/types.js';
 
 export const PLAN_VERSION = 1 as const;
 
@@ -116,6 +117,54 @@ export interface LaunchAppAction extends ActionBase, Omit<LaunchInfo, 'identity'
   identity: Digest;
 }
 
+/**
+ * A SHELL plugin at its point: the script runs with sh in the cluster's directory, the hook environment on stdin.
+ * On success the host records `applied[record] := identity`, so an unchanged plugin does not run again.
+ */
+export interface PluginAction extends ActionBase {
+  kind: 'plugin';
+  host: string;
+  plugin: string;
+  point: PluginPoint;
+  data: string;
+  identity: Digest;
+  /** The key it is recorded under in the host's `applied`. */
+  record: string;
+  /** HOSTNAME plugins: the name the host gets (recorded as its hostname). */
+  hostname?: string;
+  /**
+   * Set when the host's address was not known when planned (a host still to be made) and the plugin selects by
+   * address: it runs only if the address is one of these; otherwise it is skipped and nothing is recorded.
+   */
+  ifAddress?: SelectorToken[];
+}
+
+/** Kubernetes labels and taints set on one node with kubectl on master0 (a LABEL/TAINT plugin or hosts[].labels/taints). */
+export interface NodeMetaAction extends ActionBase {
+  kind: 'node-meta';
+  /** master0, where kubectl runs. */
+  host: string;
+  /** The host whose node is labelled. */
+  target: string;
+  /** What asks for it: `plugin <name>` or `hosts[].labels/taints`. */
+  source: string;
+  labels: Record<string, string>;
+  unlabel: string[];
+  taints: string[];
+  identity: Digest;
+  /** The key it is recorded under in the target's `applied`. */
+  record: string;
+  ifAddress?: SelectorToken[];
+}
+
+/** Write (or, with no aliases, remove) the cluster's marked block of the host's /etc/hosts. */
+export interface HostAliasesAction extends ActionBase {
+  kind: 'host-aliases';
+  host: string;
+  aliases: HostAlias[];
+  identity: Digest;
+}
+
 /** Delete the host's cloudimage files after leave/clean. */
 export interface RemoveFilesAction extends ActionBase {
   kind: 'remove-files';
@@ -144,6 +193,9 @@ export type Action =
   | HookAction
   | RunCmdAction
   | LaunchAppAction
+  | PluginAction
+  | NodeMetaAction
+  | HostAliasesAction
   | RemoveFilesAction
   | DeleteHostAction
   | SetImageAction;

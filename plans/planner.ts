@@ -6,7 +6,7 @@
  */
 import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/kernel/digest.js';
 import { CiError, InternalError } from '../engine/kernel/errors.js';
-import type { DesiredCluster, DesiredHost } from '../engine/clusterfile/types.js';
+import type { DesiredCluster, DesiredHost, DesiredPlugin } from '../engine/clusterfile/types.js';
 import type { ClusterState, HookName, HostState } from '../state/model.js';
 import type { InfraResource } from '../providers/contract.js';
 import {
@@ -20,6 +20,7 @@ import {
   type Plan,
   type PlannedHost,
 } from './actions.js';
+import { addCleanSteps, addPluginSteps } from './plugin-steps.js';
 
 /** A Clusterfile change the planner refuses (e.g. removing every master). */
 export class PlanRefusedError extends CiError {
@@ -393,6 +394,9 @@ export function plan(input: PlanInput): Plan {
     lastLaunch = id.launch(l.app);
   }
 
+  // Phase 6c: the Clusterfile's plugins, node labels and taints, and host aliases, at their points among the steps above.
+  addPluginSteps({ desired, state, master0, removed }, { actions, add });
+
   // Phase 7: bookkeeping once everything else succeeded.
   if (state?.image?.digest !== D || configChanged || (state?.master0 !== undefined && state.master0 !== master0)) {
     const reason = !state?.image ? 'new cluster' : upgrading ? change! : promotion ?? (configChanged ? 'config changed' : 'master0 changed');
@@ -492,6 +496,9 @@ const KIND_ORDER: Record<Action['kind'], number> = {
   hook: 3,
   'run-cmd': 4,
   'launch-app': 4.5,
+  'host-aliases': 1.5,
+  plugin: 3.5,
+  'node-meta': 3.6,
   'remove-files': 5,
   'delete-host': 6,
   'set-image': 7,
@@ -538,8 +545,8 @@ function orderActions(actions: Action[], desiredKeys: string[], removedKeys: str
  * `unrecorded`: hosts the provider holds that the state never recorded (a failed or killed apply); they are
  * only deleted, as nothing of the cluster ran on them.
  */
-export function planDestroy(state: ClusterState, unrecorded: string[] = []): Plan {
-  const actions: Action[] = [];
+export function planDestroy(state: ClusterState, unrecorded: string[] = [], plugins: DesiredPlugin[] = []): Plan {
+  let actions: Action[] = [];
   const hosts = orderHosts(Object.values(state.hosts));
   const strays = unrecorded.filter((k) => !state.hosts[k]);
   for (const hs of hosts) {
@@ -555,6 +562,15 @@ export function planDestroy(state: ClusterState, unrecorded: string[] = []): Pla
       actions.push({ id: id.deleteHost(hs.key), kind: 'delete-host', host: hs.key, reason, deps: [id.removeFiles(hs.key)] });
     }
   }
+  // PreClean and PostClean plugins of the Clusterfile around each host's clean.
+  const byId = new Map(actions.map((a) => [a.id, a]));
+  const addStep = (a: Action) => {
+    a.deps = [...new Set(a.deps)].filter((d) => byId.has(d));
+    byId.set(a.id, a);
+  };
+  const shell = plugins.filter((p) => p.type === 'SHELL');
+  for (const hs of hosts) addCleanSteps(shell, hs, state.master0, { actions: byId, add: addStep });
+  if (byId.size > actions.length) actions = orderActions([...byId.values()], hosts.map((h) => h.key), []);
   for (const k of strays) actions.push({ id: id.deleteHost(k), kind: 'delete-host', host: k, reason: 'not in state', deps: [] });
   const hostSteps = actions.map((a) => a.id);
   const infra = infraDeletes(state, () => true, hostSteps, 'destroy');

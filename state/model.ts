@@ -60,6 +60,11 @@ export interface HostState {
   documents?: Digest;
   status: HostStatus;
   /**
+   * What the Clusterfile's plugins, node labels/taints and host aliases last applied here, by record key
+   * (`plugin:<name>@<point>`, `node-meta`, `plugin-node:<name>`, `host-aliases`) with the identity applied.
+   */
+  applied?: Record<string, Digest>;
+  /**
    * For hosts a provider makes: what it made, as the provider recorded it (a local host's kind, an instance's id).
    * A host with this is removed by its provider when it leaves the cluster; one without (bare metal) stays.
    */

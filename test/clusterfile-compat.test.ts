@@ -65,10 +65,10 @@ describe('sealer Clusterfiles', () => {
       expect(parseClusterfile(CLUSTER.replace('sealer.io/v2', v), 'Clusterfile', ENV).apiVersion).toBe(v);
     }
     for (const v of ['sealer.aliyun.com/v1alpha1', 'sealer.io/v1', 'sealer.cloud/v2', 'sealer.io/v2', 'cloudimage.io/v1']) {
-      const c = parseClusterfile(`${CLUSTER}---\napiVersion: ${v}\nkind: Plugin\nmetadata: {name: p}\nspec: {type: SHELL, data: "true"}\n---\napiVersion: ${v}\nkind: Config\nmetadata: {name: c}\nspec: {path: etc/x, data: "y"}\n`, 'Clusterfile', ENV);
+      const c = parseClusterfile(`${CLUSTER}---\napiVersion: ${v}\nkind: Plugin\nmetadata: {name: p}\nspec: {type: SHELL, action: PreInit, data: "true"}\n---\napiVersion: ${v}\nkind: Config\nmetadata: {name: c}\nspec: {path: etc/x, data: "y"}\n`, 'Clusterfile', ENV);
       expect([c.plugins[0].apiVersion, c.configs[0].apiVersion]).toEqual([v, v]);
     }
-    expect(issuesOf(`${CLUSTER}---\napiVersion: example.com/v9\nkind: Plugin\nmetadata: {name: p}\nspec: {}\n`)).toEqual([
+    expect(issuesOf(`${CLUSTER}---\napiVersion: example.com/v9\nkind: Plugin\nmetadata: {name: p}\nspec: {type: SHELL, action: PreInit, data: "true"}\n`)).toEqual([
       { at: '11:13', path: 'apiVersion', rule: 'schema', message: expect.stringMatching(/^must be one of "sealer.aliyun.com\/v1alpha1", "sealer.io\/v1"/) },
     ]);
     expect(issuesOf(CLUSTER.replace('sealer.io/v2', 'sealer.io/v3'))[0]).toMatchObject({ at: '1:13', path: 'apiVersion', rule: 'schema' });

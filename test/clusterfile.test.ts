@@ -165,7 +165,7 @@ spec:
     const y = issuesOf('apiVersion: cloudimage.io/v1\nkind: Cluster\nmetadata: {name: demo\nspec: {}\n');
     expect(y[0].rule).toBe('yaml');
     expect(y[0].at).toMatch(/^\d+:\d+$/);
-    expect(issuesOf('apiVersion: sealer.io/v1\nkind: Plugin\nmetadata: {name: p}\nspec: {}\n')).toEqual([
+    expect(issuesOf('apiVersion: sealer.io/v1\nkind: Plugin\nmetadata: {name: p}\nspec: {type: SHELL, action: PreInit, data: "true"}\n')).toEqual([
       { at: '1:1', path: '(document)', rule: 'one-cluster', message: 'no document of kind Cluster' },
     ]);
     expect(issuesOf(SEALER + '---\n' + SEALER.split('---')[0]).map((i) => i.rule)).toEqual(['one-cluster']);

@@ -6,6 +6,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
+import { isIP } from 'node:net';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { z } from 'zod';
 import { canonicalJson, sha256 } from '../kernel/digest.js';
@@ -21,7 +22,8 @@ import { groupInputs, providerBlock, RULES } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { configSpecIssues } from './config-spec.js';
 import { ClusterDocSchema, ExtraDocSchema, OtherDocSchema, V1_API_VERSIONS, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
-import type { DesiredCluster, DesiredHost, DesiredSsh, ExtraDocument, KeptDocument } from './types.js';
+import type { DesiredCluster, DesiredHost, DesiredPlugin, DesiredSsh, ExtraDocument, KeptDocument } from './types.js';
+import { pluginFromDoc, PluginDocSchema, taintError, unknownNames } from './plugins.js';
 
 /** An alias bomb repeats one construct many times: the first few located are enough to fix the file. */
 const MAX_SUBSET_ISSUES = 10;
@@ -78,6 +80,7 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
 
   let cluster: { doc: Document; value: ClusterDoc } | undefined;
   const plugins: ExtraDocument[] = [];
+  const acting: { doc: Document; plugin: DesiredPlugin }[] = [];
   const configs: ExtraDocument[] = [];
   const documents: KeptDocument[] = [];
   for (const doc of list) {
@@ -106,20 +109,31 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
         continue;
       }
       cluster = { doc, value: r.data };
-    } else if (kind === 'Plugin' || kind === 'Config') {
+    } else if (kind === 'Plugin') {
+      const r = PluginDocSchema.safeParse(raw);
+      if (!r.success) {
+        schemaIssues(r.error.issues, raw, (path, msg, atKey) => add(doc, path, msg, 'schema', atKey));
+        continue;
+      }
+      const p = pluginFromDoc(r.data);
+      for (const i of p.issues) add(doc, i.path, i.message, i.rule);
+      if (!p.plugin) continue;
+      const twin = acting.find((a) => a.plugin.name === p.plugin!.name);
+      if (twin) add(doc, ['metadata', 'name'], `a second Plugin named ${p.plugin.name}: plugin names are their steps' names, so each is unique`, 'plugin-name');
+      else acting.push({ doc, plugin: p.plugin });
+      plugins.push(extraDocument(r.data as unknown as ExtraDoc));
+    } else if (kind === 'Config') {
       const r = ExtraDocSchema.safeParse(raw);
       if (!r.success) {
         schemaIssues(r.error.issues, raw, (path, msg, atKey) => add(doc, path, msg, 'schema', atKey));
         continue;
       }
-      if (kind === 'Config') {
-        const bad = configSpecIssues(r.data.spec as Record<string, unknown>);
-        for (const i of bad) add(doc, i.path, i.message, 'config');
-        if (bad.length) continue;
-      }
+      const bad = configSpecIssues(r.data.spec as Record<string, unknown>);
+      for (const i of bad) add(doc, i.path, i.message, 'config');
+      if (bad.length) continue;
       const extra = extraDocument(r.data);
-      if (kind === 'Config') extra.at = { file: fileName, line: locate(doc, lines, fileName, ['kind'], true).line ?? 1 };
-      (kind === 'Plugin' ? plugins : configs).push(extra);
+      extra.at = { file: fileName, line: locate(doc, lines, fileName, ['kind'], true).line ?? 1 };
+      configs.push(extra);
     } else if (OtherDocSchema.safeParse(raw).success) {
       const d = raw as { apiVersion: string; kind: string; metadata?: { name?: unknown } };
       const kept: KeptDocument = { apiVersion: d.apiVersion, kind: d.kind, body: raw as Record<string, unknown> };
@@ -136,9 +150,34 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
   }
   if (cluster) {
     for (const rule of RULES) for (const i of rule.check(cluster.value)) add(cluster.doc, i.path, i.message, i.rule, i.atKey);
+    (cluster.value.spec.hostAliases ?? []).forEach((a, ai) => {
+      if (isIP(a.ip) === 0) add(cluster!.doc, ['spec', 'hostAliases', ai, 'ip'], `"${a.ip}" is not an IP address`, 'host-alias');
+      if (a.hostnames.length === 0) add(cluster!.doc, ['spec', 'hostAliases', ai, 'hostnames'], 'names no host name', 'host-alias');
+      a.hostnames.forEach((n, ni) => {
+        if (!/^[A-Za-z0-9]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?$/.test(n)) add(cluster!.doc, ['spec', 'hostAliases', ai, 'hostnames', ni], 'is not a host name', 'host-alias');
+      });
+    });
+    cluster.value.spec.hosts.forEach((g, gi) =>
+      (g.taints ?? []).forEach((t, ti) => {
+        const bad = taintError(t);
+        if (bad) add(cluster!.doc, ['spec', 'hosts', gi, 'taints', ti], bad, 'taint');
+      }),
+    );
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
-  return normalise(cluster!.value, plugins, configs, documents, env, opts.envOverrides ?? {});
+  const result = normalise(cluster!.value, plugins, configs, documents, env, opts.envOverrides ?? {}, acting.map((a) => a.plugin));
+  // Names in selectors are checked against the hosts as the provider expands them (LOCAL hosts are named then).
+  for (const { doc, plugin } of acting) {
+    const field = doc.toJS()?.spec?.on !== undefined ? 'on' : 'scope';
+    const missing = unknownNames(plugin.on ?? [], result.hosts);
+    if (missing.length) add(doc, ['spec', field], `${missing.map((n) => JSON.stringify(n)).join(', ')} names no role and no host of the cluster`, 'plugin-selector');
+    for (const line of [...(plugin.nodes ?? []), ...(plugin.hostnames ?? [])]) {
+      const gone = unknownNames([line.select], result.hosts);
+      if (gone.length) add(doc, ['spec', 'data'], `${JSON.stringify(gone[0])} names no role and no host of the cluster`, 'plugin-selector');
+    }
+  }
+  if (issues.length) throw new ClusterfileInvalidError(issues);
+  return result;
 }
 
 function expandAll(
@@ -258,6 +297,7 @@ function normalise(
   documents: KeptDocument[],
   env: NodeJS.ProcessEnv,
   overrides: Record<string, string>,
+  acting: DesiredPlugin[] = [],
 ): DesiredCluster {
   const name = doc.metadata.name;
   const provider = providerNamed(doc.spec.provider ?? DEFAULT_PROVIDER);
@@ -293,6 +333,7 @@ function normalise(
     ...(doc.spec.hostAliases !== undefined ? { hostAliases: doc.spec.hostAliases.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })) } : {}),
     hosts: ordered,
     plugins,
+    ...(acting.length ? { pluginSteps: [...acting].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)) } : {}),
     configs,
     documents,
     ...(documents.length ? { documentsDigest: documentsDigest(documents) } : {}),

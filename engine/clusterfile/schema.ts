@@ -32,7 +32,7 @@ export const SshSchema = z
 
 const envList = z.array(z.string()).describe('KEY=VALUE entries');
 
-const Metadata = z.strictObject({
+export const Metadata = z.strictObject({
   name: z.string(),
   namespace: z.string().optional(),
   labels: z.record(z.string(), z.string()).optional(),
@@ -120,10 +120,25 @@ export const ClusterDocSchema = z.strictObject({
   status: z.unknown().optional(),
 });
 
-/** Plugin and Config documents are kept as written (sealer shape) and not acted on yet. */
+export const PLUGIN_API_VERSIONS = EXTRA_API_VERSIONS;
+
+export const PluginDocSchema = z.strictObject({
+  apiVersion: z.enum(PLUGIN_API_VERSIONS),
+  kind: z.literal('Plugin'),
+  metadata: Metadata,
+  spec: z.strictObject({
+    type: z.string().describe('SHELL, LABEL, TAINT or HOSTNAME'),
+    action: z.string().optional().describe('where it runs: PreInit, PostInstall... (combine with |); default PostInstall for LABEL and TAINT, PreInit for HOSTNAME'),
+    on: z.string().optional().describe('hosts: roles, master0, addresses, ranges a-b, key=value labels or host names, separated by , or |'),
+    scope: z.string().optional().describe('the same as on, in sealer\'s later form'),
+    data: z.string(),
+  }),
+});
+
+/** Config documents are kept as written (sealer shape). */
 export const ExtraDocSchema = z.strictObject({
   apiVersion: z.enum(EXTRA_API_VERSIONS),
-  kind: z.enum(['Plugin', 'Config']),
+  kind: z.literal('Config'),
   metadata: Metadata,
   spec: z.looseObject({ type: z.string().optional(), data: z.unknown().optional() }),
 });
@@ -138,7 +153,7 @@ export const OtherDocSchema = z.looseObject({
   metadata: z.looseObject({ name: z.string().optional() }).optional(),
 });
 
-export const DocumentSchema = z.union([ClusterDocSchema, ExtraDocSchema, OtherDocSchema]);
+export const DocumentSchema = z.union([ClusterDocSchema, PluginDocSchema, ExtraDocSchema, OtherDocSchema]);
 
 export type ClusterDoc = z.infer<typeof ClusterDocSchema>;
 export type ExtraDoc = z.infer<typeof ExtraDocSchema>;

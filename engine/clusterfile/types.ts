@@ -22,12 +22,12 @@ export interface DesiredHost {
   env: Record<string, string>;
   /** The keys of `env` that are lists, item by item (only when there are some). */
   envLists?: Record<string, string[]>;
-  /** The group's `labels` and `taints`, as written. */
-  labels?: Record<string, string>;
-  taints?: string[];
   ssh: DesiredSsh;
   /** Hosts the provider makes: what to make, in which batch, and how the plan shows it. */
   make?: MakeSpec;
+  /** Kubernetes node labels and taints of the host's group (`hosts[].labels`, `hosts[].taints`). */
+  labels?: Record<string, string>;
+  taints?: string[];
 }
 
 /** Other kinds in the same file, kept as written (sealer shape). */
@@ -49,6 +49,60 @@ export interface KeptDocument {
   body: Record<string, unknown>;
 }
 
+/** One entry of a host selector (see selector.ts); `name` is a role name or a host's name. */
+export type SelectorToken =
+  | { kind: 'master0' }
+  | { kind: 'ip'; ip: string }
+  | { kind: 'range'; from: string; to: string }
+  | { kind: 'label'; key: string; value: string }
+  | { kind: 'name'; name: string };
+
+/** Where in a plan a plugin runs (see plugins.ts for sealer's names of each). */
+export type PluginPoint =
+  | 'originally'
+  | 'pre-install'
+  | 'pre-init'
+  | 'post-init'
+  | 'pre-join'
+  | 'post-join'
+  | 'pre-guest'
+  | 'post-install'
+  | 'upgrade'
+  | 'pre-clean'
+  | 'post-clean';
+
+/** Node labels and taints a LABEL or TAINT plugin sets on the hosts one line of its data selects. */
+export interface NodeMetaLine {
+  select: SelectorToken;
+  labels: Record<string, string>;
+  /** Keys to remove (`key-`). */
+  unlabel: string[];
+  /** kubectl taint arguments: `key=value:Effect`, `key:Effect`, or with a trailing `-` to remove. */
+  taints: string[];
+}
+
+/** A Plugin document that acts: a SHELL script, or node labels/taints, at one or more points of the plan. */
+export interface DesiredPlugin {
+  name: string;
+  type: 'SHELL' | 'LABEL' | 'TAINT' | 'HOSTNAME';
+  points: PluginPoint[];
+  /** Absent: the point's default hosts (all, or master0 for the cluster-scoped points). */
+  on?: SelectorToken[];
+  /** SHELL: the script, run with sh. */
+  data: string;
+  /** LABEL and TAINT: what to set where. */
+  nodes?: NodeMetaLine[];
+  /** HOSTNAME: the name each selected host gets. */
+  hostnames?: { select: SelectorToken; hostname: string }[];
+  /** Digest of what it does (type and data): a plugin whose identity changed runs again. */
+  identity: Digest;
+}
+
+export interface HostAlias {
+  ip: string;
+  hostnames: string[];
+}
+
 export interface DesiredCluster {
   name: string;
   apiVersion: string;
@@ -63,11 +117,13 @@ export interface DesiredCluster {
   envLists?: Record<string, string[]>;
   /** `spec.cmd_args`: extra env for the Kubefile's CMDs and LAUNCH commands (only when given). */
   cmdArgs?: Record<string, string>;
-  /** `spec.hostAliases`, as written (only when given). */
-  hostAliases?: { ip: string; hostnames: string[] }[];
   /** Masters in file order first, then the other hosts in file order. */
   hosts: DesiredHost[];
   plugins: ExtraDocument[];
+  /** The Plugin documents as they act, in name order. */
+  pluginSteps?: DesiredPlugin[];
+  /** `spec.hostAliases`: written to each host's /etc/hosts in a block of its own. */
+  hostAliases?: HostAlias[];
   configs: ExtraDocument[];
   /** Documents of other kinds, in file order. */
   documents: KeptDocument[];

@@ -180,7 +180,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     // Without a state (and without a backup: reading refuses then), whatever is left of the cluster on this machine
     // was made by an apply that never recorded it; with one, it must be this cluster's own state.
     if (state) await checkIdentity({ desired, state, statePath: backend.path, provider });
-    const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? []);
+    const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? [], desired.pluginSteps);
     // Infrastructure recorded by an apply that made no host yet is deleted by the plan's steps like any other.
     const hasInfra = plan.actions.some((a) => a.kind === 'infra');
     if (!state || (Object.keys(state.hosts).length === 0 && !hasInfra)) return await destroyLeftovers(plan, provider, backend, state, opts);

@@ -3,6 +3,7 @@
  * without hosts: whatever is recorded here is exactly what the next plan will not redo.
  */
 import type { Action } from '../../plans/actions.js';
+import type { Digest } from '../kernel/digest.js';
 import type { DesiredCluster, DesiredHost } from '../clusterfile/types.js';
 import type { ClusterState, HostState } from '../../state/model.js';
 import type { ProviderData } from '../kernel/types.js';
@@ -46,6 +47,8 @@ export interface ActionResult {
   made?: Record<string, MadeHost>;
   /** infra create/update: the resource's data. */
   infra?: ProviderData;
+  /** A step that was not for this host after all (its address did not match): nothing is recorded. */
+  skipped?: boolean;
 }
 
 const JOINS = new Set(['init-master0', 'join-master', 'join-node']);
@@ -103,6 +106,8 @@ export function recordSuccess(
         // A host that was being removed and is joining again must leave and clean anew if removed later.
         delete hs.hooks.leave;
         delete hs.hooks.clean;
+        // Its clean-time plugins run again when it is cleaned again.
+        for (const k of Object.keys(hs.applied ?? {})) if (/@(pre|post)-clean$/.test(k)) applied(hs, k, undefined);
       }
       if (JOINS.has(action.hook) || action.hook === 'upgrade') {
         hs.status = 'active';
@@ -121,6 +126,18 @@ export function recordSuccess(
     case 'launch-app':
       state.appsLaunched = { ...state.appsLaunched, [action.app]: action.identity };
       return;
+    case 'plugin':
+      if (!result.skipped) applied(ensureHost(state, desired, action.host, result.facts), action.record, action.identity);
+      return;
+    case 'node-meta':
+      if (!result.skipped) applied(ensureHost(state, desired, action.target), action.record, action.identity);
+      return;
+    case 'host-aliases': {
+      const hs = ensureHost(state, desired, action.host, result.facts);
+      if (action.aliases.length) applied(hs, 'host-aliases', action.identity);
+      else applied(hs, 'host-aliases', undefined);
+      return;
+    }
     case 'remove-files': {
       const hs = state.hosts[action.host];
       if (!hs) return;
@@ -154,6 +171,14 @@ function pruneLaunched(state: ClusterState, launch: { app: string }[]): void {
   const kept = Object.entries(state.appsLaunched).filter(([app]) => launch.some((l) => l.app === app));
   if (kept.length > 0) state.appsLaunched = Object.fromEntries(kept);
   else delete state.appsLaunched;
+}
+
+function applied(hs: HostState, key: string, identity: Digest | undefined): void {
+  const next = { ...hs.applied };
+  if (identity === undefined) delete next[key];
+  else next[key] = identity;
+  if (Object.keys(next).length) hs.applied = next;
+  else delete hs.applied;
 }
 
 function clearPending(state: ClusterState, id: string): void {

@@ -190,3 +190,46 @@ export function parseOutputs(text: string): Record<string, string> {
 export function remoteLineageFile(cluster: string): string {
   return `${remoteClusterDir(cluster)}/lineage`;
 }
+
+/** Runs a SHELL plugin's script with sh in the cluster's directory on the host. */
+export function pluginScript(cluster: string, data: string): string {
+  const dir = shellQuote(remoteClusterDir(cluster));
+  return `mkdir -p ${dir} && cd ${dir} && exec sh -c ${shellQuote(data)} cloudimage-plugin`;
+}
+
+export const HOSTS_FILE = '/etc/hosts';
+
+/** The lines that open and close a cluster's block of /etc/hosts. */
+export function hostsBlockMarkers(cluster: string): { begin: string; end: string } {
+  return { begin: `# BEGIN cloudimage cluster ${cluster} hostAliases`, end: `# END cloudimage cluster ${cluster} hostAliases` };
+}
+
+/**
+ * Replaces the cluster's marked block of /etc/hosts with `lines` (none: removes it), leaving every other line as it
+ * is. The file is rewritten in place (not renamed over) so a bind-mounted /etc/hosts keeps working, and only when
+ * its content changes.
+ */
+export function hostsBlockScript(cluster: string, lines: string[], file = HOSTS_FILE, dir = remoteClusterDir(cluster)): string {
+  const { begin, end } = hostsBlockMarkers(cluster);
+  const block = lines.length ? `printf '%s\\n' ${[begin, ...lines, end].map(shellQuote).join(' ')} >> "$t"` : ':';
+  return [
+    'set -eu',
+    `f=${shellQuote(file)}`,
+    `mkdir -p ${shellQuote(dir)}`,
+    `t=${shellQuote(`${dir}/hosts.new`)}`,
+    'if [ -f "$f" ]; then',
+    `  awk -v b=${shellQuote(begin)} -v e=${shellQuote(end)} '$0==b{skip=1;next} skip&&$0==e{skip=0;next} !skip' "$f" > "$t"`,
+    'else : > "$t"; fi',
+    block,
+    'if [ -f "$f" ] && command -v cmp >/dev/null 2>&1 && cmp -s "$t" "$f"; then :; else cat "$t" > "$f"; fi',
+    'rm -f "$t"',
+  ].join('\n');
+}
+
+/** Sets labels and taints on one node with kubectl (run on master0 in the rootfs, as CMDs are). */
+export function nodeMetaScript(cluster: string, node: string, labels: string[], taints: string[]): string {
+  const lines = [`cd ${shellQuote(remoteRootfs(cluster))}`, 'set -e'];
+  if (labels.length) lines.push(`kubectl label node --overwrite ${shellQuote(node)} ${labels.map(shellQuote).join(' ')}`);
+  if (taints.length) lines.push(`kubectl taint node --overwrite ${shellQuote(node)} ${taints.map(shellQuote).join(' ')}`);
+  return lines.join('\n');
+}

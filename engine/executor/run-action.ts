@@ -4,7 +4,8 @@ import { Readable } from 'node:stream';
 import { documentsYaml } from '../clusterfile/documents.js';
 import { digestHex, type Digest } from '../kernel/digest.js';
 import { fetchScript, type Relay } from './relay.js';
-import { AppToolMissingError, InternalError, RemoteCommandError } from '../kernel/errors.js';
+import { AppToolMissingError, InternalError, PluginToolMissingError, RemoteCommandError } from '../kernel/errors.js';
+import { addressSelected } from '../../plans/plugin-steps.js';
 import { redact, registerSecret } from '../kernel/redact.js';
 import type { Action, HookAction } from '../../plans/actions.js';
 import type { ImageStore } from '../image/store.js';
@@ -22,7 +23,10 @@ import { hookEnv } from './hook-env.js';
 import {
   cmdScript,
   hookScript,
+  hostsBlockScript,
   launchScript,
+  nodeMetaScript,
+  pluginScript,
   listHeldLayersScript,
   missingToolsScript,
   parseOutputs,
@@ -296,7 +300,38 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
       checkExit(session, `app ${action.app}`, await runStreamed(session, launchScript(cluster, action.app, action.dir, action.cmds), live, env));
       return { facts };
     }
+    case 'plugin': {
+      if (action.ifAddress && !addressSelected(action.ifAddress, host.ip)) return { facts, skipped: true };
+      const env = { ...hookEnv(ctx, action), CI_PLUGIN: action.plugin, CI_PLUGIN_POINT: action.point };
+      const live: LineSink = (stream, line) => ctx.reporter.event({ type: 'output', host: action.host, stream, line });
+      checkExit(session, `plugin ${action.plugin}`, await runStreamed(session, pluginScript(cluster, action.data), live, env));
+      return { facts: action.hostname ? { ...facts, hostname: action.hostname } : facts };
+    }
+    case 'node-meta': {
+      const target = ctx.state.hosts[action.target];
+      if (!target) throw new InternalError(`${action.id}: host ${action.target} is not in the state`);
+      if (action.ifAddress && !addressSelected(action.ifAddress, target.ip)) return { facts, skipped: true };
+      const env = hookEnv(ctx, action);
+      // Checked first, so a master0 without kubectl fails naming what asked for it, having changed nothing.
+      const probe = await session.execChecked(missingToolsScript(['kubectl']), { what: 'checking for kubectl', env });
+      if (probe.stdout.trim() !== '') {
+        const where = host.ip && host.ip !== action.host ? `${action.host} (${host.ip})` : action.host;
+        throw new PluginToolMissingError(action.source, where, 'kubectl');
+      }
+      // The node's name is the host's own name, as kubelet registers it.
+      const node = target.hostname ?? (await (await ctx.connections.get(target)).execChecked('uname -n', { what: 'reading the host name' })).stdout.trim();
+      const labels = [...Object.entries(action.labels).map(([k, v]) => `${k}=${v}`), ...action.unlabel.map((k) => `${k}-`)];
+      const live: LineSink = (stream, line) => ctx.reporter.event({ type: 'output', host: action.host, stream, line });
+      checkExit(session, `labels and taints of node ${node}`, await runStreamed(session, nodeMetaScript(cluster, node, labels, action.taints), live, env));
+      return { facts };
+    }
+    case 'host-aliases': {
+      const lines = action.aliases.map((a) => `${a.ip} ${a.hostnames.join(' ')}`);
+      await session.execChecked(hostsBlockScript(cluster, lines), { what: 'writing the host aliases to /etc/hosts' });
+      return { facts };
+    }
     case 'remove-files':
+      if (host.applied?.['host-aliases']) await session.execChecked(hostsBlockScript(cluster, []), { what: 'removing the host aliases from /etc/hosts' });
       await session.execChecked(removeFilesScript(cluster), { what: 'removing cloudimage files' });
       return { facts };
   }

@@ -236,6 +236,15 @@ export class AppToolMissingError extends CiError {
   }
 }
 
+export class PluginToolMissingError extends CiError {
+  constructor(source: string, host: string, tool: string) {
+    super('PLUGIN_TOOL_MISSING', `${source} sets Kubernetes node labels and taints with ${tool} on ${host}, which does not have it (not found on its PATH); nothing was changed`, {
+      source: 'user',
+      hint: `install ${tool} on ${host} (for instance with an init-host hook or a PreInit plugin), or remove the labels and taints from the Clusterfile`,
+    });
+  }
+}
+
 export class RegistryError extends CiError {
   readonly status?: number;
   constructor(code: string, message: string, opts: { status?: number; hint?: string; source?: Blame; cause?: unknown } = {}) {

@@ -5,6 +5,7 @@
 import { Chalk } from 'chalk';
 import { shortDigest } from '../../engine/kernel/digest.js';
 import type { Action, Impact, Plan, PlannedHost } from '../actions.js';
+import type { SelectorToken } from '../../engine/clusterfile/types.js';
 
 export interface RenderOptions {
   color?: boolean;
@@ -40,6 +41,14 @@ export function describeAction(a: Action): string {
       return `run CMD ${JSON.stringify(a.cmd.length > 60 ? a.cmd.slice(0, 57) + '...' : a.cmd)} on ${a.host}`;
     case 'launch-app':
       return `launch app ${a.app} (${a.by === 'appcmds' ? `${a.cmds.length} APPCMDS` : a.by}) on ${a.host}`;
+    case 'plugin':
+      return `plugin ${a.plugin} at ${a.point}` + (a.ifAddress ? ` (if its address is ${addressText(a.ifAddress)})` : '');
+    case 'node-meta': {
+      const what = [...Object.entries(a.labels).map(([k, v]) => `${k}=${v}`), ...a.unlabel.map((k) => `${k}-`), ...a.taints.map((t) => `taint ${t}`)];
+      return `set node ${a.target}: ${what.join(', ')} (${a.source})` + (a.ifAddress ? ` (if its address is ${addressText(a.ifAddress)})` : '');
+    }
+    case 'host-aliases':
+      return a.aliases.length ? `write /etc/hosts block: ${a.aliases.map((x) => `${x.ip} ${x.hostnames.join(' ')}`).join('; ')}` : 'remove /etc/hosts block';
     case 'remove-files':
       return 'remove files';
     case 'delete-host':
@@ -47,6 +56,10 @@ export function describeAction(a: Action): string {
     case 'set-image':
       return `set image ${a.image.ref} (${shortDigest(a.image.digest)})`;
   }
+}
+
+function addressText(tokens: SelectorToken[]): string {
+  return tokens.map((t) => (t.kind === 'ip' ? t.ip : t.kind === 'range' ? `${t.from}-${t.to}` : '')).filter(Boolean).join(', ');
 }
 
 function hostTitle(h: PlannedHost): string {

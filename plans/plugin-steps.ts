@@ -1,0 +1,275 @@
+/**
+ * The Clusterfile's plugins, node labels/taints and host aliases as plan steps, placed at their points among the
+ * steps the planner made. Pure: it reads the planned actions and the state, adds its own steps and makes the
+ * planner's steps wait for them where a point comes before (init-host waits for PreInit). A step runs when what it
+ * would apply differs from what the host recorded (`applied`), so an unchanged plugin does not run again.
+ */
+import { canonicalJson, sha256, type Digest } from '../engine/kernel/digest.js';
+import type { DesiredCluster, DesiredPlugin, HostAlias, PluginPoint, SelectorToken } from '../engine/clusterfile/types.js';
+import type { ClusterState, HostState } from '../state/model.js';
+import type { Action, NodeMetaAction, PluginAction } from './actions.js';
+
+/** A host as selectors see it; `ip` absent when the host is still to be made. */
+export interface SelectableHost {
+  key: string;
+  name?: string;
+  ip?: string;
+  roles: string[];
+  labels?: Record<string, string>;
+}
+
+export type Selection = 'yes' | 'no' | 'if-address';
+
+function ipv4Number(s: string): number {
+  return s.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+function tokenSelects(t: SelectorToken, h: SelectableHost, master0: string | undefined): Selection {
+  switch (t.kind) {
+    case 'master0':
+      return h.key === master0 ? 'yes' : 'no';
+    case 'name':
+      return h.roles.includes(t.name) || h.key === t.name || h.name === t.name ? 'yes' : 'no';
+    case 'label':
+      return h.labels?.[t.key] === t.value ? 'yes' : 'no';
+    case 'ip':
+      return h.ip === undefined ? 'if-address' : h.ip === t.ip ? 'yes' : 'no';
+    case 'range': {
+      if (h.ip === undefined) return 'if-address';
+      if (!/^\d+\.\d+\.\d+\.\d+$/.test(h.ip)) return 'no';
+      const n = ipv4Number(h.ip);
+      return n >= ipv4Number(t.from) && n <= ipv4Number(t.to) ? 'yes' : 'no';
+    }
+  }
+}
+
+/** Whether a selector (absent: every host) picks the host; `if-address` when only its address, unknown yet, decides. */
+export function selects(tokens: SelectorToken[] | undefined, h: SelectableHost, master0: string | undefined): Selection {
+  if (!tokens) return 'yes';
+  const r = tokens.map((t) => tokenSelects(t, h, master0));
+  return r.includes('yes') ? 'yes' : r.includes('if-address') ? 'if-address' : 'no';
+}
+
+/** Whether an address matches the address entries of a selector (the executor's check for `ifAddress`). */
+export function addressSelected(tokens: SelectorToken[], ip: string): boolean {
+  return tokens.some((t) => tokenSelects(t, { key: '', ip, roles: [] }, undefined) === 'yes');
+}
+
+/** Host points in plan order; the clean points are planned only where a host is cleaned. */
+const HOST_POINTS: PluginPoint[] = ['originally', 'pre-install', 'pre-init', 'post-init', 'pre-join', 'post-join', 'pre-guest', 'upgrade', 'post-install'];
+
+export const pluginId = (p: DesiredPlugin, point: PluginPoint, key: string) => `plugin:${p.points.length > 1 ? `${p.name}@${point}` : p.name}:${key}`;
+export const pluginRecord = (name: string, point: PluginPoint) => `plugin:${name}@${point}`;
+export const aliasesDigest = (aliases: HostAlias[]): Digest => sha256(canonicalJson(aliases));
+
+interface Ctx {
+  actions: Map<string, Action>;
+  add: (a: Action) => void;
+}
+
+const JOIN_HOOKS = new Set(['init-master0', 'join-master', 'join-node']);
+
+function finder(actions: Map<string, Action>) {
+  const all = () => [...actions.values()];
+  const hook = (key: string, names: string[]) => all().filter((a) => a.kind === 'hook' && a.host === key && names.includes(a.hook)).map((a) => a.id);
+  const prep = (key: string) =>
+    all()
+      .filter((a) => (a.kind === 'create-host' && a.hosts.some((h) => h.key === key)) || ((a.kind === 'send-layers' || a.kind === 'unpack') && a.host === key))
+      .map((a) => a.id);
+  const kinds = (pred: (a: Action) => boolean) => all().filter(pred).map((a) => a.id);
+  const members = () => kinds((a) => a.kind === 'hook' && (JOIN_HOOKS.has(a.hook) || a.hook === 'reconfigure' || a.hook === 'upgrade'));
+  const guests = () => kinds((a) => a.kind === 'run-cmd' || a.kind === 'launch-app');
+  return { hook, prep, kinds, members, guests };
+}
+
+function waitFor(actions: Map<string, Action>, dependents: string[], id: string): void {
+  for (const d of dependents) {
+    const a = actions.get(d);
+    if (a && !a.deps.includes(id)) a.deps.push(id);
+  }
+}
+
+function selectable(key: string, hs: HostState | undefined, d: { name?: string; ip?: string; roles: string[]; labels?: Record<string, string> } | undefined): SelectableHost {
+  const ip = hs?.ip || d?.ip;
+  return { key, roles: d?.roles ?? hs?.roles ?? [], ...(d?.name ?? hs?.name ? { name: d?.name ?? hs?.name } : {}), ...(ip ? { ip } : {}), ...(d?.labels ? { labels: d.labels } : {}) };
+}
+
+function addressTokens(tokens: SelectorToken[] | undefined): SelectorToken[] {
+  return (tokens ?? []).filter((t) => t.kind === 'ip' || t.kind === 'range');
+}
+
+/** Adds the plugin, node-meta and host-aliases steps of an apply plan. */
+export function addPluginSteps(input: { desired: DesiredCluster; state?: ClusterState; master0: string; removed: HostState[] }, ctx: Ctx): void {
+  const { desired, state, master0 } = input;
+  const { actions, add } = ctx;
+  const f = finder(actions);
+  const plugins = desired.pluginSteps ?? [];
+  const shell = plugins.filter((p) => p.type === 'SHELL' || p.type === 'HOSTNAME');
+  const lastOnHost = new Map<string, string>();
+  const byPoint = new Map<PluginPoint, string[]>();
+  const note = (point: PluginPoint, id: string) => byPoint.set(point, [...(byPoint.get(point) ?? []), id]);
+  const at = (...points: PluginPoint[]) => points.flatMap((p) => byPoint.get(p) ?? []);
+
+  // Host aliases first: everything after may resolve the names they give.
+  const wanted = desired.hostAliases ?? [];
+  const aliasesId = new Map<string, string>();
+  for (const h of desired.hosts) {
+    const recorded = state?.hosts[h.key]?.applied?.['host-aliases'];
+    const identity = aliasesDigest(wanted);
+    if (wanted.length ? recorded === identity : recorded === undefined) continue;
+    const id = `host-aliases:${h.key}`;
+    add({ id, kind: 'host-aliases', host: h.key, aliases: wanted.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })), identity, reason: wanted.length ? (recorded ? 'host aliases changed' : state?.hosts[h.key] ? 'host aliases added' : 'new host') : 'host aliases removed', deps: f.kinds((a) => a.kind === 'create-host' && a.hosts.some((x) => x.key === h.key)) });
+    aliasesId.set(h.key, id);
+    waitFor(actions, f.hook(h.key, ['init-host']), id);
+  }
+
+  const depsFor = (point: PluginPoint, key: string): string[] => {
+    const base = [...f.prep(key), ...(aliasesId.has(key) ? [aliasesId.get(key)!] : []), ...(lastOnHost.has(key) ? [lastOnHost.get(key)!] : [])];
+    switch (point) {
+      case 'originally':
+      case 'pre-install':
+      case 'pre-init':
+        return base;
+      case 'post-init':
+      case 'pre-join':
+        return [...base, ...f.hook(key, ['init-host']), ...at('pre-install')];
+      case 'post-join':
+        return [...base, ...f.hook(key, ['init-host', ...JOIN_HOOKS]), ...at('pre-install')];
+      case 'upgrade':
+        return [...base, ...f.hook(key, ['upgrade'])];
+      case 'pre-guest':
+        return [...base, ...f.members(), ...at('post-join', 'upgrade'), ...f.kinds((a) => a.kind === 'node-meta')];
+      default:
+        return [...base, ...f.members(), ...f.guests(), ...at('post-join', 'upgrade', 'pre-guest'), ...f.kinds((a) => a.kind === 'node-meta')];
+    }
+  };
+  const dependentsFor = (point: PluginPoint, key: string): string[] => {
+    switch (point) {
+      case 'originally':
+      case 'pre-init':
+        return f.hook(key, ['init-host']);
+      case 'pre-install':
+        return f.kinds((a) => a.kind === 'hook' && (a.hook === 'init-host' || JOIN_HOOKS.has(a.hook)));
+      case 'post-init':
+        return f.hook(key, [...JOIN_HOOKS]);
+      case 'pre-join':
+        return f.hook(key, ['join-master', 'join-node']);
+      case 'post-join':
+      case 'upgrade':
+      case 'pre-guest':
+        return f.guests();
+      default:
+        return [];
+    }
+  };
+
+  // The Clusterfile's own labels and taints, once the node is a member and before the CMDs and apps.
+  const nodeMeta = (target: string, source: string, record: string, meta: { labels: Record<string, string>; unlabel: string[]; taints: string[] }, identity: Digest, id: string, point: PluginPoint, ifAddress?: SelectorToken[]) => {
+    if (state?.hosts[target]?.applied?.[record] === identity) return;
+    const recorded = state?.hosts[target]?.applied?.[record];
+    // kubectl on master0 needs it to be a member, and the node to have joined.
+    const deps = [...depsFor(point, target), ...f.hook(master0, [...JOIN_HOOKS, 'upgrade'])];
+    const a: NodeMetaAction = { id, kind: 'node-meta', host: master0, target, source, labels: meta.labels, unlabel: meta.unlabel, taints: meta.taints, identity, record, reason: recorded ? `${source} changed` : state?.hosts[target] ? `${source} added` : 'new host', deps };
+    if (ifAddress) a.ifAddress = ifAddress;
+    add(a);
+    if (point !== 'post-install') waitFor(actions, f.guests(), id);
+  };
+  for (const h of desired.hosts) {
+    if (!h.labels && !h.taints) continue;
+    const meta = { labels: h.labels ?? {}, unlabel: [], taints: h.taints ?? [] };
+    nodeMeta(h.key, 'hosts[].labels/taints', 'node-meta', meta, sha256(canonicalJson(meta)), `node-meta:${h.key}`, 'pre-guest');
+  }
+
+  for (const point of HOST_POINTS) {
+    for (const p of shell) {
+      if (!p.points.includes(point)) continue;
+      for (const h of desired.hosts) {
+        const hs = state?.hosts[h.key];
+        const me = selectable(h.key, hs, h);
+        // A HOSTNAME plugin's lines each name one host: the first that selects it gives its name.
+        const named = p.hostnames?.find((l) => selects([l.select], me, master0) !== 'no');
+        if (p.type === 'HOSTNAME' && !named) continue;
+        const on = named ? [named.select] : p.on;
+        const sel = selects(on, me, master0);
+        if (sel === 'no') continue;
+        const record = pluginRecord(p.name, point);
+        if (point === 'upgrade' ? f.hook(h.key, ['upgrade']).length === 0 : hs?.applied?.[record] === p.identity) continue;
+        const recorded = hs?.applied?.[record];
+        const a: PluginAction = {
+          id: pluginId(p, point, h.key),
+          kind: 'plugin',
+          host: h.key,
+          plugin: p.name,
+          point,
+          data: named ? hostnameScript(named.hostname) : p.data,
+          identity: named ? sha256(canonicalJson({ plugin: p.identity, hostname: named.hostname })) : p.identity,
+          record,
+          ...(named ? { hostname: named.hostname } : {}),
+          reason: point === 'upgrade' ? 'host upgraded' : recorded ? 'plugin changed' : hs && !isNew(hs) ? 'new plugin' : 'new host',
+          deps: depsFor(point, h.key),
+        };
+        if (sel === 'if-address') a.ifAddress = addressTokens(on);
+        add(a);
+        waitFor(actions, dependentsFor(point, h.key), a.id);
+        lastOnHost.set(h.key, a.id);
+        note(point, a.id);
+      }
+    }
+    // LABEL and TAINT plugins act on nodes at their point, one step per node.
+    for (const p of plugins.filter((x) => x.type !== 'SHELL' && x.points.includes(point))) {
+      const perHost = new Map<string, { labels: Record<string, string>; unlabel: string[]; taints: string[]; ifAddress?: SelectorToken[] }>();
+      for (const line of p.nodes ?? []) {
+        for (const h of desired.hosts) {
+          const sel = selects([line.select], selectable(h.key, state?.hosts[h.key], h), master0);
+          if (sel === 'no') continue;
+          const m = perHost.get(h.key) ?? { labels: {}, unlabel: [], taints: [] };
+          Object.assign(m.labels, line.labels);
+          m.unlabel.push(...line.unlabel);
+          m.taints.push(...line.taints);
+          if (sel === 'if-address') m.ifAddress = [...(m.ifAddress ?? []), line.select];
+          perHost.set(h.key, m);
+        }
+      }
+      for (const [key, m] of perHost) {
+        const { ifAddress, ...meta } = m;
+        nodeMeta(key, `plugin ${p.name}`, pluginRecord(p.name, point), meta, p.identity, pluginId(p, point, key), point, ifAddress);
+      }
+    }
+  }
+
+  // Hosts removed from the Clusterfile: PreClean before they leave, PostClean after their clean.
+  for (const hs of input.removed) addCleanSteps(shell, hs, state?.master0, ctx);
+}
+
+/** What a HOSTNAME plugin runs: the name now (its own UTS namespace on a LOCAL host) and at the next boot. */
+export function hostnameScript(name: string): string {
+  return `hostname ${name}\nprintf '%s\\n' ${name} > /etc/hostname`;
+}
+
+function isNew(hs: HostState): boolean {
+  return !Object.values(hs.hooks).some(Boolean);
+}
+
+/** PreClean and PostClean around the leave/clean of a host that is cleaned (removed, or the cluster destroyed). */
+export function addCleanSteps(shell: DesiredPlugin[], hs: HostState, master0: string | undefined, ctx: Ctx): void {
+  const { actions, add } = ctx;
+  const f = finder(actions);
+  const first = f.hook(hs.key, ['leave']).length ? f.hook(hs.key, ['leave']) : f.hook(hs.key, ['clean']);
+  const clean = f.hook(hs.key, ['clean']);
+  if (first.length === 0) return;
+  const removeFiles = f.kinds((a) => a.kind === 'remove-files' && a.host === hs.key);
+  let last: string | undefined;
+  for (const point of ['pre-clean', 'post-clean'] as PluginPoint[]) {
+    for (const p of shell.filter((x) => x.type === 'SHELL')) {
+      if (!p.points.includes(point) || selects(p.on, selectable(hs.key, hs, undefined), master0) !== 'yes') continue;
+      const record = pluginRecord(p.name, point);
+      if (hs.applied?.[record] === p.identity) continue;
+      const deps = point === 'pre-clean' ? [...(last ? [last] : [])] : [...clean, ...first, ...(last ? [last] : [])];
+      const inherited = point === 'pre-clean' ? (actions.get(first[0])?.deps ?? []) : [];
+      const a: PluginAction = { id: pluginId(p, point, hs.key), kind: 'plugin', host: hs.key, plugin: p.name, point, data: p.data, identity: p.identity, record, reason: 'host cleaned', deps: [...inherited, ...deps] };
+      add(a);
+      waitFor(actions, point === 'pre-clean' ? first : removeFiles, a.id);
+      last = a.id;
+    }
+  }
+}
