@@ -10,10 +10,14 @@ export interface LockInfo {
   operation: string;
   /** ISO time the lock was taken. */
   time: string;
+  /** /etc/machine-id of the holder's machine, when it has one: a pid means something only there. */
+  machine?: string;
 }
 
 export interface Lock {
   readonly info: LockInfo;
+  /** The lock this one replaced: left by a process of this machine that is no longer running. */
+  readonly tookOver?: LockInfo;
   /** Idempotent. */
   release(): Promise<void>;
 }

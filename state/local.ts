@@ -57,6 +57,30 @@ async function freeName(base: string): Promise<string> {
   return name;
 }
 
+/** What a command says when it took over a lock its holder left behind. */
+export function takeoverMessage(holder: LockInfo, statePath: string): string {
+  return `took over the lock on ${statePath} of ${holder.user}@${holder.host} (pid ${holder.pid}, ${holder.operation} since ${holder.time}): that process is no longer running`;
+}
+
+/** This machine's id (systemd's /etc/machine-id), or undefined where there is none. */
+function machineId(): string | undefined {
+  try {
+    return readFileSync('/etc/machine-id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The holder is a process of this machine that is no longer running: the same machine id (or, for a lock without
+ * one, the same host name) and no such pid. A pid reused by another process looks alive, which only keeps a lock.
+ */
+function leftByDeadProcess(holder: LockInfo): boolean {
+  const here = machineId();
+  const sameMachine = holder.machine !== undefined && here !== undefined ? holder.machine === here : holder.host === hostname();
+  return sameMachine && holder.pid > 0 && holder.pid !== process.pid && !isAlive(holder.pid);
+}
+
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -245,7 +269,7 @@ export class LocalStateBackend implements StateBackend {
 
   private heldError(holder: LockInfo | undefined): StateLockError {
     if (!holder) return new StateLockError(`state ${this.path} is locked`, holder);
-    const stale = holder.host === hostname() && holder.pid > 0 && !isAlive(holder.pid);
+    const stale = leftByDeadProcess(holder);
     const who = `${holder.user}@${holder.host} (pid ${holder.pid}, ${holder.operation})`;
     const msg =
       `state ${this.path} is locked by ${who} since ${holder.time}` +
@@ -265,11 +289,19 @@ export class LocalStateBackend implements StateBackend {
       pid: process.pid,
       operation: req.operation,
       time: new Date().toISOString(),
+      ...(machineId() ? { machine: machineId() } : {}),
     };
     const deadline = Date.now() + timeoutMs;
+    let tookOver: LockInfo | undefined;
     await retry(
       async () => {
-        if (!(await this.tryLock(info))) throw this.heldError(await this.readLock());
+        if (await this.tryLock(info)) return;
+        const holder = await this.readLock();
+        if (holder && holder.id !== '(unreadable)' && leftByDeadProcess(holder) && (await this.removeIfStill(holder)) && (await this.tryLock(info))) {
+          tookOver = holder;
+          return;
+        }
+        throw this.heldError(await this.readLock());
       },
       {
         attempts: Number.MAX_SAFE_INTEGER,
@@ -278,7 +310,34 @@ export class LocalStateBackend implements StateBackend {
         retryable: (err) => err instanceof StateLockError && Date.now() < deadline,
       },
     );
-    return new HeldLock(this, info);
+    return new HeldLock(this, info, tookOver);
+  }
+
+  /**
+   * Removes the lock file if it is still `holder`'s. It is moved aside first (rename is atomic), so of two commands
+   * taking over the same dead lock only one removes it; one that moved a newer, live lock aside puts it back.
+   */
+  private async removeIfStill(holder: LockInfo): Promise<boolean> {
+    const aside = tempSibling(this.lockPath);
+    try {
+      await fs.rename(this.lockPath, aside);
+    } catch (err: any) {
+      if (err?.code === 'ENOENT') return false;
+      throw new StateError(`cannot take over lock ${this.lockPath}: ${err?.message ?? err}`);
+    }
+    try {
+      let moved: LockInfo | undefined;
+      try {
+        moved = JSON.parse(await fs.readFile(aside, 'utf8')) as LockInfo;
+      } catch {
+        // Not the lock we judged: it goes back below.
+      }
+      if (moved?.id === holder.id) return true;
+      await fs.link(aside, this.lockPath).catch(() => undefined);
+      return false;
+    } finally {
+      await fs.rm(aside, { force: true });
+    }
   }
 
   async forceUnlock(id: string): Promise<void> {
@@ -329,6 +388,7 @@ class HeldLock implements Lock {
   constructor(
     private readonly backend: LocalStateBackend,
     readonly info: LockInfo,
+    readonly tookOver?: LockInfo,
   ) {
     // A crash or an exit that skips `finally` must not leave the cluster locked.
     this.onExit = () => backend.releaseIfOursSync(info.id);

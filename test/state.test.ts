@@ -1,9 +1,9 @@
 import { afterAll, beforeEach, describe, expect, test } from 'vitest';
-import { existsSync, mkdtempSync, promises as fs, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, promises as fs, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalStateBackend, createState, parseDuration, statePathFor, withStateLock } from '../state/index.js';
+import { LocalStateBackend, createState, parseDuration, statePathFor, takeoverMessage, withStateLock } from '../state/index.js';
 import { StateError, StateIdentityError, StateLockError } from '../engine/kernel/errors.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ci-state-test-'));
@@ -95,21 +95,65 @@ describe('state lock', () => {
     await lock.release();
   });
 
-  test('a lock of a dead process is reported as stale but not broken; force-unlock removes it', async () => {
+  const deadPid = async () => {
     const child = spawn(process.execPath, ['-e', '0']);
-    const deadPid = child.pid!;
+    const pid = child.pid!;
     await new Promise((r) => child.on('exit', r));
+    return pid;
+  };
+  const machine = () => {
+    try {
+      return readFileSync('/etc/machine-id', 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const leaveLock = async (info: Record<string, unknown>) => {
     await fs.mkdir(join(path, '..'), { recursive: true });
-    const info = { id: 'dead-lock-id', user: 'op', host: hostname(), pid: deadPid, operation: 'apply', time: '2024-01-01T00:00:00.000Z' };
     writeFileSync(`${path}.lock`, JSON.stringify(info));
-    const b = new LocalStateBackend(path);
-    const err = await b.lock({ operation: 'plan' }).catch((e) => e);
-    expect(err.message).toContain('no longer running, so the lock looks stale');
-    await expect(fs.stat(`${path}.lock`)).resolves.toBeTruthy();
-    await expect(b.forceUnlock('wrong-id')).rejects.toThrow(/has id dead-lock-id, not wrong-id/);
-    await b.forceUnlock('dead-lock-id');
+  };
+
+  test('a lock left by a dead process of this machine is taken over, and the new lock says whose it replaced', async () => {
+    const info = { id: 'dead-lock-id', user: 'op', host: hostname(), pid: await deadPid(), operation: 'apply', time: '2024-01-01T00:00:00.000Z', ...(machine() ? { machine: machine() } : {}) };
+    await leaveLock(info);
+    const lock = await new LocalStateBackend(path).lock({ operation: 'apply' });
+    expect(lock.tookOver).toEqual(info);
+    expect(JSON.parse(await fs.readFile(`${path}.lock`, 'utf8')).id).toBe(lock.info.id);
+    expect(takeoverMessage(lock.tookOver!, path)).toBe(
+      `took over the lock on ${path} of op@${hostname()} (pid ${info.pid}, apply since 2024-01-01T00:00:00.000Z): that process is no longer running`,
+    );
+    await lock.release();
     await expect(fs.stat(`${path}.lock`)).rejects.toThrow();
-    await expect(b.forceUnlock('dead-lock-id')).rejects.toThrow(/is not locked/);
+  });
+
+  test('of two commands taking over the same dead lock, exactly one gets it', async () => {
+    await leaveLock({ id: 'dead-lock-id', user: 'op', host: hostname(), pid: await deadPid(), operation: 'apply', time: '2024-01-01T00:00:00.000Z' });
+    const tries = await Promise.allSettled([0, 1, 2, 3].map(() => new LocalStateBackend(path).lock({ operation: 'apply' })));
+    const won = tries.filter((t): t is PromiseFulfilledResult<Awaited<ReturnType<LocalStateBackend['lock']>>> => t.status === 'fulfilled');
+    expect(won).toHaveLength(1);
+    for (const t of tries) if (t.status === 'rejected') expect(t.reason).toBeInstanceOf(StateLockError);
+    expect(JSON.parse(await fs.readFile(`${path}.lock`, 'utf8')).id).toBe(won[0].value.info.id);
+    await won[0].value.release();
+  });
+
+  test('a lock of another machine, or of a live process, is never broken; force-unlock removes it', async () => {
+    const pid = await deadPid();
+    const b = new LocalStateBackend(path);
+    for (const holder of [
+      { host: 'elsewhere', pid },
+      ...(machine() ? [{ host: hostname(), pid, machine: 'another-machine-id' }] : []),
+      { host: hostname(), pid: process.ppid },
+    ]) {
+      await leaveLock({ id: 'kept-lock-id', user: 'op', operation: 'apply', time: '2024-01-01T00:00:00.000Z', ...holder });
+      const err = await b.lock({ operation: 'plan' }).catch((e) => e);
+      expect(err).toBeInstanceOf(StateLockError);
+      expect(err.message).toContain(`is locked by op@${holder.host} (pid ${holder.pid}, apply)`);
+      expect(JSON.parse(await fs.readFile(`${path}.lock`, 'utf8')).id).toBe('kept-lock-id');
+    }
+    await expect(b.forceUnlock('wrong-id')).rejects.toThrow(/has id kept-lock-id, not wrong-id/);
+    await b.forceUnlock('kept-lock-id');
+    await expect(fs.stat(`${path}.lock`)).rejects.toThrow();
+    await expect(b.forceUnlock('kept-lock-id')).rejects.toThrow(/is not locked/);
   });
 
   test('withStateLock releases on failure', async () => {

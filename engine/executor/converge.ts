@@ -12,7 +12,7 @@ import { preparePlan, type PrepareOptions, type PreparedPlan } from '../../plans
 import { checkPlanFresh } from '../../plans/planfile.js';
 import { planDestroy } from '../../plans/planner.js';
 import type { Plan } from '../../plans/actions.js';
-import { LocalStateBackend, createState } from '../../state/local.js';
+import { LocalStateBackend, createState, takeoverMessage } from '../../state/local.js';
 import { statePathFor } from '../../state/paths.js';
 import { stateKeys } from '../../state/keys.js';
 import { emptyState, type ClusterState } from '../../state/model.js';
@@ -118,6 +118,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
   const desiredForName = await loadDesired(opts);
   const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desiredForName.name, home), { keys: stateKeys(home) });
   const lock = await backend.lock({ operation: 'apply' }, opts.lockTimeoutMs ?? 0);
+  if (lock.tookOver) opts.reporter(desiredForName.name).event({ type: 'warning', message: takeoverMessage(lock.tookOver, backend.path) });
   try {
     const store = new ImageStore(home);
     if (opts.ensureImage && !(await store.find(desiredForName.image))) await opts.ensureImage(store, desiredForName.image);
@@ -169,6 +170,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
   const desired = await loadDesired(opts);
   const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desired.name, home), { keys: stateKeys(home) });
   const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
+  if (lock.tookOver) opts.reporter(desired.name).event({ type: 'warning', message: takeoverMessage(lock.tookOver, backend.path) });
   try {
     const state = await backend.read();
     const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired, {

@@ -19,6 +19,7 @@ import { LocalStateBackend } from '../../state/local.js';
 import { emptyState, type ClusterState, type HostState } from '../../state/model.js';
 import { stateKeys } from '../../state/keys.js';
 import { statePathFor } from '../../state/paths.js';
+import type { LockInfo } from '../../state/backend.js';
 
 export interface ImportResult {
   state: ClusterState;
@@ -27,6 +28,8 @@ export interface ImportResult {
   extra: string[];
   /** Hosts the Clusterfile lists that were not found: the next plan makes them. */
   missing: string[];
+  /** The lock this import took over, left by a process of this machine that is no longer running. */
+  tookOver?: LockInfo;
 }
 
 export async function importFromTags(opts: { clusterfile: string; statePath?: string; home?: string; env?: NodeJS.ProcessEnv; lockTimeoutMs?: number }): Promise<ImportResult> {
@@ -112,6 +115,7 @@ export async function importFromTags(opts: { clusterfile: string; statePath?: st
       path,
       extra: found.hosts.filter((h) => !wanted.has(h.key)).map((h) => h.key),
       missing: desired.hosts.filter((h) => !found.hosts.some((f) => f.key === h.key)).map((h) => h.key),
+      ...(lock.tookOver ? { tookOver: lock.tookOver } : {}),
     };
   } finally {
     await lock.release();

@@ -8,9 +8,14 @@ import { ciHome } from '../../kernel/home.js';
 import { shortDigest } from '../../kernel/digest.js';
 import { loadClusterfile } from '../../clusterfile/parse.js';
 import { importFromTags } from '../../executor/import.js';
-import { LocalStateBackend, describeState, withStateLock } from '../../../state/local.js';
+import { LocalStateBackend, describeState, takeoverMessage, withStateLock } from '../../../state/local.js';
+import type { Lock } from '../../../state/backend.js';
 import { statePathFor } from '../../../state/paths.js';
 import type { ClusterState, HostState } from '../../../state/model.js';
+
+function warnTakeover(lock: Lock, path: string): void {
+  if (lock.tookOver) process.stderr.write(`warning: ${takeoverMessage(lock.tookOver, path)}\n`);
+}
 
 interface Where {
   file?: string;
@@ -80,7 +85,10 @@ export function register(program: Command): void {
       const desired = flags.file || !flags.state ? await loadClusterfile(flags.file ?? 'Clusterfile') : undefined;
       const path = flags.state ?? statePathFor(desired!.name, ciHome());
       const backend = new LocalStateBackend(path);
-      const r = await withStateLock(backend, 'restore', 0, () => backend.restoreBackup({ cluster: desired?.name }));
+      const r = await withStateLock(backend, 'restore', 0, (lock) => {
+        warnTakeover(lock, path);
+        return backend.restoreBackup({ cluster: desired?.name });
+      });
       const what = `${describeState(r.state)}, ${imageOf(r.state)}`;
       if (r.unchanged) {
         process.stdout.write(`${path} already holds its backup (${what}); nothing changed.\n`);
@@ -97,6 +105,7 @@ export function register(program: Command): void {
       .requiredOption('--from-tags', 'find the resources by the tags the provider put on them'),
   ).action(async (flags: Where) => {
     const r = await importFromTags({ clusterfile: flags.file ?? 'Clusterfile', statePath: flags.state });
+    if (r.tookOver) process.stderr.write(`warning: ${takeoverMessage(r.tookOver, r.path)}\n`);
     const n = Object.keys(r.state.hosts).length;
     process.stdout.write(
       `Imported ${n} host${n === 1 ? '' : 's'} and ${Object.keys(r.state.infra ?? {}).length} piece(s) of infrastructure into ${r.path} (${describeState(r.state)}).\n` +
@@ -110,7 +119,8 @@ export function register(program: Command): void {
     async (host: string, flags: Where) => {
       const path = await resolveStatePath(flags);
       const backend = new LocalStateBackend(path);
-      const message = await withStateLock(backend, 'rm-host-key', 0, async () => {
+      const message = await withStateLock(backend, 'rm-host-key', 0, async (lock) => {
+        warnTakeover(lock, path);
         const s = await backend.read();
         if (!s) throw new StateError(`no state at ${path}: the cluster was never applied`, 'pass the state with --state, or the Clusterfile with -f');
         const h = findStateHost(s, host);
