@@ -205,3 +205,17 @@ export interface ProviderModule {
 export function isJsonObject(v: Json | undefined): v is { [key: string]: Json } {
   return !!v && typeof v === 'object' && !Array.isArray(v);
 }
+
+/**
+ * The series each group's hosts are numbered in (`<cluster>-<series>-<n>`): the role, and for a second group of
+ * the same role `<role>2`, and so on, so that scaling one group never renames the hosts of another.
+ */
+export function groupSeries(groups: readonly { roles: readonly string[] }[]): string[] {
+  const perRole = new Map<string, number>();
+  return groups.map((g) => {
+    const role = g.roles[0];
+    const nth = (perRole.get(role) ?? 0) + 1;
+    perRole.set(role, nth);
+    return nth === 1 ? role : `${role}${nth}`;
+  });
+}

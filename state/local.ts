@@ -282,6 +282,7 @@ export class LocalStateBackend implements StateBackend {
   }
 
   async lock(req: { operation: string }, timeoutMs = 0): Promise<Lock> {
+    const machine = machineId();
     const info: LockInfo = {
       id: randomUUID(),
       user: safeUser(),
@@ -289,7 +290,7 @@ export class LocalStateBackend implements StateBackend {
       pid: process.pid,
       operation: req.operation,
       time: new Date().toISOString(),
-      ...(machineId() ? { machine: machineId() } : {}),
+      ...(machine ? { machine } : {}),
     };
     const deadline = Date.now() + timeoutMs;
     let tookOver: LockInfo | undefined;

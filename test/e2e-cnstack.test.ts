@@ -5,11 +5,11 @@
  * the same file. The image's hooks and CMD record what they received, and the hosts show that each piece acted,
  * where and in which order; a second plan has nothing to do.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labsAvailable } from './helpers/lab.js';
-import { cleanupHome, describeRun, labExec, makeHome, type E2eHome } from './helpers/e2e.js';
+import { cleanupHome, describeRun, labExec, makeHome, serialSteps, type E2eHome } from './helpers/e2e.js';
 import { writeTree } from './helpers/tmp.js';
 
 const CLUSTER = 'cnstack-e2e';
@@ -90,22 +90,12 @@ bootstrapTokens:
 describe.skipIf(!labsAvailable())('a CNStack-style Clusterfile on LOCAL hosts', () => {
   let home: E2eHome;
   let clusterfile: string;
-  let broken = false;
   const master0 = `${CLUSTER}-master-1`;
   const node = `${CLUSTER}-node-1`;
   const on = (host: string, cmd: string) => labExec(home.labDir(CLUSTER), host, cmd);
   const record = async (host: string) => (await on(host, `cat ${DIR}/record.log 2>/dev/null || true`)).stdout.trim().split('\n').filter(Boolean);
 
-  const step = (name: string, fn: () => Promise<void>) =>
-    it(name, async (t) => {
-      if (broken) t.skip();
-      try {
-        await fn();
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    }, LONG);
+  const step = serialSteps(LONG);
 
   beforeAll(async () => {
     home = makeHome('ci-e2e-cnstack-');

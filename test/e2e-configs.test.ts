@@ -3,12 +3,12 @@
  * a template is rendered with the cluster's env; changing the Config re-sends only the small config layer and
  * re-runs the CMD; an unchanged Config runs nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { labsAvailable } from './helpers/lab.js';
-import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, type E2eHome } from './helpers/e2e.js';
+import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, serialSteps, type E2eHome } from './helpers/e2e.js';
 import { writeTree } from './helpers/tmp.js';
 import { digestHex } from '../engine/kernel/digest.js';
 
@@ -19,7 +19,6 @@ const LONG = 180_000;
 describe.skipIf(!labsAvailable())('Configs on LOCAL hosts', () => {
   let home: E2eHome;
   let clusterfile: string;
-  let broken = false;
   const host = `${CLUSTER}-master-1`;
   const onHost = async (cmd: string) => (await labExec(home.labDir(CLUSTER), host, cmd)).stdout;
   const runs = async () => (await onHost(`cat ${DIR}/cmd.log 2>/dev/null || true`)).split('\n').filter(Boolean);
@@ -38,16 +37,7 @@ describe.skipIf(!labsAvailable())('Configs on LOCAL hosts', () => {
     return { ...r, why: describeRun(['apply', '-f', clusterfile, '--auto-approve'], r) };
   };
   const planJson = async () => JSON.parse((await home.ciOk(['plan', '-f', clusterfile, '--json'])).stdout);
-  const step = (name: string, fn: () => Promise<void>) =>
-    it(name, async (t) => {
-      if (broken) t.skip();
-      try {
-        await fn();
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    }, LONG);
+  const step = serialSteps(LONG);
 
   beforeAll(async () => {
     home = makeHome('ci-e2e-configs-');

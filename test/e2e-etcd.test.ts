@@ -3,14 +3,13 @@
  * no-op plan, scale out and in, upgrade that sends only the changed layer, destroy that leaves nothing behind.
  * The steps share one CI_HOME and run in order; a failed step makes the later ones meaningless, so they stop.
  */
-import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { describe, expect, beforeAll, afterAll } from 'vitest';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { labsAvailable } from './helpers/lab.js';
 import {
-  cleanupHome, clusterDoc, etcdctl, etcdMembers, labExec, labFootprint, leftovers, makeHome, writeClusterfile, type E2eHome,
-} from './helpers/e2e.js';
+  cleanupHome, clusterDoc, etcdctl, etcdMembers, labExec, labFootprint, leftovers, makeHome, writeClusterfile, serialSteps, type E2eHome } from './helpers/e2e.js';
 import { humanSize } from '../engine/cli/format.js';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/etcd', import.meta.url));
@@ -20,7 +19,6 @@ const LONG = 600_000;
 describe.skipIf(!labsAvailable())('etcd example lifecycle on LOCAL systemd hosts', () => {
   let home: E2eHome;
   let clusterfile: string;
-  let broken = false;
 
   const write = (image: string, count: number) =>
     writeClusterfile(
@@ -48,17 +46,7 @@ describe.skipIf(!labsAvailable())('etcd example lifecycle on LOCAL systemd hosts
   };
   const endpoint = () => `http://${home.readState(CLUSTER)!.hosts[`${CLUSTER}-master-1`].ip}:2379`;
 
-  /** Runs a step; after one fails the rest are reported as not run rather than failing confusingly. */
-  const step = (name: string, fn: () => Promise<void>) =>
-    it(name, async (ctx) => {
-      if (broken) ctx.skip();
-      try {
-        await fn();
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    }, LONG);
+  const step = serialSteps(LONG);
 
   beforeAll(async () => {
     home = makeHome('ci-e2e-etcd-');

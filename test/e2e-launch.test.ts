@@ -5,11 +5,11 @@
  * each in its folder; a second apply runs nothing; changing one app's file re-runs that app alone; a YAML app on a
  * host without kubectl fails naming the app, the host and kubectl, having run nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labsAvailable } from './helpers/lab.js';
-import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, writeClusterfile, type E2eHome } from './helpers/e2e.js';
+import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, writeClusterfile, serialSteps, type E2eHome } from './helpers/e2e.js';
 import { writeTree } from './helpers/tmp.js';
 
 const CLUSTER = 'launch-e2e';
@@ -21,7 +21,6 @@ describe.skipIf(!labsAvailable())('LAUNCH of apps on LOCAL hosts', () => {
   let home: E2eHome;
   let ctx: string;
   let clusterfile: string;
-  let broken = false;
 
   const master0 = `${CLUSTER}-master-1`;
   const other = `${CLUSTER}-master-2`;
@@ -33,16 +32,7 @@ describe.skipIf(!labsAvailable())('LAUNCH of apps on LOCAL hosts', () => {
     return { ...r, why: describeRun(['apply', '-f', clusterfile, '--auto-approve'], r) };
   };
 
-  const step = (name: string, fn: () => Promise<void>) =>
-    it(name, async (t) => {
-      if (broken) t.skip();
-      try {
-        await fn();
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    }, LONG);
+  const step = serialSteps(LONG);
 
   beforeAll(async () => {
     home = makeHome('ci-e2e-launch-');

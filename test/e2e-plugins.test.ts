@@ -4,12 +4,12 @@
  * unchanged one does not; a HOSTNAME plugin renames its host; spec.hostAliases is a marked block of each host's /etc/hosts, replaced and removed
  * without touching any other line; a LABEL plugin on a master0 without kubectl fails naming the plugin and host.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { labsAvailable } from './helpers/lab.js';
-import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, type E2eHome } from './helpers/e2e.js';
+import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, serialSteps, type E2eHome } from './helpers/e2e.js';
 import { writeTree } from './helpers/tmp.js';
 
 const CLUSTER = 'plug-e2e';
@@ -21,7 +21,6 @@ const END = `# END cloudimage cluster ${CLUSTER} hostAliases`;
 describe.skipIf(!labsAvailable())('Plugins on LOCAL hosts', () => {
   let home: E2eHome;
   let clusterfile: string;
-  let broken = false;
   const master0 = `${CLUSTER}-master-1`;
   const node = `${CLUSTER}-node-1`;
 
@@ -63,16 +62,7 @@ describe.skipIf(!labsAvailable())('Plugins on LOCAL hosts', () => {
     const r = await home.ci(['apply', '-f', clusterfile, '--auto-approve']);
     return { ...r, why: describeRun(['apply', '-f', clusterfile, '--auto-approve'], r) };
   };
-  const step = (name: string, fn: () => Promise<void>) =>
-    it(name, async (t) => {
-      if (broken) t.skip();
-      try {
-        await fn();
-      } catch (err) {
-        broken = true;
-        throw err;
-      }
-    }, LONG);
+  const step = serialSteps(LONG);
 
   beforeAll(async () => {
     home = makeHome('ci-e2e-plugins-');

@@ -4,7 +4,7 @@
  * newest hosts of a group go first (the highest numbers).
  */
 import { z } from 'zod';
-import type { ExpandedHost, GroupInput, InfraResource, ProviderContext, ProviderIssue, ProviderModule } from '../contract.js';
+import { groupSeries, type ExpandedHost, type GroupInput, type InfraResource, type ProviderContext, type ProviderIssue, type ProviderModule } from '../contract.js';
 import type { InstanceSpec, Rule } from './runtime.js';
 import { LazyAliyunRuntime } from './lazy-runtime.js';
 import { CloudBlock, cidrInside, cloudSettings, GROUP_FIELDS, type CloudBlockDoc } from './settings.js';
@@ -36,13 +36,10 @@ const gib = (n: number) => `${n} GiB`;
 function expand({ cluster, block, groups }: { cluster: string; block: unknown; groups: GroupInput[] }): ExpandedHost[] {
   const s = cloudSettings(block);
   const hosts: ExpandedHost[] = [];
-  // Names number per role, a second group of one role has its own series: scaling a group never renames another's hosts.
-  const groupsPerRole = new Map<string, number>();
-  for (const g of groups) {
+  const seriesOf = groupSeries(groups);
+  groups.forEach((g, gi) => {
     const role = g.roles[0];
-    const nth = (groupsPerRole.get(role) ?? 0) + 1;
-    groupsPerRole.set(role, nth);
-    const series = nth === 1 ? role : `${role}${nth}`;
+    const series = seriesOf[gi];
     const spec: InstanceSpec = {
       group: series,
       role,
@@ -56,7 +53,7 @@ function expand({ cluster, block, groups }: { cluster: string; block: unknown; g
       const key = `${cluster}-${series}-${i}`;
       hosts.push({ key, name: key, group: g.index, make: { batch: `${cluster}-${series}`, spec: { ...spec }, summary } });
     }
-  }
+  });
   return hosts;
 }
 

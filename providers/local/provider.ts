@@ -5,8 +5,10 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import type { ProviderData } from '../../engine/kernel/types.js';
-import type {
-  ExpandedHost, GroupInput, Held, HostRef, MadeHost, MakeRequest, ProviderContext, ProviderIssue, ProviderModule, ProviderRuntime, Released,
+import {
+  groupSeries,
+  type ExpandedHost, type GroupInput, type Held, type HostRef, type MadeHost, type MakeRequest, type ProviderContext, type ProviderIssue,
+  type ProviderModule, type ProviderRuntime, type Released,
 } from '../contract.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalLab } from './lab.js';
@@ -94,20 +96,15 @@ function check({ groups }: { groups: GroupInput[] }): ProviderIssue[] {
 function expand({ cluster, block, groups }: { cluster: string; block: unknown; groups: GroupInput[] }): ExpandedHost[] {
   const defaultKind = ((block as { kind?: HostKind } | undefined)?.kind ?? 'light') as HostKind;
   const hosts: ExpandedHost[] = [];
-  // Names number per role; a second group of the same role gets its own series so that scaling one group never
-  // renames the hosts of another.
-  const groupsPerRole = new Map<string, number>();
-  for (const g of groups) {
-    const role = g.roles[0];
-    const nth = (groupsPerRole.get(role) ?? 0) + 1;
-    groupsPerRole.set(role, nth);
-    const series = nth === 1 ? role : `${role}${nth}`;
+  const seriesOf = groupSeries(groups);
+  groups.forEach((g, gi) => {
+    const series = seriesOf[gi];
     const kind = (g.fields.kind as HostKind | undefined) ?? defaultKind;
     for (let i = 1; i <= Number(g.fields.count ?? 0); i++) {
       const key = `${cluster}-${series}-${i}`;
       hosts.push({ key, name: key, group: g.index, make: { batch: key, spec: { kind }, summary: `${kind} host` } });
     }
-  }
+  });
   return hosts;
 }
 

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { it } from 'vitest';
 import { LocalLab } from '../../providers/local/lab.js';
 import { CLAIM_DIR } from '../../providers/local/subnet.js';
 import { connectSsh } from '../../providers/ssh/session.js';
@@ -26,6 +27,24 @@ export interface E2eHome {
   labDir(cluster: string): string;
   /** Every file under `$CI_HOME/clusters/<cluster>/logs`, concatenated. */
   logs(cluster: string): string;
+}
+
+/**
+ * Steps of one story, run in order: after one fails the rest are reported as not run rather than failing
+ * confusingly on what the failed one should have left.
+ */
+export function serialSteps(timeoutMs: number): (name: string, fn: () => Promise<void>) => void {
+  let broken = false;
+  return (name, fn) =>
+    it(name, async (ctx) => {
+      if (broken) ctx.skip();
+      try {
+        await fn();
+      } catch (err) {
+        broken = true;
+        throw err;
+      }
+    }, timeoutMs);
 }
 
 export function describeRun(args: string[], r: CliResult): string {
