@@ -9,10 +9,8 @@ import { ImageNotFoundError } from '../engine/kernel/errors.js';
 import { loadClusterfile } from '../engine/clusterfile/parse.js';
 import type { DesiredCluster } from '../engine/clusterfile/types.js';
 import type { StateBackend } from '../state/backend.js';
-import { LocalStateBackend } from '../state/local.js';
+import { openStateBackend } from '../state/open.js';
 import type { ClusterState } from '../state/model.js';
-import { statePathFor } from '../state/paths.js';
-import { stateKeys } from '../state/keys.js';
 import type { ImageInfo, Plan } from './actions.js';
 import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
@@ -31,8 +29,10 @@ export interface PrepareOptions {
   envOverrides?: Record<string, string>;
   /** The Clusterfile already loaded by the caller (it is then not read again). */
   desired?: DesiredCluster;
-  /** A backend the caller already holds (and maybe locked); default: the local file at statePath. */
+  /** A backend the caller already holds (and maybe locked); default: the one `--backend`/spec.backend names, closed once read. */
   backend?: StateBackend;
+  /** `--backend`: local or etcd, over the Clusterfile's spec.backend. */
+  backendChoice?: string;
   /**
    * Runs once the state is read and before the planner: checks that need I/O beyond this module (that the state
    * is this cluster's, that no host belongs to another state) live in the executor layer and refuse by throwing.
@@ -49,8 +49,8 @@ export interface PreparedPlan {
   /** The cluster-level infrastructure its provider needs. */
   infra: InfraResource[];
   state?: ClusterState;
+  /** Where the state is kept, for messages (a file, or an etcd location). */
   statePath: string;
-  backend: StateBackend;
   plan: Plan;
 }
 
@@ -66,9 +66,15 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
     allowSetid: resolved.config.cloudimage?.allowSetid,
   });
   const image = imageInfoFromResolved(resolved);
-  const statePath = opts.statePath ?? statePathFor(desired.name, home);
-  const backend = opts.backend ?? new LocalStateBackend(statePath, { keys: stateKeys(home) });
-  const state = await backend.read();
+  const backend = opts.backend ?? openStateBackend({ cluster: desired.name, home, statePath: opts.statePath, spec: desired.backend, choice: opts.backendChoice, env: opts.env });
+  const statePath = backend.location;
+  let state: ClusterState | undefined;
+  try {
+    state = await backend.read();
+  } finally {
+    // One opened here serves only this read: a plan holds no lock and writes nothing.
+    if (!opts.backend) await backend.close();
+  }
   await opts.beforePlan?.(desired, state, statePath);
   const infra = desiredInfrastructure(desired, declaredByImage(resolved));
   // The Configs and templates, applied to the image's files: one more layer, unpacked last on every host.
@@ -82,7 +88,7 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   });
   const checked = built?.checked ?? imageChecked;
   const p = plan({ desired, image, state, infra, ...(built ? { config: built.info } : {}), options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
-  return { desired, resolved, image, checked, infra, state, statePath, backend, plan: p };
+  return { desired, resolved, image, checked, infra, state, statePath, plan: p };
 }
 
 /** What the cluster's provider needs besides hosts (a VPC, a security group open to the image's ports), as plain data. */

@@ -25,6 +25,7 @@ export type StoredState = Omit<ClusterState, 'version' | 'outputs'> & {
 
 /** What to do about a damaged file: a state is put back from its backup; a damaged backup needs a look. */
 function damagedHint(where: string): string {
+  if (where.startsWith('etcd ')) return 'put a good version back: see `ci state history`, then `ci state pull --version N > state.json` and `ci state push --force state.json`';
   return where.endsWith('.backup')
     ? `look at ${where}; it cannot be used to restore the state`
     : `put its backup back with \`ci state restore --state ${where}\` (the damaged file is moved aside, not deleted)`;
@@ -137,7 +138,7 @@ async function openOutputs(box: SealedBox, lineage: string, where: string, keys:
 
 function missingKey(what: string, keyId: string, keys: KeySource): StateError {
   return new StateError(
-    `${what} has hook outputs sealed with key ${keyId}, which is not in ${keys.location}`,
+    keys.holdsOneKey ? `${what} has hook outputs sealed with key ${keyId}, which is not ${keys.location}` : `${what} has hook outputs sealed with key ${keyId}, which is not in ${keys.location}`,
     keys.missingKeyHint(keyId),
   );
 }

@@ -7,7 +7,7 @@
  * first use and seals new states; any other `*.key` file there (copied from another machine) opens the states
  * sealed with it.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { StateError } from '../engine/kernel/errors.js';
@@ -31,6 +31,8 @@ export interface KeySource {
   findKey(id: string): Promise<StateKey | undefined>;
   /** What a user can do about a state sealed with a key this source does not hold. */
   missingKeyHint(id: string): string;
+  /** The source is one key (`location` names it), not a place holding several. */
+  readonly holdsOneKey?: boolean;
 }
 
 export const KEY_BYTES = 32;
@@ -157,4 +159,43 @@ export class FileKeySource implements KeySource {
 /** The key files of a cloudimage home: `$CI_HOME/keys`. */
 export function stateKeys(home: string = ciHome()): FileKeySource {
   return new FileKeySource(join(home, 'keys'));
+}
+
+/** The environment variable that holds a team's state passphrase. */
+export const PASSPHRASE_ENV = 'CI_STATE_PASSPHRASE';
+
+/**
+ * One key, derived from a passphrase the team shares (scrypt, salted with the cluster's name so that one
+ * passphrase gives each cluster its own key): what seals hook outputs in a state kept on a shared backend, where no
+ * key file travels with it. A state sealed with another key means the passphrase is not the one it was written with.
+ */
+export class PassphraseKeySource implements KeySource {
+  readonly location = `the key derived from ${PASSPHRASE_ENV}`;
+  readonly holdsOneKey = true;
+  private derived?: StateKey;
+
+  constructor(
+    private readonly passphrase: string,
+    private readonly salt: string,
+  ) {
+    registerSecret(passphrase);
+  }
+
+  async sealingKey(): Promise<StateKey> {
+    if (!this.derived) {
+      const key = scryptSync(this.passphrase, `cloudimage state passphrase\n${this.salt}`, KEY_BYTES, { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 });
+      registerSecret(key.toString('base64'));
+      this.derived = makeStateKey(key);
+    }
+    return this.derived;
+  }
+
+  async findKey(id: string): Promise<StateKey | undefined> {
+    const key = await this.sealingKey();
+    return key.id === id ? key : undefined;
+  }
+
+  missingKeyHint(_id: string): string {
+    return `${PASSPHRASE_ENV} is not the passphrase this state was written with: set it to the team's passphrase (nothing was changed)`;
+  }
 }

@@ -13,16 +13,18 @@
  */
 import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { hostname, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { InternalError, StateError, StateIdentityError, StateLockError, UsageError } from '../engine/kernel/errors.js';
+import { InternalError, StateConflictError, StateError, StateIdentityError, StateLockError, UsageError } from '../engine/kernel/errors.js';
 import { exists, tempSibling, writeFileAtomic } from '../engine/kernel/fsutil.js';
 import { retry } from '../engine/kernel/retry.js';
-import type { Lock, LockInfo, StateBackend } from './backend.js';
+import type { Lock, LockInfo, MovedMarker, StateBackend, StateProbe, StateVersion } from './backend.js';
+import { movedError, parseMoved } from './moved.js';
 import { decodeState, encodeState, parseState, type StoredState } from './codec.js';
 import { stateKeys, type KeySource } from './keys.js';
 import { emptyState, type ClusterState, type ProviderName } from './model.js';
 import { backupPathFor, lockPathFor } from './paths.js';
+import { machineId, newHolder, UNREADABLE_LOCK } from './holder.js';
 
 export { parseState } from './codec.js';
 
@@ -60,15 +62,6 @@ async function freeName(base: string): Promise<string> {
 /** What a command says when it took over a lock its holder left behind. */
 export function takeoverMessage(holder: LockInfo, statePath: string): string {
   return `took over the lock on ${statePath} of ${holder.user}@${holder.host} (pid ${holder.pid}, ${holder.operation} since ${holder.time}): that process is no longer running`;
-}
-
-/** This machine's id (systemd's /etc/machine-id), or undefined where there is none. */
-function machineId(): string | undefined {
-  try {
-    return readFileSync('/etc/machine-id', 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -128,11 +121,20 @@ export class LocalStateBackend implements StateBackend {
     return this.path;
   }
 
+  /** Left here when the state was migrated to another backend. */
+  get movedPath(): string {
+    return `${this.path}.moved`;
+  }
+
   async read(): Promise<ClusterState | undefined> {
     const text = await this.readText(this.path);
     const backupText = await this.readText(this.backupPath);
     if (text === undefined) {
-      if (backupText === undefined) return undefined;
+      if (backupText === undefined) {
+        const moved = await this.readText(this.movedPath);
+        if (moved !== undefined) throw movedError(parseMoved(moved), this.path);
+        return undefined;
+      }
       throw new StateIdentityError(
         `there is no state at ${this.path}, but its backup exists (${describeBackup(backupText, this.backupPath)}): ` +
           'the state was lost or moved, and the cluster may still be running',
@@ -154,7 +156,7 @@ export class LocalStateBackend implements StateBackend {
     return decodeState(text, this.path, this.opts.withoutOutputs ? undefined : this.keys);
   }
 
-  async write(state: ClusterState): Promise<ClusterState> {
+  async write(state: ClusterState, opts: { keepSerial?: boolean } = {}): Promise<ClusterState> {
     if (this.opts.withoutOutputs) throw new InternalError(`state ${this.path} was read without its hook outputs and cannot be written`);
     await fs.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     const previous = await this.readText(this.path);
@@ -167,18 +169,67 @@ export class LocalStateBackend implements StateBackend {
           'this is another cluster\'s state: check --state and the Clusterfile name',
         );
       }
+      if (opts.keepSerial && state.serial <= onDisk.serial) {
+        throw new StateConflictError(`${this.path} already holds serial ${onDisk.serial} of this state, not older than ${state.serial}`, 'nothing was written: the state there is as new or newer');
+      }
       serial = Math.max(serial, onDisk.serial);
     }
     await this.checkBackupLineage(state, previous !== undefined);
-    const written: ClusterState = { ...state, serial: serial + 1 };
+    const written: ClusterState = { ...state, serial: opts.keepSerial ? state.serial : serial + 1 };
     // Sealed with the key the state on disk uses, so every machine that reads it now still can.
     const text = await encodeState(written, this.keys, previous);
     // Backup first: a crash between the two leaves the backup one write ahead of the state, never a state without it.
     await writeFileAtomic(this.backupPath, text, 0o600);
     this.backupLineage = state.lineage;
     await writeFileAtomic(this.path, text, 0o600);
+    // A state written here again (migrated back) is the state: the note that it had gone elsewhere goes.
+    await fs.rm(this.movedPath, { force: true });
     return written;
   }
+
+  async pull(version?: number): Promise<string | undefined> {
+    const text = await this.readText(this.path);
+    if (version === undefined || text === undefined) return text;
+    const serial = parseState(text, this.path).serial;
+    if (serial === version) return text;
+    throw new StateError(
+      `the local backend keeps only the latest state (serial ${serial}) and its backup copy, not serial ${version}`,
+      'earlier versions are kept by the etcd backend (spec.backend in the Clusterfile): see `ci state history` there',
+    );
+  }
+
+  async history(): Promise<StateVersion[]> {
+    const text = await this.readText(this.path);
+    if (text === undefined) return [];
+    const st = await fs.stat(this.path);
+    return [{ serial: parseState(text, this.path).serial, time: st.mtime.toISOString(), by: '', operation: '' }];
+  }
+
+  async probe(): Promise<StateProbe> {
+    const text = await this.readText(this.path);
+    const moved = await this.readText(this.movedPath);
+    return {
+      ...(text !== undefined ? { stored: parseState(text, this.path) } : {}),
+      ...(moved !== undefined ? { moved: parseMoved(moved) } : {}),
+    };
+  }
+
+  /**
+   * The state went to another backend: the marker is written first, then the state and its backup go, so no moment
+   * shows this place as a cluster never applied.
+   */
+  async markMoved(marker: MovedMarker): Promise<void> {
+    await writeFileAtomic(this.movedPath, JSON.stringify(marker, null, 2) + '\n', 0o600);
+    await fs.rm(this.backupPath, { force: true });
+    await fs.rm(this.path, { force: true });
+    this.backupLineage = undefined;
+  }
+
+  decode(text: string, where: string): Promise<ClusterState> {
+    return decodeState(text, where, this.keys);
+  }
+
+  async close(): Promise<void> {}
 
   /**
    * A backup of another lineage is never overwritten, and no state is created next to one. A damaged backup is
@@ -248,7 +299,7 @@ export class LocalStateBackend implements StateBackend {
     } catch (err: any) {
       if (err?.code === 'ENOENT') return undefined;
       // A lock file we cannot parse is still a lock: report it rather than break it.
-      return { id: '(unreadable)', user: '?', host: '?', pid: 0, operation: '?', time: '?' };
+      return UNREADABLE_LOCK;
     }
   }
 
@@ -282,16 +333,7 @@ export class LocalStateBackend implements StateBackend {
   }
 
   async lock(req: { operation: string }, timeoutMs = 0): Promise<Lock> {
-    const machine = machineId();
-    const info: LockInfo = {
-      id: randomUUID(),
-      user: safeUser(),
-      host: hostname(),
-      pid: process.pid,
-      operation: req.operation,
-      time: new Date().toISOString(),
-      ...(machine ? { machine } : {}),
-    };
+    const info = newHolder(req.operation);
     const deadline = Date.now() + timeoutMs;
     let tookOver: LockInfo | undefined;
     await retry(
@@ -371,14 +413,6 @@ function readLockText(p: string): string | undefined {
     return readFileSync(p, 'utf8');
   } catch {
     return undefined;
-  }
-}
-
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return process.env.USER ?? `uid ${process.getuid?.() ?? '?'}`;
   }
 }
 

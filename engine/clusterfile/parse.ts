@@ -7,18 +7,20 @@
 import { promises as fs } from 'node:fs';
 import { homedir } from 'node:os';
 import { isIP } from 'node:net';
+import { dirname, resolve as resolvePath } from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
 import type { z } from 'zod';
 import { canonicalJson, sha256 } from '../kernel/digest.js';
 import { ClusterfileError } from '../kernel/errors.js';
 import { registerSecret } from '../kernel/redact.js';
+import type { StateBackendSpec } from '../kernel/types.js';
 import { providerNamed, DEFAULT_PROVIDER } from '../../providers/registry.js';
 import { ClusterfileInvalidError, type ClusterfileIssue } from './errors.js';
 import { envValues, expandVars, parseEnvList, UnsetVariable } from './env.js';
 import { derivedEnv, looksLikeV1, v1Message } from './compat.js';
 import { documentsDigest, maskedDocument } from './documents.js';
 import { formatPath, isPlainKey, locate, type FieldPath } from './locate.js';
-import { groupInputs, providerBlock, RULES } from './rules.js';
+import { groupInputs, providerBlock, RULES, ttlSeconds } from './rules.js';
 import { subsetIssues, syntaxMessage } from './yaml-subset.js';
 import { configSpecIssues } from './config-spec.js';
 import { ClusterDocSchema, ExtraDocSchema, OtherDocSchema, V1_API_VERSIONS, type ClusterDoc, type ExtraDoc, type SshDoc } from './schema.js';
@@ -177,7 +179,25 @@ export function parseClusterfile(text: string, fileName: string, env: NodeJS.Pro
     }
   }
   if (issues.length) throw new ClusterfileInvalidError(issues);
-  return result;
+  const backend = backendSpec(cluster!.value, fileName);
+  return backend ? { ...result, backend } : result;
+}
+
+/** `spec.backend` as the state layer takes it: TLS files resolved against the Clusterfile's folder, the TTL in seconds. */
+function backendSpec(doc: ClusterDoc, fileName: string): StateBackendSpec | undefined {
+  const b = doc.spec.backend;
+  if (!b) return undefined;
+  if (b.type === 'local') return { type: 'local' };
+  const at = (p: string | undefined) => (p === undefined ? undefined : resolvePath(dirname(fileName), p));
+  const tls = b.tls ? Object.fromEntries(Object.entries({ ca: at(b.tls.ca), cert: at(b.tls.cert), key: at(b.tls.key) }).filter(([, v]) => v !== undefined)) : undefined;
+  return {
+    type: 'etcd',
+    endpoints: [...(b.endpoints ?? [])],
+    ...(b.prefix !== undefined ? { prefix: b.prefix } : {}),
+    ...(tls ? { tls } : {}),
+    ...(b.lockTTL !== undefined ? { lockTtlSeconds: ttlSeconds(b.lockTTL) } : {}),
+    ...(b.history !== undefined ? { history: b.history } : {}),
+  };
 }
 
 function expandAll(

@@ -73,7 +73,41 @@ function providerIssues(doc: ClusterDoc): RuleIssue[] {
   return out;
 }
 
+/** `30s`, `2m`, `45` (seconds) -> seconds, or undefined when it is none of these. */
+export function ttlSeconds(v: string | number): number | undefined {
+  if (typeof v === 'number') return Number.isInteger(v) ? v : undefined;
+  const m = /^(\d+)(s|m)?$/.exec(v.trim());
+  return m ? Number(m[1]) * (m[2] === 'm' ? 60 : 1) : undefined;
+}
+
+function backendIssues(doc: ClusterDoc): RuleIssue[] {
+  const b = doc.spec.backend;
+  if (!b) return [];
+  const out: RuleIssue[] = [];
+  const issue = (path: FieldPath, message: string) => out.push({ rule: 'backend', path: ['spec', 'backend', ...path], message });
+  if (b.type === 'local') {
+    for (const k of ['endpoints', 'prefix', 'tls', 'lockTTL', 'history'] as const) {
+      if (b[k] !== undefined) issue([k], `is a setting of the etcd backend; the local backend has none`);
+    }
+    return out;
+  }
+  (b.endpoints ?? []).forEach((e, i) => {
+    if (!/^https?:\/\/[^/\s:]+:\d{1,5}\/?$/.test(e)) issue(['endpoints', i], `"${e}" is not an etcd client URL: write http://host:port or https://host:port`);
+  });
+  if (b.endpoints?.length === 0) issue(['endpoints'], 'is empty: name at least one etcd client URL, or leave it out to use CI_ETCD_ENDPOINTS');
+  if (b.prefix !== undefined && !/^\/[A-Za-z0-9._\/-]*$/.test(b.prefix)) issue(['prefix'], `"${b.prefix}" is not a key prefix: start with "/" and use letters, digits, ".", "_", "-" and "/"`);
+  if (b.lockTTL !== undefined) {
+    const s = ttlSeconds(b.lockTTL);
+    if (s === undefined || s < 5 || s > 3600) issue(['lockTTL'], `"${b.lockTTL}" is not a lock TTL between 5s and 60m: write e.g. 30s`);
+  }
+  if (b.history !== undefined && (b.history < 1 || b.history > 1000)) issue(['history'], `${b.history} is out of range: keep between 1 and 1000 versions`);
+  if (b.tls && b.tls.cert !== undefined && b.tls.key === undefined) issue(['tls', 'key'], 'is missing: a client certificate needs its key');
+  if (b.tls && b.tls.key !== undefined && b.tls.cert === undefined) issue(['tls', 'cert'], 'is missing: a client key needs its certificate');
+  return out;
+}
+
 export const RULES: Rule[] = [
+  { name: 'backend', check: backendIssues },
   {
     name: 'cluster-name',
     check: (doc) =>

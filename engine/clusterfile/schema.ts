@@ -84,6 +84,19 @@ export const RegistrySchema = z.strictObject({
   externalRegistry: z.strictObject(RegistryEndpoint).optional(),
 });
 
+/** Where the cluster's state is kept: this machine's file (default) or an etcd cluster a team shares. */
+export const BackendSchema = z.strictObject({
+  type: z.enum(['local', 'etcd']).describe('local (a file under $CI_HOME, the default) or etcd'),
+  endpoints: z.array(z.string()).optional().describe('etcd client URLs, http(s)://host:port (default: CI_ETCD_ENDPOINTS, comma-separated)'),
+  prefix: z.string().optional().describe('key prefix of the cluster\'s keys in etcd (default /cloudimage)'),
+  tls: z
+    .strictObject({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() })
+    .optional()
+    .describe('PEM files (relative to the Clusterfile) for TLS to etcd; user and password come from CI_ETCD_USER and CI_ETCD_PASSWORD'),
+  lockTTL: z.union([z.string(), z.number()]).optional().describe('how long a lock outlives its holder, e.g. 30s (default)'),
+  history: z.number().int().optional().describe('earlier versions of the state kept in etcd (default 20)'),
+});
+
 export const HostGroupSchema = z.strictObject({
   roles: z.array(z.string()).min(1),
   ssh: SshSchema.optional(),
@@ -115,6 +128,7 @@ export const ClusterDocSchema = z.strictObject({
     registry: RegistrySchema.optional(),
     dataRoot: z.string().optional(),
     apps: z.array(z.unknown()).optional(),
+    backend: BackendSchema.optional(),
   }),
   /** What sealer writes back after a run; read by nothing (see README, "Clusterfile"). */
   status: z.unknown().optional(),

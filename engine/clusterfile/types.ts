@@ -1,6 +1,6 @@
 /** The normalised, validated Clusterfile: what the planner and executor consume. */
 import type { Digest } from '../kernel/digest.js';
-import type { ProviderName } from '../kernel/types.js';
+import type { ProviderName, StateBackendSpec } from '../kernel/types.js';
 import type { MakeSpec } from '../../providers/contract.js';
 
 export interface DesiredSsh {
@@ -129,6 +129,8 @@ export interface DesiredCluster {
   documents: KeptDocument[];
   /** Digest of `documents` as hooks get them (secrets masked); absent without documents. */
   documentsDigest?: Digest;
+  /** `spec.backend`: where the state is kept (absent: the local file). Not part of `digest`: moving a state changes no plan. */
+  backend?: StateBackendSpec;
   /** sha256 of the normalised cluster without secrets, for stale-plan checks. */
   digest: Digest;
 }

@@ -12,9 +12,9 @@ import { preparePlan, type PrepareOptions, type PreparedPlan } from '../../plans
 import { checkPlanFresh } from '../../plans/planfile.js';
 import { planDestroy } from '../../plans/planner.js';
 import type { Plan } from '../../plans/actions.js';
-import { LocalStateBackend, createState, takeoverMessage } from '../../state/local.js';
-import { statePathFor } from '../../state/paths.js';
-import { stateKeys } from '../../state/keys.js';
+import { createState, takeoverMessage } from '../../state/local.js';
+import { openStateBackend } from '../../state/open.js';
+import type { StateBackend } from '../../state/backend.js';
 import { emptyState, type ClusterState } from '../../state/model.js';
 import { Relay, revokeScript } from './relay.js';
 import { providerNamed } from '../../providers/registry.js';
@@ -28,6 +28,8 @@ import { checkIdentity, DEFAULT_PROBE, type IdentityWarning } from './identity.j
 export interface ConvergeOptions {
   clusterfile: string;
   statePath?: string;
+  /** `--backend`: local or etcd, over the Clusterfile's spec.backend. */
+  backendChoice?: string;
   home?: string;
   env?: NodeJS.ProcessEnv;
   parallelism?: number;
@@ -113,12 +115,26 @@ export async function planCluster(opts: PrepareOptions & { probe?: { timeoutMs: 
   return { ...prepared, warnings };
 }
 
+function openBackend(opts: ConvergeOptions, desired: DesiredCluster, home: string): StateBackend {
+  return openStateBackend({ cluster: desired.name, home, statePath: opts.statePath, spec: desired.backend, choice: opts.backendChoice, env: opts.env });
+}
+
+/** The lock, or the backend closed and the refusal passed on. */
+async function lockOrClose(backend: StateBackend, operation: string, timeoutMs: number | undefined) {
+  try {
+    return await backend.lock({ operation }, timeoutMs ?? 0);
+  } catch (err) {
+    await backend.close();
+    throw err;
+  }
+}
+
 export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResult> {
   const home = opts.home ?? ciHome(opts.env);
   const desiredForName = await loadDesired(opts);
-  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desiredForName.name, home), { keys: stateKeys(home) });
-  const lock = await backend.lock({ operation: 'apply' }, opts.lockTimeoutMs ?? 0);
-  if (lock.tookOver) opts.reporter(desiredForName.name).event({ type: 'warning', message: takeoverMessage(lock.tookOver, backend.path) });
+  const backend = openBackend(opts, desiredForName, home);
+  const lock = await lockOrClose(backend, 'apply', opts.lockTimeoutMs);
+  if (lock.tookOver) opts.reporter(desiredForName.name).event({ type: 'warning', message: takeoverMessage(lock.tookOver, backend.location) });
   try {
     const store = new ImageStore(home);
     if (opts.ensureImage && !(await store.find(desiredForName.image))) await opts.ensureImage(store, desiredForName.image);
@@ -162,15 +178,16 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     }
   } finally {
     await lock.release();
+    await backend.close();
   }
 }
 
 export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeResult | undefined> {
   const home = opts.home ?? ciHome(opts.env);
   const desired = await loadDesired(opts);
-  const backend = new LocalStateBackend(opts.statePath ?? statePathFor(desired.name, home), { keys: stateKeys(home) });
-  const lock = await backend.lock({ operation: 'destroy' }, opts.lockTimeoutMs ?? 0);
-  if (lock.tookOver) opts.reporter(desired.name).event({ type: 'warning', message: takeoverMessage(lock.tookOver, backend.path) });
+  const backend = openBackend(opts, desired, home);
+  const lock = await lockOrClose(backend, 'destroy', opts.lockTimeoutMs);
+  if (lock.tookOver) opts.reporter(desired.name).event({ type: 'warning', message: takeoverMessage(lock.tookOver, backend.location) });
   try {
     const state = await backend.read();
     const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired, {
@@ -181,7 +198,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     });
     // Without a state (and without a backup: reading refuses then), whatever is left of the cluster on this machine
     // was made by an apply that never recorded it; with one, it must be this cluster's own state.
-    if (state) await checkIdentity({ desired, state, statePath: backend.path, provider });
+    if (state) await checkIdentity({ desired, state, statePath: backend.location, provider });
     const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? [], desired.pluginSteps);
     // Infrastructure recorded by an apply that made no host yet is deleted by the plan's steps like any other.
     const hasInfra = plan.actions.some((a) => a.kind === 'infra');
@@ -207,6 +224,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     return { plan, result, released };
   } finally {
     await lock.release();
+    await backend.close();
   }
 }
 
@@ -218,7 +236,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
 async function destroyLeftovers(
   plan: Plan,
   provider: ProviderRuntime,
-  backend: LocalStateBackend,
+  backend: StateBackend,
   state: ClusterState | undefined,
   opts: ConvergeOptions,
 ): Promise<ConvergeResult | undefined> {

@@ -146,6 +146,13 @@ export class StateLockError extends CiError {
   }
 }
 
+/** A compare-and-swap write lost: the stored state changed since it was read. Nothing was written. */
+export class StateConflictError extends CiError {
+  constructor(message: string, hint: string) {
+    super('STATE_CONFLICT', message, { hint });
+  }
+}
+
 export class StateError extends CiError {
   constructor(message: string, hint?: string) {
     super('STATE_INVALID', message, { hint });

@@ -31,3 +31,22 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
  * JSON that only the provider reads. The engine stores and passes it on, and never looks inside.
  */
 export type ProviderData = { [key: string]: Json };
+
+/**
+ * Where a cluster's state is kept, as the Clusterfile's `spec.backend` (or `--backend`) says: the local file
+ * (default), or an etcd cluster the team shares. TLS file paths are absolute by the time they get here.
+ */
+export type StateBackendSpec =
+  | { type: 'local' }
+  | {
+      type: 'etcd';
+      /** `http(s)://host:port`; empty means "from CI_ETCD_ENDPOINTS". */
+      endpoints: string[];
+      /** Key prefix under which the cluster's keys live (default `/cloudimage`). */
+      prefix?: string;
+      tls?: { ca?: string; cert?: string; key?: string };
+      /** The lock lease's time to live, in seconds (default 30). */
+      lockTtlSeconds?: number;
+      /** How many earlier versions of the state are kept (default 20). */
+      history?: number;
+    };

@@ -19,6 +19,7 @@ export interface ConvergeFlags {
   autoApprove?: boolean;
   parallelism: string;
   lockTimeout: string;
+  backend?: string;
 }
 
 export type ApplyFlags = ConvergeFlags & { maxUnavailable: string; relay: boolean; insecure?: boolean; caFile?: string; env?: string[] };
@@ -48,6 +49,7 @@ export async function runApply(
       text: extra.text,
       envOverrides: envFlags(o.env),
       statePath: o.state,
+      backendChoice: o.backend,
       parallelism: positiveInt('--parallelism', o.parallelism),
       maxUnavailable: positiveInt('--max-unavailable', o.maxUnavailable),
       lockTimeoutMs: parseDuration(o.lockTimeout),
@@ -91,6 +93,7 @@ export function register(program: Command): void {
     .option('--parallelism <n>', 'hosts worked on at once', '10')
     .option('--max-unavailable <n>', 'nodes upgraded at once', '1')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
+    .option('--backend <type>', "where the state is kept, over the Clusterfile's spec.backend: local or etcd")
     .option('--no-relay', 'send every layer from this machine instead of letting hosts pass layers on to each other')
     .option('--insecure', 'pull the image over plain HTTP when the store lacks it')
     .option('--ca-file <file>', 'extra CA certificate for pulling the image')

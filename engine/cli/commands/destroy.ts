@@ -19,6 +19,7 @@ export async function runDestroy(o: ConvergeFlags & { env?: string[] }): Promise
       clusterfile: o.file ?? 'Clusterfile',
       envOverrides: envFlags(o.env),
       statePath: o.state,
+      backendChoice: o.backend,
       parallelism: positiveInt('--parallelism', o.parallelism),
       lockTimeoutMs: parseDuration(o.lockTimeout),
       confirm: confirmer({ autoApprove: o.autoApprove, color, verb: 'destroy this cluster' }),
@@ -52,6 +53,7 @@ export function register(program: Command): void {
     .option('--auto-approve', 'do not ask for confirmation')
     .option('--parallelism <n>', 'hosts worked on at once', '10')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
+    .option('--backend <type>', "where the state is kept, over the Clusterfile's spec.backend: local or etcd")
     .action(async (o: ConvergeFlags) => {
       await runDestroy(o);
     });

@@ -68,7 +68,7 @@ export function registerDelete(program: Command): void {
     const stored = o.file === undefined;
     const path = o.file ?? storedClusterfilePath(o.name);
     await readClusterfileText(path, stored ? o.name : undefined);
-    const gone = await runDestroy({ file: path, autoApprove: o.autoApprove, parallelism: o.parallelism, lockTimeout: o.lockTimeout, env: o.env });
+    const gone = await runDestroy({ file: path, autoApprove: o.autoApprove, parallelism: o.parallelism, lockTimeout: o.lockTimeout, env: o.env, backend: o.backend });
     // The kept Clusterfile goes with the cluster, so that `ci run` can make one of the same name again.
     if (gone && stored) await rm(path, { force: true });
   });

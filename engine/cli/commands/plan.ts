@@ -13,6 +13,7 @@ import { collect } from './apply.js';
 interface PlanFlags {
   file: string;
   state?: string;
+  backend?: string;
   json?: boolean;
   out?: string;
   detailedExitcode?: boolean;
@@ -26,6 +27,7 @@ export function register(program: Command): void {
     .description('show what `ci apply` would change on the cluster, without changing anything')
     .option('-f, --file <Clusterfile>', 'the Clusterfile', 'Clusterfile')
     .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
+    .option('--backend <type>', "where the state is kept, over the Clusterfile's spec.backend: local or etcd")
     .option('--json', 'print the plan as JSON')
     .option('--out <file>', 'save the plan for `ci apply <file>`')
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on errors (64 on a usage error)')
@@ -36,6 +38,7 @@ export function register(program: Command): void {
         clusterfile: flags.file,
         envOverrides: envFlags(flags.env),
         statePath: flags.state,
+        backendChoice: flags.backend,
         maxUnavailable: positiveInt('--max-unavailable', flags.maxUnavailable),
       });
       const { plan } = prepared;

@@ -11,6 +11,7 @@ export interface ShortcutFlags {
   parallelism: string;
   lockTimeout: string;
   relay: boolean;
+  backend?: string;
 }
 
 export function convergeOptions(c: Command): Command {
@@ -19,6 +20,7 @@ export function convergeOptions(c: Command): Command {
     .option('--auto-approve', 'do not ask for confirmation')
     .option('--parallelism <n>', 'hosts worked on at once', '10')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
+    .option('--backend <type>', "where the state is kept, over the Clusterfile's spec.backend: local or etcd")
     .option('--no-relay', 'send every layer from this machine instead of letting hosts pass layers on to each other');
 }
 
@@ -31,6 +33,7 @@ export function applyFlags(o: ShortcutFlags, file: string, extra: Partial<ApplyF
     maxUnavailable: '1',
     relay: o.relay,
     env: o.env,
+    backend: o.backend,
     ...extra,
   };
 }
