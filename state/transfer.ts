@@ -47,6 +47,11 @@ export interface MigrateResult {
   resumed: boolean;
 }
 
+/** The target saw this very version leave (its marker names the same lineage and serial): it may come back. */
+function cameBack(moved: MovedMarker | undefined, state: ClusterState): boolean {
+  return !!moved && moved.lineage === state.lineage && moved.serial === state.serial;
+}
+
 /** Copies the state from `from` to `to` with its lineage and serial, then leaves a marker in `from` naming `to`. */
 export async function migrateState(from: StateBackend, to: StateBackend, lockTimeoutMs = 0): Promise<MigrateResult> {
   return withStateLock(from, 'migrate', lockTimeoutMs, () =>
@@ -72,7 +77,7 @@ export async function migrateState(from: StateBackend, to: StateBackend, lockTim
           throw new StateConflictError(`${to.location} already holds a newer version of this state (serial ${there.stored.serial} > ${state.serial})`, 'nothing was changed: the newer one is the state; migrate from there');
         }
         resumed = there.stored.serial === state.serial;
-      } else if (there.lastSerial !== undefined && there.lastSerial >= state.serial) {
+      } else if (there.lastSerial !== undefined && there.lastSerial >= state.serial && !cameBack(there.moved, state)) {
         throw new StateConflictError(
           `${to.location} kept versions of this state up to serial ${there.lastSerial}, which is not older than serial ${state.serial} in ${from.location}`,
           'nothing was changed: the state in the source is older than one the target saw; look at `ci state history` there',

@@ -208,6 +208,10 @@ describe('etcd backend: moving states', () => {
     expect(await new LocalStateBackend(path).read()).toMatchObject({ serial: w.serial, outputs: { TOKEN } });
     expect(existsSync(`${path}.moved`)).toBe(false);
     await expect(backend('mig').read()).rejects.toThrow(/no longer in etcd .* moved to \/.*state\.json/);
+    // And straight back again, with no write in between: the version etcd saw leave comes back.
+    const again = await migrateState(new LocalStateBackend(path), backend('mig'));
+    expect(again.state).toMatchObject({ lineage: s.lineage, serial: w.serial });
+    expect((await backend('mig').read())?.outputs).toEqual({ TOKEN });
   });
 
   test('a migration onto a newer or foreign state there is refused and changes nothing', async () => {

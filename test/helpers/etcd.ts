@@ -139,6 +139,13 @@ export function etcdGet(endpoints: string[], key: string, prefix = false): strin
   return r.stdout;
 }
 
+/** Every key under `prefix` with its value, as etcdctl prints them. */
+export function etcdDump(endpoints: string[], prefix: string): string {
+  const r = etcdctl(endpoints, ['get', prefix, '--prefix']);
+  if (r.status !== 0) throw new Error(`etcdctl get ${prefix}: ${r.stderr}`);
+  return r.stdout;
+}
+
 export function etcdPut(endpoints: string[], key: string, value: string): void {
   const r = spawnSync('etcdctl', [`--endpoints=${endpoints.join(',')}`, 'put', key], { input: value, encoding: 'utf8', env: { ...process.env, ETCDCTL_API: '3' } });
   if (r.status !== 0) throw new Error(`etcdctl put ${key}: ${r.stderr}`);
