@@ -13,7 +13,7 @@ import { LocalStateBackend } from '../state/local.js';
 import type { ClusterState } from '../state/model.js';
 import { statePathFor } from '../state/paths.js';
 import { stateKeys } from '../state/keys.js';
-import type { ImageInfo, Plan } from './actions.js';
+import type { ImageInfo, Plan, PlanRefresh } from './actions.js';
 import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
 import { providerNamed } from '../providers/registry.js';
@@ -36,8 +36,13 @@ export interface PrepareOptions {
   /**
    * Runs once the state is read and before the planner: checks that need I/O beyond this module (that the state
    * is this cluster's, that no host belongs to another state) live in the executor layer and refuse by throwing.
+   * It may return the state as the hosts show it (a refresh): that state is planned from, and returned.
    */
-  beforePlan?: (desired: DesiredCluster, state: ClusterState | undefined, statePath: string) => Promise<void>;
+  beforePlan?: (
+    desired: DesiredCluster,
+    state: ClusterState | undefined,
+    statePath: string,
+  ) => Promise<void | { state: ClusterState; refresh: PlanRefresh }>;
 }
 
 export interface PreparedPlan {
@@ -68,8 +73,9 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const image = imageInfoFromResolved(resolved);
   const statePath = opts.statePath ?? statePathFor(desired.name, home);
   const backend = opts.backend ?? new LocalStateBackend(statePath, { keys: stateKeys(home) });
-  const state = await backend.read();
-  await opts.beforePlan?.(desired, state, statePath);
+  const read = await backend.read();
+  const refreshed = await opts.beforePlan?.(desired, read, statePath);
+  const state = refreshed ? refreshed.state : read;
   const infra = desiredInfrastructure(desired, declaredByImage(resolved));
   // The Configs and templates, applied to the image's files: one more layer, unpacked last on every host.
   const built = await buildConfigLayer({
@@ -81,7 +87,15 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
     previous: state?.image?.config,
   });
   const checked = built?.checked ?? imageChecked;
-  const p = plan({ desired, image, state, infra, ...(built ? { config: built.info } : {}), options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
+  const p = plan({
+    desired,
+    image,
+    state,
+    infra,
+    ...(built ? { config: built.info } : {}),
+    ...(refreshed ? { refresh: refreshed.refresh } : {}),
+    options: { maxUnavailable: opts.maxUnavailable ?? 1 },
+  });
   return { desired, resolved, image, checked, infra, state, statePath, backend, plan: p };
 }
 
