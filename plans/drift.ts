@@ -127,6 +127,11 @@ export function refreshState(state: ClusterState, answers: HostAnswer[], opts: C
       unreachable.push({ host: key, why: a.error });
       continue;
     }
+    // Files of another state are not this state's to compare with (and every contact with the host refuses it).
+    if (a.found.mark.kind === 'marked' && a.found.mark.lineage !== state.lineage) {
+      unreachable.push({ host: key, why: `its files of cluster ${state.cluster} belong to another state (lineage ${a.found.mark.lineage})` });
+      continue;
+    }
     const { items, host } = compareHost(state.hosts[key], a.found, opts);
     if (items.length) {
       drift.push(...items);

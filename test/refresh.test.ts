@@ -142,6 +142,10 @@ describe('comparison', () => {
     const out = refreshState(state, [{ host: '10.0.0.2', error: 'connection refused' }], { depth: 'shallow' });
     expect(out.refresh.unreachable).toEqual([{ host: '10.0.0.2', why: 'connection refused' }]);
     expect(out.state.hosts['10.0.0.2']).toBe(state.hosts['10.0.0.2']);
+    const foreign = { ...intact(state.hosts['10.0.0.3']), mark: { kind: 'marked' as const, lineage: 'another' }, layers: {} };
+    const other = refreshState(state, [{ host: '10.0.0.3', found: foreign }], { depth: 'shallow' });
+    expect(other.refresh.drift).toEqual([]);
+    expect(other.refresh.unreachable).toEqual([{ host: '10.0.0.3', why: 'its files of cluster demo belong to another state (lineage another)' }]);
     const unpinned = structuredClone(state);
     delete unpinned.hosts['10.0.0.3'].hostKey;
     const { ask, unpinned: skipped } = hostsToRefresh(unpinned);
