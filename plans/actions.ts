@@ -76,6 +76,8 @@ export interface SendLayersAction extends ActionBase {
   host: string;
   layers: Digest[];
   bytes: number;
+  /** Layers the refresh found changed on the host (size or content): sent again although a file of that name is there. */
+  resend?: Digest[];
 }
 
 /** (Re)build the host's rootfs from its layer store for `image`; host-local, no network cost. */
@@ -223,6 +225,31 @@ export interface ConfigLayerPlan {
   changes: { path: string; by: string[]; diff: string }[];
 }
 
+/** How far a refresh looks: names, sizes and markers (`shallow`), or also every layer file's sha256 (`deep`). */
+export type RefreshDepth = 'shallow' | 'deep';
+
+/**
+ * One difference the refresh found between the state and a host. Layer and rootfs items became the refreshed state
+ * the plan was made from (so their steps carry `reason`); hook records are reported only, never acted on.
+ */
+export interface DriftItem {
+  host: string;
+  kind: 'layer-missing' | 'layer-changed' | 'rootfs-missing' | 'rootfs-changed' | 'hooks-missing';
+  /** `drift: layer missing on host`, `drift: rootfs changed`: what the steps it causes say. */
+  reason: string;
+  /** What exactly was seen, for humans. */
+  detail?: string;
+  layers?: Digest[];
+  hooks?: HookName[];
+}
+
+/** What the refresh before a plan did: its depth, what differed, and the hosts it could not ask (kept as they were). */
+export interface PlanRefresh {
+  depth: RefreshDepth;
+  drift: DriftItem[];
+  unreachable: { host: string; why: string }[];
+}
+
 export interface Plan {
   version: typeof PLAN_VERSION;
   operation: 'apply' | 'destroy';
@@ -245,6 +272,13 @@ export interface Plan {
   /** Hosts touched or kept, in display order (masters first), with their worst impact. */
   hosts: PlannedHost[];
   summary: { add: number; change: number; destroy: number };
+  /** Set when the hosts were asked what they hold before planning (`--refresh`, on by default). */
+  refresh?: PlanRefresh;
+}
+
+/** Drift items that changed what the state says (layers, rootfs); hook records are only reported. */
+export function actedDrift(items: DriftItem[]): DriftItem[] {
+  return items.filter((d) => d.kind !== 'hooks-missing');
 }
 
 export function actionsForHost(plan: Plan, key: string): Action[] {

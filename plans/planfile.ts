@@ -7,7 +7,8 @@ import { InputError, StalePlanError } from '../engine/kernel/errors.js';
 import { writeFileAtomic } from '../engine/kernel/fsutil.js';
 import type { DesiredCluster } from '../engine/clusterfile/types.js';
 import type { ClusterState } from '../state/model.js';
-import { PLAN_VERSION, type ImageInfo, type Plan } from './actions.js';
+import { canonicalJson } from '../engine/kernel/digest.js';
+import { PLAN_VERSION, type ImageInfo, type Plan, type PlanRefresh } from './actions.js';
 
 const FORMAT = 'cloudimage-plan';
 
@@ -44,7 +45,14 @@ export async function loadPlanFile(path: string): Promise<Plan> {
 /** Throws StalePlanError naming what changed since the plan was made. */
 export function checkPlanFresh(
   plan: Plan,
-  now: { state?: ClusterState; desired?: DesiredCluster; image?: Pick<ImageInfo, 'digest' | 'ref'>; config?: { digest?: string } },
+  now: {
+    state?: ClusterState;
+    desired?: DesiredCluster;
+    image?: Pick<ImageInfo, 'digest' | 'ref'>;
+    config?: { digest?: string };
+    /** The refresh made before applying it, at the plan's own depth (absent: the plan was made without one). */
+    refresh?: PlanRefresh;
+  },
 ): void {
   const lineage = now.state?.lineage ?? null;
   const serial = now.state?.serial ?? 0;
@@ -66,4 +74,15 @@ export function checkPlanFresh(
   if (plan.operation === 'apply' && now.config && now.config.digest !== plan.config?.digest) {
     throw new StalePlanError('the files the Configs and templates write changed since the plan was made');
   }
+  // The state says the same, but the hosts may not: the plan's drift steps are right only for the drift it saw.
+  if (plan.refresh && now.refresh && canonicalJson(driftKey(plan.refresh)) !== canonicalJson(driftKey(now.refresh))) {
+    throw new StalePlanError(
+      `the hosts changed since the plan was made (drift then: ${plan.refresh.drift.length} item(s), now: ${now.refresh.drift.length})`,
+    );
+  }
+}
+
+/** What the drift check compares: which hosts differ how (the wording of a detail, or why a host was unreachable, may change). */
+function driftKey(r: PlanRefresh): unknown {
+  return r.drift.map((d) => ({ host: d.host, kind: d.kind, layers: d.layers ?? [], hooks: d.hooks ?? [] }));
 }

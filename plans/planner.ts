@@ -19,6 +19,8 @@ import {
   type Impact,
   type Plan,
   type PlannedHost,
+  type PlanRefresh,
+  type DriftItem,
 } from './actions.js';
 import { addCleanSteps, addPluginSteps } from './plugin-steps.js';
 
@@ -38,6 +40,11 @@ export interface PlanInput {
   /** The cluster's config layer (Configs, rendered templates), when it has one: sent and unpacked after the image's. */
   config?: ConfigLayerPlan;
   options?: { maxUnavailable?: number };
+  /**
+   * The refresh this plan follows, when the hosts were asked: `state` is then already the refreshed state, and the
+   * drift only names the steps it causes (their `reason`), and is kept in the plan.
+   */
+  refresh?: PlanRefresh;
 }
 
 export const id = {
@@ -155,6 +162,12 @@ export function plan(input: PlanInput): Plan {
     return current && current.digest !== D ? `image changed ${versionChange(current.ref, current.digest, image)}` : undefined;
   };
 
+  // Drift the refresh found, by host: the steps it causes say so, whatever else also needs them.
+  const driftOf = new Map<string, DriftItem[]>();
+  for (const d of input.refresh?.drift ?? []) driftOf.set(d.host, [...(driftOf.get(d.host) ?? []), d]);
+  const layerDrift = (key: string) => (driftOf.get(key) ?? []).filter((d) => d.kind === 'layer-missing' || d.kind === 'layer-changed');
+  const rootfsDrift = (key: string) => (driftOf.get(key) ?? []).find((d) => d.kind === 'rootfs-missing' || d.kind === 'rootfs-changed');
+
   const reasonFor = (h: DesiredHost, what: 'layers' | 'rootfs' | 'hook'): string => {
     const hs = hostsState[h.key];
     if (!hs) return 'new host';
@@ -227,18 +240,25 @@ export function plan(input: PlanInput): Plan {
     if (missing.length > 0) {
       const bytes = missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
       const reason = reasonFor(h, 'layers');
+      const usual = configOnly(h) ? 'config changed' : reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${hostLayers.length})` : reason;
+      const drifted = layerDrift(h.key).filter((d) => d.layers?.some((l) => missing.includes(l)));
+      const driftedLayers = new Set(drifted.flatMap((d) => d.layers ?? []));
+      const resend = missing.filter((l) => drifted.some((d) => d.kind === 'layer-changed' && d.layers?.includes(l)));
+      // Layers only the drift asks for say only that; others needed anyway (an upgrade's) keep their reason too.
+      const driftReason = [...new Set(drifted.map((d) => d.reason))].join(', ');
       add({
         id: id.send(h.key),
         kind: 'send-layers',
         host: h.key,
         layers: missing,
         bytes,
-        reason: configOnly(h) ? 'config changed' : reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${hostLayers.length})` : reason,
+        ...(resend.length ? { resend } : {}),
+        reason: !driftReason ? usual : missing.every((l) => driftedLayers.has(l)) ? driftReason : `${usual}; ${driftReason}`,
         deps: made(h.key),
       });
     }
     if (needsUnpack(hs) && !rolling.has(h.key)) {
-      const reason = configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs');
+      const reason = rootfsDrift(h.key)?.reason ?? (configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs'));
       add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), reason, deps: [...made(h.key), ...present(id.send(h.key))] });
     }
     if (!hs?.hooks['init-host']) {
@@ -439,6 +459,7 @@ export function plan(input: PlanInput): Plan {
     actions: list,
     ...(input.config ? { config: structuredClone(input.config) } : {}),
     hosts,
+    ...(input.refresh ? { refresh: structuredClone(input.refresh) } : {}),
     summary: {
       add: hosts.filter((h) => h.impact === 'add').length + infraCount(list, 'create'),
       change: hosts.filter((h) => h.impact === 'change').length + (clusterChanged ? 1 : 0) + infraCount(list, 'update'),

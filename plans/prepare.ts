@@ -11,7 +11,7 @@ import type { DesiredCluster } from '../engine/clusterfile/types.js';
 import type { StateBackend } from '../state/backend.js';
 import { openStateBackend } from '../state/open.js';
 import type { ClusterState } from '../state/model.js';
-import type { ImageInfo, Plan } from './actions.js';
+import type { ImageInfo, Plan, PlanRefresh } from './actions.js';
 import { imageInfoFromResolved } from './image-info.js';
 import { plan } from './planner.js';
 import { providerNamed } from '../providers/registry.js';
@@ -36,8 +36,13 @@ export interface PrepareOptions {
   /**
    * Runs once the state is read and before the planner: checks that need I/O beyond this module (that the state
    * is this cluster's, that no host belongs to another state) live in the executor layer and refuse by throwing.
+   * It may return the state as the hosts show it (a refresh): that state is planned from, and returned.
    */
-  beforePlan?: (desired: DesiredCluster, state: ClusterState | undefined, statePath: string) => Promise<void>;
+  beforePlan?: (
+    desired: DesiredCluster,
+    state: ClusterState | undefined,
+    statePath: string,
+  ) => Promise<void | { state: ClusterState; refresh: PlanRefresh }>;
 }
 
 export interface PreparedPlan {
@@ -68,14 +73,15 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
   const image = imageInfoFromResolved(resolved);
   const backend = opts.backend ?? openStateBackend({ cluster: desired.name, home, statePath: opts.statePath, spec: desired.backend, choice: opts.backendChoice, env: opts.env });
   const statePath = backend.location;
-  let state: ClusterState | undefined;
+  let read: ClusterState | undefined;
   try {
-    state = await backend.read();
+    read = await backend.read();
   } finally {
-    // One opened here serves only this read: a plan holds no lock and writes nothing.
+    // One opened here serves only this read: a plan holds no lock, and a refresh-only apply passes its own.
     if (!opts.backend) await backend.close();
   }
-  await opts.beforePlan?.(desired, state, statePath);
+  const refreshed = await opts.beforePlan?.(desired, read, statePath);
+  const state = refreshed ? refreshed.state : read;
   const infra = desiredInfrastructure(desired, declaredByImage(resolved));
   // The Configs and templates, applied to the image's files: one more layer, unpacked last on every host.
   const built = await buildConfigLayer({
@@ -87,7 +93,15 @@ export async function preparePlan(opts: PrepareOptions): Promise<PreparedPlan> {
     previous: state?.image?.config,
   });
   const checked = built?.checked ?? imageChecked;
-  const p = plan({ desired, image, state, infra, ...(built ? { config: built.info } : {}), options: { maxUnavailable: opts.maxUnavailable ?? 1 } });
+  const p = plan({
+    desired,
+    image,
+    state,
+    infra,
+    ...(built ? { config: built.info } : {}),
+    ...(refreshed ? { refresh: refreshed.refresh } : {}),
+    options: { maxUnavailable: opts.maxUnavailable ?? 1 },
+  });
   return { desired, resolved, image, checked, infra, state, statePath, plan: p };
 }
 

@@ -10,6 +10,7 @@ import { desiredInfrastructure } from '../plans/prepare.js';
 import { StalePlanError } from '../engine/kernel/errors.js';
 import type { ConfigLayerPlan, ImageInfo, Plan } from '../plans/actions.js';
 import type { ClusterState } from '../state/model.js';
+import { refreshState, type HostAnswer } from '../plans/drift.js';
 
 const GOLDEN = join(import.meta.dirname, 'golden');
 const ACCEPT = process.env.CI_ACCEPT === '1';
@@ -23,14 +24,18 @@ function load(name: string) {
   const image = read('image.json') ? (JSON.parse(read('image.json')!) as ImageInfo) : undefined;
   const state = read('state.json') ? (JSON.parse(read('state.json')!) as ClusterState) : undefined;
   const config = read('config.json') ? (JSON.parse(read('config.json')!) as ConfigLayerPlan) : undefined;
-  return { dir, desired, image, state, config };
+  // What the hosts answered a refresh: the plan is then made from the refreshed state, as planCluster does.
+  const answers = read('answers.json') ? (JSON.parse(read('answers.json')!) as HostAnswer[]) : undefined;
+  return { dir, desired, image, state, config, answers };
 }
 
 function planFor(name: string): Plan {
-  const { desired, image, state, config } = load(name);
+  const { desired, image, state, config, answers } = load(name);
   if (!desired) return planDestroy(state!);
   const infra = desiredInfrastructure(desired, { labels: {}, ports: (image as ImageInfo & { ports?: string[] }).ports ?? [] });
-  return plan({ desired, image: image!, state, infra, ...(config ? { config } : {}) });
+  const sizes = new Map(image!.layers.map((l) => [l.digest, l.size]));
+  const refreshed = answers && state ? refreshState(state, answers, { depth: 'shallow', sizeOf: (d) => sizes.get(d) }) : undefined;
+  return plan({ desired, image: image!, state: refreshed?.state ?? state, infra, ...(config ? { config } : {}), ...(refreshed ? { refresh: refreshed.refresh } : {}) });
 }
 
 function golden(dir: string, file: string, actual: string) {

@@ -5,9 +5,15 @@ import type { Plan } from '../../plans/actions.js';
 import { UsageError } from '../kernel/errors.js';
 import { EXIT } from './exit-codes.js';
 
-export function confirmer(opts: { autoApprove?: boolean; color: boolean; verb: string }): (plan: Plan) => Promise<boolean> {
+export function confirmer(opts: {
+  autoApprove?: boolean;
+  color: boolean;
+  verb: string;
+  /** What is shown to be confirmed (default: the plan). */
+  render?: (plan: Plan, o: { color: boolean }) => string;
+}): (plan: Plan) => Promise<boolean> {
   return async (plan) => {
-    process.stdout.write(renderPlanText(plan, { color: opts.color }) + '\n');
+    process.stdout.write((opts.render ?? renderPlanText)(plan, { color: opts.color }) + '\n');
     if (opts.autoApprove) return true;
     if (!process.stdin.isTTY) {
       throw new UsageError(`no terminal to confirm the ${opts.verb} on`, `review the plan, then run again with --auto-approve`);

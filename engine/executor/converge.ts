@@ -24,6 +24,9 @@ import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connection
 import type { Reporter } from './events.js';
 import { execute, type ExecuteResult } from './executor.js';
 import { checkIdentity, DEFAULT_PROBE, type IdentityWarning } from './identity.js';
+import { DEFAULT_REFRESH, layerSizes, refreshHosts, type RefreshMode, type RefreshTuning } from './refresh.js';
+import { actedDrift, type PlanRefresh } from '../../plans/actions.js';
+import { describeDrift } from '../../plans/render/text.js';
 
 export interface ConvergeOptions {
   clusterfile: string;
@@ -51,6 +54,11 @@ export interface ConvergeOptions {
   envOverrides?: Record<string, string>;
   /** The Clusterfile's text when it is not (yet) what is on disk at `clusterfile` (`ci run`, `ci join`, `ci delete`). */
   text?: string;
+  /** Ask the hosts what they hold before planning (default `shallow`); a saved plan is refreshed as it was made. */
+  refresh?: RefreshMode;
+  /** `ci apply --refresh-only`: record what the refresh found in the state (once confirmed), and change no host. */
+  refreshOnly?: boolean;
+  refreshTuning?: Partial<RefreshTuning>;
 }
 
 function loadDesired(opts: ConvergeOptions): Promise<DesiredCluster> | DesiredCluster {
@@ -61,6 +69,8 @@ function loadDesired(opts: ConvergeOptions): Promise<DesiredCluster> | DesiredCl
 
 export interface ConvergeResult {
   plan: Plan;
+  /** `--refresh-only`: whether the drift was written to the state. */
+  recorded?: boolean;
   /** Undefined when there was nothing to do. */
   result?: ExecuteResult;
   /** What the provider removed once the cluster had no host left. */
@@ -99,17 +109,32 @@ export interface ClusterPlan extends PreparedPlan {
 
 /**
  * The one way `ci plan` and `ci apply` make a plan: the state is read, checked to be this cluster's own (see
- * identity.ts; hosts the state does not know are probed), and only then planned.
+ * identity.ts; hosts the state does not know are probed), refreshed from its hosts (refresh.ts: unless `off`), and
+ * only then planned, from the refreshed state.
  */
-export async function planCluster(opts: PrepareOptions & { probe?: { timeoutMs: number } }): Promise<ClusterPlan> {
+export async function planCluster(
+  opts: PrepareOptions & { probe?: { timeoutMs: number }; refresh?: RefreshMode; refreshTuning?: Partial<RefreshTuning> },
+): Promise<ClusterPlan> {
   const home = opts.home ?? ciHome(opts.env);
   let warnings: IdentityWarning[] = [];
+  const depth = opts.refresh ?? 'shallow';
   const prepared = await preparePlan({
     ...opts,
     home,
     beforePlan: async (desired, state, statePath) => {
       const provider = providerFor(desired.provider, home, desired.name, desired, { env: opts.env });
       warnings = await checkIdentity({ desired, state, statePath, provider, probe: opts.probe ?? DEFAULT_PROBE });
+      if (!state || depth === 'off') return;
+      const store = new ImageStore(home);
+      const out = await refreshHosts({
+        state,
+        provider,
+        depth,
+        tuning: { ...DEFAULT_REFRESH, ...opts.refreshTuning },
+        sizeOf: await layerSizes(state, (d) => store.blobSize(d)),
+      });
+      warnings.push(...refreshWarnings(out.refresh));
+      return out;
     },
   });
   return { ...prepared, warnings };
@@ -129,6 +154,20 @@ async function lockOrClose(backend: StateBackend, operation: string, timeoutMs: 
   }
 }
 
+/** Hosts the refresh could not ask, and drift it only reports, as warnings naming the host. */
+function refreshWarnings(r: PlanRefresh): IdentityWarning[] {
+  const acted = new Set(actedDrift(r.drift));
+  return [
+    ...r.unreachable.map((u) => ({ host: u.host, message: `${u.host} could not be refreshed (${u.why}); its state is kept as it was` })),
+    ...r.drift
+      .filter((d) => !acted.has(d))
+      .map((d) => ({
+        host: d.host,
+        message: `${describeDrift(d)}; if the host was rebuilt, remove it from the Clusterfile, apply, then add it back to join it again`,
+      })),
+  ];
+}
+
 export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResult> {
   const home = opts.home ?? ciHome(opts.env);
   const desiredForName = await loadDesired(opts);
@@ -145,13 +184,29 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
       desired: desiredForName,
       backend,
       maxUnavailable: opts.maxUnavailable,
+      // A saved plan is checked against a refresh as deep as its own (none, if it was made without one).
+      refresh: opts.savedPlan ? (opts.savedPlan.refresh?.depth ?? 'off') : opts.refresh,
+      refreshTuning: opts.refreshTuning,
     });
     let plan = prepared.plan;
     if (opts.savedPlan) {
-      checkPlanFresh(opts.savedPlan, { state: prepared.state, desired: prepared.desired, image: prepared.image, config: { digest: prepared.plan.config?.digest } });
+      checkPlanFresh(opts.savedPlan, {
+        state: prepared.state,
+        desired: prepared.desired,
+        image: prepared.image,
+        config: { digest: prepared.plan.config?.digest },
+        refresh: prepared.plan.refresh,
+      });
       plan = opts.savedPlan;
     }
     for (const w of prepared.warnings) opts.reporter(plan.cluster).event({ type: 'warning', host: w.host, message: w.message });
+    if (opts.refreshOnly) {
+      // Only what the hosts showed goes into the state (layers gone, rootfs records cleared): no host is touched.
+      if (!prepared.state || actedDrift(plan.refresh?.drift ?? []).length === 0) return { plan, recorded: false };
+      if (!(await opts.confirm(plan))) throw new AbortError('apply cancelled');
+      await backend.write(prepared.state);
+      return { plan, recorded: true };
+    }
     if (plan.actions.length === 0) return { plan };
     if (!(await opts.confirm(plan))) throw new AbortError('apply cancelled');
     // A new cluster's state is written before any host is touched: every host it claims has a state that names it.

@@ -43,6 +43,24 @@ export function listHeldLayersScript(layers: Digest[]): string {
   return `for f in ${paths}; do [ -f "$f" ] && basename "$f" .tar.gz; done; true`;
 }
 
+/**
+ * What the last unpack put in the rootfs: its image, its config layer and the rootfs directory's inode, written
+ * only once the new rootfs is in place. A refresh compares it with the state; the inode tells a rootfs that was
+ * removed and made again by hand (same name, another directory) from the one unpacked.
+ */
+export function remoteRootfsMarker(cluster: string): string {
+  return `${remoteClusterDir(cluster)}/rootfs.id`;
+}
+
+/** Where a hook that completed on the host is recorded (the image it ran for), beside the state's own record. */
+export function remoteHookMarker(cluster: string, hook: string): string {
+  return `${remoteHookMarkerDir(cluster)}/${hook}`;
+}
+
+export function remoteHookMarkerDir(cluster: string): string {
+  return `${remoteClusterDir(cluster)}/done`;
+}
+
 /** Where the unpack plan of the image being installed is uploaded before the unpack runs. */
 export function remoteUnpackPlan(cluster: string): string {
   return `${remoteClusterDir(cluster)}/unpack.sh`;
@@ -78,12 +96,15 @@ exec chroot "$sb" /bin/sh /plan.sh`;
  * Builds the rootfs for an image from the host's layer store into a fresh directory, following the uploaded unpack
  * plan inside the sandbox above, then swaps it in with renames so a half-built rootfs is never the current one.
  */
-export function unpackScript(cluster: string, layers: Digest[]): string {
+export function unpackScript(cluster: string, layers: Digest[], unpacked?: { image: Digest; config?: Digest }): string {
   const dir = remoteClusterDir(cluster);
   const files = layers.map((d) => shellQuote(remoteLayerPath(d))).join(' ');
+  const marker = shellQuote(remoteRootfsMarker(cluster));
   return [
     'set -eu',
     `root=${shellQuote(remoteRootfs(cluster))}`,
+    // Gone first: a rootfs half swapped in is never described as the one recorded.
+    `rm -f ${marker}`,
     'new="$root.new"; old="$root.old"',
     `sb=${shellQuote(`${dir}/.unpack-root`)}`,
     `for f in ${files}; do`,
@@ -97,6 +118,12 @@ export function unpackScript(cluster: string, layers: Digest[]): string {
     '[ -d "$root" ] && mv "$root" "$old"',
     'mv "$new" "$root"',
     'rm -rf "$old"',
+    ...(unpacked
+      ? [
+          `printf 'image %s\\nconfig %s\\ninode %s\\n' ${shellQuote(unpacked.image)} ${shellQuote(unpacked.config ?? '-')} "$(stat -c %i "$root")" > ${marker}.tmp`,
+          `mv -f ${marker}.tmp ${marker}`,
+        ]
+      : []),
   ].join('\n');
 }
 
@@ -140,10 +167,16 @@ export function hookScript(cluster: string, hook: string): string {
   ].join('\n');
 }
 
-/** Prints what a hook wrote to CI_OUTPUT and removes the file: from then on the outputs live sealed in the state. */
-export function takeOutputsScript(cluster: string, hook: string): string {
+/**
+ * Prints what a hook wrote to CI_OUTPUT and removes the file: from then on the outputs live sealed in the state.
+ * With `done` (the hook succeeded), records on the host that it ran for that image, in the same round trip.
+ */
+export function takeOutputsScript(cluster: string, hook: string, done?: Digest): string {
   const out = shellQuote(remoteOutputFile(cluster, hook));
-  return `if [ -f ${out} ]; then cat ${out}; rm -f ${out}; fi; true`;
+  const take = `if [ -f ${out} ]; then cat ${out}; rm -f ${out}; fi`;
+  if (!done) return `${take}; true`;
+  const m = shellQuote(remoteHookMarker(cluster, hook));
+  return `${take}; mkdir -p ${shellQuote(remoteHookMarkerDir(cluster))} && printf '%s\\n' ${shellQuote(done)} > ${m}.tmp && mv -f ${m}.tmp ${m}; true`;
 }
 
 export function cmdScript(cluster: string, cmd: string): string {

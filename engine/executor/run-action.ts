@@ -210,7 +210,7 @@ async function runHook(ctx: RunContext, session: SshSession, action: HookAction,
   }
   let outputs: Record<string, string>;
   try {
-    const raw = await session.execChecked(takeOutputsScript(cluster, hook), { what: 'reading hook outputs' });
+    const raw = await session.execChecked(takeOutputsScript(cluster, hook, run.code === 0 ? action.image : undefined), { what: 'reading hook outputs' });
     outputs = parseOutputs(raw.stdout);
   } catch (err) {
     const why = 'the hook\'s outputs could not be read to mask them';
@@ -259,6 +259,8 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
   switch (action.kind) {
     case 'send-layers': {
       const held = new Set((await session.execChecked(listHeldLayersScript(action.layers), { what: 'listing layers' })).stdout.split(/\s+/).filter(Boolean));
+      // A file the refresh found changed (size or content) is no copy of the layer, whatever its name says.
+      for (const d of action.resend ?? []) held.delete(digestHex(d));
       for (const d of action.layers) {
         // Held already: sent by an earlier, interrupted apply.
         if (!held.has(digestHex(d))) await sendLayer(ctx, action.host, session, d);
@@ -272,7 +274,7 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
         throw new InternalError(`no layer check for the image ${action.image} this unpack installs`);
       }
       await session.upload(Buffer.from(unpackPlanScript(checked)), remoteUnpackPlan(cluster), { mode: 0o600 });
-      await session.execChecked(unpackScript(cluster, action.layers), { what: 'unpacking the rootfs' });
+      await session.execChecked(unpackScript(cluster, action.layers, { image: action.image, config: action.config }), { what: 'unpacking the rootfs' });
       return { facts };
     }
     case 'hook': {

@@ -1,1 +1,1 @@
-export { renderPlanText, renderPlanJson, describeAction, formatBytes, type RenderOptions } from './text.js';
+export { renderPlanText, renderPlanJson, renderRefreshText, describeAction, describeDrift, formatBytes, type RenderOptions } from './text.js';

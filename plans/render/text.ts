@@ -4,7 +4,7 @@
  */
 import { Chalk } from 'chalk';
 import { shortDigest } from '../../engine/kernel/digest.js';
-import type { Action, Impact, Plan, PlannedHost } from '../actions.js';
+import type { Action, DriftItem, Impact, Plan, PlannedHost, PlanRefresh } from '../actions.js';
 import type { SelectorToken } from '../../engine/clusterfile/types.js';
 
 export interface RenderOptions {
@@ -81,13 +81,18 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   };
 
   if (plan.actions.length === 0) {
-    return `No changes. Cluster ${plan.cluster} matches the Clusterfile${plan.image ? ` (image ${plan.image.ref})` : ''}.\n`;
+    const drift = plan.refresh ? driftLines(plan.refresh, c) : [];
+    return (drift.length ? drift.join('\n') + '\n\n' : '') + `No changes. Cluster ${plan.cluster} matches the Clusterfile${plan.image ? ` (image ${plan.image.ref})` : ''}.\n`;
   }
   const verb = plan.operation === 'destroy' ? 'destroy' : 'apply';
   lines.push(
     `ci will ${verb} cluster ${plan.cluster}` + (plan.image ? ` with image ${plan.image.ref} (${shortDigest(plan.image.digest)})` : '') + ':',
   );
   if (plan.documents) lines.push(`  documents for hooks: ${plan.documents.names.join(', ')} (${shortDigest(plan.documents.digest)})`);
+  if (plan.refresh) {
+    const drift = driftLines(plan.refresh, c);
+    if (drift.length) lines.push('', ...drift);
+  }
   lines.push(`  ${c.green('+')} add   ${c.yellow('~')} change   ${c.red('-')} destroy`);
   lines.push('');
   // Infrastructure and hosts made in batches come before the hosts' steps, which need them; infrastructure that goes
@@ -142,6 +147,32 @@ function configBlock(plan: Plan, lines: string[], c: InstanceType<typeof Chalk>)
       lines.push(`      ${paint(l)}`);
     }
   }
+}
+
+/** One drift item on one line: `host-2: drift: layer missing on host (1 of 3 recorded layer(s) ...)`. */
+export function describeDrift(d: DriftItem): string {
+  return `${d.host}: ${d.reason}${d.detail ? ` (${d.detail})` : ''}${d.kind === 'hooks-missing' ? '; reported only: hooks are not run again on a member' : ''}`;
+}
+
+/** What the refresh found, and the hosts it could not ask; nothing when every host matched the state. */
+function driftLines(r: PlanRefresh, c: InstanceType<typeof Chalk>): string[] {
+  if (r.drift.length === 0 && r.unreachable.length === 0) return [];
+  const lines = [`Refresh (${r.depth}): ${r.drift.length === 0 ? 'no drift' : `${r.drift.length} difference${r.drift.length === 1 ? '' : 's'} between the hosts and the state`}:`];
+  for (const d of r.drift) lines.push(`  ${c.yellow('!')} ${describeDrift(d)}`);
+  for (const u of r.unreachable) lines.push(`  ${c.red('?')} ${u.host}: not refreshed: ${u.why}; its state is kept as it was`);
+  return lines;
+}
+
+/** `ci plan --refresh-only`: the drift alone, as the refresh found it. */
+export function renderRefreshText(plan: Plan, opts: RenderOptions = {}): string {
+  const c = new Chalk({ level: opts.color ? 1 : 0 });
+  if (!plan.refresh) return `Cluster ${plan.cluster}: the hosts were not refreshed.\n`;
+  const lines = driftLines(plan.refresh, c);
+  if (lines.length === 0) {
+    const n = plan.hosts.filter((h) => h.impact !== 'add').length;
+    return `No drift. The ${n} host${n === 1 ? '' : 's'} of cluster ${plan.cluster} hold what the state says.\n`;
+  }
+  return lines.join('\n') + '\n';
 }
 
 export function renderPlanJson(plan: Plan): string {

@@ -5,6 +5,8 @@
  *   --big-layer-mb 20       --no-apply           (plan figures only)
  *   --fanout-hosts 8        --uplink-mbit 200    (relay on/off under a shaped operator uplink; 0 hosts skips)
  *   --aliyun-masters 3      --aliyun-nodes 3     (ALI_CLOUD on the emulator, realistic latencies; 0 masters skips)
+ *   --refresh-hosts 20      --refresh-synthetic-hosts 5000   (refresh over SSH on local hosts, 0 skips; and on
+ *                           generated host answers, no SSH)
  */
 import { parseArgs } from 'node:util';
 import { machineFacts } from './machine.js';
@@ -12,6 +14,7 @@ import { benchPlan } from './plan-bench.js';
 import { benchApply } from './apply-bench.js';
 import { benchFanout } from './fanout-bench.js';
 import { benchAliyun } from './aliyun-bench.js';
+import { benchRefreshLocal, benchRefreshSynthetic } from './refresh-bench.js';
 
 function positiveInts(flag: string, text: string): number[] {
   const out = text.split(',').map((s) => Number(s.trim()));
@@ -33,6 +36,8 @@ const { values } = parseArgs({
     'uplink-mbit': { type: 'string', default: '200' },
     'aliyun-masters': { type: 'string', default: '3' },
     'aliyun-nodes': { type: 'string', default: '3' },
+    'refresh-hosts': { type: 'string', default: '20' },
+    'refresh-synthetic-hosts': { type: 'string', default: '5000' },
   },
 });
 
@@ -48,6 +53,10 @@ async function main(): Promise<void> {
 
   log(`planning ${planHosts} hosts x ${planLayers} layers, ${runs} runs per case`);
   const plan = benchPlan({ hosts: planHosts, layers: planLayers, runs });
+  const [refreshHosts] = positiveInts('--refresh-synthetic-hosts', values['refresh-synthetic-hosts']!);
+  log(`refresh: comparing ${refreshHosts} generated host answers`);
+  const refresh: Record<string, unknown> = { synthetic: benchRefreshSynthetic({ hosts: refreshHosts, layers: planLayers, runs }) };
+  refresh.local = { skipped: 'needs root or --refresh-hosts 0' };
 
   let apply: unknown;
   let fanout: unknown = { skipped: 'needs root or --fanout-hosts 0' };
@@ -72,6 +81,11 @@ async function main(): Promise<void> {
         const [uplinkMbit] = positiveInts('--uplink-mbit', values['uplink-mbit']!);
         fanout = await benchFanout({ hosts: fanoutHosts, uplinkMbit, bigLayerBytes: bigMb * 1_000_000 * 2, log });
       }
+      const localRefresh = Number(values['refresh-hosts']);
+      if (localRefresh > 0 && !interrupt.signal.aborted) {
+        refresh.local = await benchRefreshLocal({ hosts: localRefresh, runs: Math.min(runs, 3), log });
+        if ((refresh.local as { error?: string }).error) process.exitCode = 1;
+      }
       const masters = Number(values['aliyun-masters']);
       if (masters > 0 && !interrupt.signal.aborted) {
         const [nodes] = positiveInts('--aliyun-nodes', values['aliyun-nodes']!);
@@ -88,7 +102,7 @@ async function main(): Promise<void> {
     }
     if (interrupt.signal.aborted) process.exitCode = 130;
   }
-  process.stdout.write(JSON.stringify({ machine, plan, apply, fanout, aliyun }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ machine, plan, apply, fanout, aliyun, refresh }, null, 2) + '\n');
 }
 
 main().catch((err) => {

@@ -4,7 +4,9 @@ import { ciHome } from '../../kernel/home.js';
 import { applyCluster } from '../../executor/converge.js';
 import { loadPlanFile } from '../../../plans/planfile.js';
 import { parseDuration } from '../../../state/local.js';
-import { positiveInt } from '../options.js';
+import { positiveInt, refreshMode } from '../options.js';
+import { renderRefreshText } from '../../../plans/render/text.js';
+import { UsageError } from '../../kernel/errors.js';
 import { LineReporter, renderReleased, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
 import { ensureImageHook } from '../ensure-image.js';
@@ -22,7 +24,15 @@ export interface ConvergeFlags {
   backend?: string;
 }
 
-export type ApplyFlags = ConvergeFlags & { maxUnavailable: string; relay: boolean; insecure?: boolean; caFile?: string; env?: string[] };
+export type ApplyFlags = ConvergeFlags & {
+  maxUnavailable: string;
+  relay: boolean;
+  insecure?: boolean;
+  caFile?: string;
+  env?: string[];
+  refresh?: string | boolean;
+  refreshOnly?: boolean;
+};
 
 /** Commander's way to take a flag more than once. */
 export function collect(v: string, list: string[] | undefined): string[] {
@@ -42,9 +52,15 @@ export async function runApply(
   let reporter: LineReporter | undefined;
   const interrupt = interruptSignal();
   // A saved plan was reviewed when it was made: running it is the approval, as in Terraform.
-  const ask = confirmer({ autoApprove: o.autoApprove || !!savedPlan, color, verb: 'apply these actions' });
+  const refresh = refreshMode(o.refresh);
+  if (o.refreshOnly && (refresh === 'off' || savedPlan)) {
+    throw new UsageError('--refresh-only records what a refresh finds, so it takes neither --refresh=false nor a saved plan', 'run `ci apply --refresh-only` alone');
+  }
+  const ask = o.refreshOnly
+    ? confirmer({ autoApprove: o.autoApprove, color, verb: 'record this drift in the state', render: (p, r) => renderRefreshText(p, r) })
+    : confirmer({ autoApprove: o.autoApprove || !!savedPlan, color, verb: 'apply these actions' });
   try {
-    const { plan, result, released } = await applyCluster({
+    const { plan, result, released, recorded } = await applyCluster({
       clusterfile: o.file ?? 'Clusterfile',
       text: extra.text,
       envOverrides: envFlags(o.env),
@@ -63,7 +79,14 @@ export async function runApply(
       signal: interrupt.signal,
       relay: o.relay,
       ensureImage: ensureImageHook({ insecure: o.insecure, caFile: o.caFile }),
+      refresh,
+      refreshOnly: o.refreshOnly,
     });
+    if (o.refreshOnly) {
+      if (recorded) process.stdout.write(`Recorded the drift in the state of cluster ${plan.cluster}; no host was changed.\n`);
+      else process.stdout.write(renderRefreshText(plan, { color }) + `Nothing to record in the state of cluster ${plan.cluster}.\n`);
+      return;
+    }
     if (!result) {
       await extra.approved?.();
       process.stdout.write(`No changes. Cluster ${plan.cluster} matches the Clusterfile.\n`);
@@ -98,6 +121,8 @@ export function register(program: Command): void {
     .option('--insecure', 'pull the image over plain HTTP when the store lacks it')
     .option('--ca-file <file>', 'extra CA certificate for pulling the image')
     .option('-e, --env <KEY=VALUE>', 'set a cluster env value for this run, over the Clusterfile\'s (repeatable)', collect)
+    .option('--refresh [mode]', 'first ask every host what it holds: true (names, sizes), deep (also re-hash layers) or false', 'true')
+    .option('--refresh-only', 'record in the state what differs on the hosts, changing no host')
     .action(async (planfile: string | undefined, o: ApplyFlags) => {
       const savedPlan = planfile ? await loadPlanFile(planfile) : undefined;
       await runApply(o, { savedPlan });
