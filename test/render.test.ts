@@ -6,6 +6,7 @@ import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import { plan, planDestroy } from '../plans/planner.js';
 import { renderPlanJson, renderPlanText, formatBytes } from '../plans/render/index.js';
 import { checkPlanFresh, loadPlanFile, savePlanFile } from '../plans/planfile.js';
+import { resolveTargets, targetPlan } from '../plans/target.js';
 import { desiredInfrastructure } from '../plans/prepare.js';
 import { StalePlanError } from '../engine/kernel/errors.js';
 import type { ConfigLayerPlan, ImageInfo, Plan } from '../plans/actions.js';
@@ -23,14 +24,17 @@ function load(name: string) {
   const image = read('image.json') ? (JSON.parse(read('image.json')!) as ImageInfo) : undefined;
   const state = read('state.json') ? (JSON.parse(read('state.json')!) as ClusterState) : undefined;
   const config = read('config.json') ? (JSON.parse(read('config.json')!) as ConfigLayerPlan) : undefined;
-  return { dir, desired, image, state, config };
+  // `--target` hosts: the plan is cut down to them, as `ci plan --target` does.
+  const targets = read('targets.json') ? (JSON.parse(read('targets.json')!) as string[]) : undefined;
+  return { dir, desired, image, state, config, targets };
 }
 
 function planFor(name: string): Plan {
-  const { desired, image, state, config } = load(name);
+  const { desired, image, state, config, targets } = load(name);
   if (!desired) return planDestroy(state!);
   const infra = desiredInfrastructure(desired, { labels: {}, ports: (image as ImageInfo & { ports?: string[] }).ports ?? [] });
-  return plan({ desired, image: image!, state, infra, ...(config ? { config } : {}) });
+  const p = plan({ desired, image: image!, state, infra, ...(config ? { config } : {}) });
+  return targets ? targetPlan(p, resolveTargets(p, targets)) : p;
 }
 
 function golden(dir: string, file: string, actual: string) {

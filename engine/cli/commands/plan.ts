@@ -1,10 +1,12 @@
-/** `ci plan`: show (and optionally save) what apply would do. */
+/** `ci plan`: show (and optionally save) what apply (or, with --destroy, destroy) would do. */
 import type { Command } from 'commander';
 import { positiveInt } from '../options.js';
-import { planCluster } from '../../executor/converge.js';
+import { planCluster, planDestroyCluster } from '../../executor/converge.js';
+import { UsageError } from '../../kernel/errors.js';
 import { redact } from '../../kernel/redact.js';
 import { savePlanFile } from '../../../plans/planfile.js';
 import { renderPlanJson, renderPlanText } from '../../../plans/render/index.js';
+import type { Plan } from '../../../plans/actions.js';
 import { useColor } from '../color.js';
 import { EXIT } from '../exit-codes.js';
 import { envFlags } from '../../clusterfile/env.js';
@@ -18,6 +20,8 @@ interface PlanFlags {
   detailedExitcode?: boolean;
   maxUnavailable: string;
   env?: string[];
+  destroy?: boolean;
+  target?: string[];
 }
 
 export function register(program: Command): void {
@@ -31,20 +35,31 @@ export function register(program: Command): void {
     .option('--detailed-exitcode', 'exit 0 when there are no changes, 2 when there are, 1 on errors (64 on a usage error)')
     .option('--max-unavailable <n>', 'nodes upgraded at the same time', '1')
     .option('-e, --env <KEY=VALUE>', 'set a cluster env value, over the Clusterfile\'s (repeatable; give apply the same)', collect)
+    .option('--destroy', 'show what `ci destroy` would do instead')
+    .option('--target <host>', 'only the steps of this host (key, IP or name) and what they need (repeatable)', collect)
     .action(async (flags: PlanFlags) => {
-      const prepared = await planCluster({
-        clusterfile: flags.file,
-        envOverrides: envFlags(flags.env),
-        statePath: flags.state,
-        maxUnavailable: positiveInt('--max-unavailable', flags.maxUnavailable),
-      });
-      const { plan } = prepared;
-      for (const w of prepared.warnings) process.stderr.write(`warning: ${redact(w.message)}\n`);
+      if (flags.destroy && flags.target) throw new UsageError('--target cannot be given with --destroy: a destroy plan removes the whole cluster');
+      const maxUnavailable = positiveInt('--max-unavailable', flags.maxUnavailable);
+      let plan: Plan;
+      if (flags.destroy) {
+        plan = (await planDestroyCluster({ clusterfile: flags.file, envOverrides: envFlags(flags.env), statePath: flags.state })).plan;
+      } else {
+        const prepared = await planCluster({
+          clusterfile: flags.file,
+          envOverrides: envFlags(flags.env),
+          statePath: flags.state,
+          maxUnavailable,
+          targets: flags.target,
+        });
+        plan = prepared.plan;
+        for (const w of prepared.warnings) process.stderr.write(`warning: ${redact(w.message)}\n`);
+      }
       process.stdout.write(flags.json ? renderPlanJson(plan) : renderPlanText(plan, { color: useColor(process.stdout) }));
       if (flags.out) {
         await savePlanFile(flags.out, plan);
         const same = flags.env ? ' with the same --env flags' : '';
-        if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply -f ${flags.file} ${flags.out}\`${same} to perform exactly these actions.\n`);
+        const what = plan.operation === 'destroy' ? 'to destroy the cluster with exactly these actions' : 'to perform exactly these actions';
+        if (!flags.json) process.stdout.write(`\nSaved the plan to ${flags.out}; run \`ci apply -f ${flags.file} ${flags.out}\`${same} ${what}.\n`);
       }
       if (flags.detailedExitcode && plan.actions.length > 0) process.exitCode = EXIT.changes;
     });

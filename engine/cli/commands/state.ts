@@ -1,6 +1,6 @@
 /**
- * `ci state list|show|restore|rm-host-key` and `ci force-unlock`: look at the state file, put its backup back, forget
- * a rebuilt host's key, and break a lock whose holder is gone.
+ * `ci state list|show|restore|rm|rm-host-key` and `ci force-unlock`: look at the state file, put its backup back,
+ * forget hosts or a rebuilt host's key, and break a lock whose holder is gone.
  */
 import type { Command } from 'commander';
 import { UsageError, StateError } from '../../kernel/errors.js';
@@ -12,6 +12,7 @@ import { LocalStateBackend, describeState, takeoverMessage, withStateLock } from
 import type { Lock } from '../../../state/backend.js';
 import { statePathFor } from '../../../state/paths.js';
 import type { ClusterState, HostState } from '../../../state/model.js';
+import { findHost, forgetHosts, type Forgotten } from '../../../state/forget.js';
 
 function warnTakeover(lock: Lock, path: string): void {
   if (lock.tookOver) process.stderr.write(`warning: ${takeoverMessage(lock.tookOver, path)}\n`);
@@ -39,7 +40,30 @@ async function readState(where: Where): Promise<{ path: string; state: ClusterSt
 
 /** A host of the state by key, IP or name. */
 export function findStateHost(state: ClusterState, host: string): HostState | undefined {
-  return state.hosts[host] ?? Object.values(state.hosts).find((x) => x.ip === host || x.name === host || x.hostname === host);
+  return findHost(state, host);
+}
+
+const hostLabel = (h: HostState) => (h.ip && h.ip !== h.key ? `${h.key} (${h.ip})` : h.key);
+
+/** What `ci state rm` did, and what it means for the next plan. */
+export function formatForgotten(f: Forgotten, path: string, serials: { from: number; to?: number }): string {
+  const n = f.removed.length;
+  const hosts = f.removed.map((h) => `  ${hostLabel(h)}${h.roles.length ? ` (${h.roles.join(', ')})` : ''}`);
+  const head =
+    serials.to === undefined
+      ? `Would remove ${n} host${n === 1 ? '' : 's'} from the state ${path} (--dry-run: nothing changed):`
+      : `Removed ${n} host${n === 1 ? '' : 's'} from the state ${path} (serial ${serials.from} -> ${serials.to}):`;
+  const made = f.removed.filter((h) => h.machine !== undefined).map((h) => h.key);
+  return [
+    head,
+    ...hosts,
+    'Nothing was done on the hosts: their files stay there, and ci does not clean or remove them now.',
+    ...(made.length ? [`${made.join(', ')} ${made.length === 1 ? 'was' : 'were'} made by provider ${f.state.provider}; forgetting does not delete ${made.length === 1 ? 'it' : 'them'}.`] : []),
+    'A forgotten host that is still in the Clusterfile is a new host to the next `ci plan` and `ci apply` (layers, init-host and its join run again).',
+    ...(f.emptied
+      ? ['No host is left: master0, the image applied, the CMDs and apps run, and the hook outputs are forgotten too; the next apply makes the cluster anew.']
+      : ['One taken out of the Clusterfile is left alone, and the hosts that stay are reconfigured without it.']),
+  ].join('\n') + '\n';
 }
 
 const imageOf = (s: Pick<ClusterState, 'image'>) => (s.image ? `image ${s.image.ref} (${shortDigest(s.image.digest)})` : 'no image applied');
@@ -113,6 +137,27 @@ export function register(program: Command): void {
         (r.extra.length ? `Found but not in the Clusterfile (the next apply removes them): ${r.extra.join(', ')}.\n` : '') +
         (r.missing.length ? `In the Clusterfile but not found (the next apply makes them): ${r.missing.join(', ')}.\n` : ''),
     );
+  });
+
+  whereOptions(
+    state
+      .command('rm')
+      .description('forget hosts (by key, IP or name) without touching them; the next plan treats those still in the Clusterfile as new')
+      .argument('<host...>', 'the hosts to forget')
+      .option('--dry-run', 'show what would be forgotten, and change nothing'),
+  ).action(async (hosts: string[], flags: Where & { dryRun?: boolean }) => {
+    const path = await resolveStatePath(flags);
+    const backend = new LocalStateBackend(path);
+    const message = await withStateLock(backend, 'state rm', 0, async (lock) => {
+      warnTakeover(lock, path);
+      const s = await backend.read();
+      if (!s) throw new StateError(`no state at ${path}: the cluster was never applied`, 'pass the state with --state, or the Clusterfile with -f');
+      const f = forgetHosts(s, hosts, path);
+      if (flags.dryRun) return formatForgotten(f, path, { from: s.serial });
+      const written = await backend.write(f.state);
+      return formatForgotten(f, path, { from: s.serial, to: written.serial });
+    });
+    process.stdout.write(message);
   });
 
   whereOptions(state.command('rm-host-key <host>').description('forget the pinned SSH host key of a host that was rebuilt (by key, IP or name)')).action(
