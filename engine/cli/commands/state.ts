@@ -146,7 +146,8 @@ export function register(program: Command): void {
       .argument('<host...>', 'the hosts to forget')
       .option('--dry-run', 'show what would be forgotten, and change nothing'),
   ).action(async (hosts: string[], flags: Where & { dryRun?: boolean }) => {
-    const path = await resolveStatePath(flags);
+    // Looked at before locking: taking the lock of a cluster that has no state would leave its directory behind.
+    const { path } = await readState(flags);
     const backend = new LocalStateBackend(path);
     const message = await withStateLock(backend, 'state rm', 0, async (lock) => {
       warnTakeover(lock, path);
