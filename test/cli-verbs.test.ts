@@ -4,7 +4,7 @@
  * is refused at once (a warning), and no traffic leaves this machine.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.js';
 import { removeDir, tempDir, writeTree } from './helpers/tmp.js';
@@ -132,6 +132,18 @@ describe('ci plan --destroy', () => {
       `error: the state changed since the plan was made (serial ${written.serial} -> ${written.serial + 1})\n` +
         'hint: run `ci plan --destroy` again and review the new plan\n',
     );
+    expect(Object.keys(JSON.parse(readFileSync(statePath, 'utf8')).hosts)).toHaveLength(3);
+    // So is one made before the Clusterfile changed (its clean-time plugins are steps of the plan).
+    await runCli(['plan', '-f', cf, '--destroy', '--out', out], { env });
+    const text = readFileSync(cf, 'utf8');
+    writeFileSync(cf, text.replace('image: verbs:v1', 'image: verbs:v2'));
+    try {
+      const changed = await runCli(['apply', '-f', cf, out], { env });
+      expect(changed.code).toBe(1);
+      expect(changed.stderr).toBe('error: the Clusterfile changed since the plan was made\nhint: run `ci plan --destroy` again and review the new plan\n');
+    } finally {
+      writeFileSync(cf, text);
+    }
     expect(Object.keys(JSON.parse(readFileSync(statePath, 'utf8')).hosts)).toHaveLength(3);
   });
 });

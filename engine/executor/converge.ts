@@ -224,8 +224,9 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
 async function destroyPlanFor(desired: DesiredCluster, state: ClusterState | undefined, statePath: string, provider: ProviderRuntime): Promise<Plan> {
   if (state) await checkIdentity({ desired, state, statePath, provider });
   const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? [], desired.pluginSteps);
-  // Made against no state: recorded as such, so a saved one is fresh while there is still none.
-  return state ? plan : { ...plan, lineage: null };
+  // Made against no state: recorded as such, so a saved one is fresh while there is still none. The Clusterfile's
+  // digest is recorded too: its clean-time plugins are steps of the plan.
+  return { ...plan, lineage: state ? plan.lineage : null, clusterfileDigest: desired.digest };
 }
 
 /**
