@@ -271,6 +271,11 @@ export interface Plan {
   config?: ConfigLayerPlan;
   /** Hosts touched or kept, in display order (masters first), with their worst impact. */
   hosts: PlannedHost[];
+  /**
+   * `--target`: the host keys this plan was cut down to (plans/target.ts). Present means partial: other hosts and the
+   * cluster-level steps may still differ from the Clusterfile.
+   */
+  targets?: string[];
   summary: { add: number; change: number; destroy: number };
   /** Set when the hosts were asked what they hold before planning (`--refresh`, on by default). */
   refresh?: PlanRefresh;

@@ -6,6 +6,7 @@ import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import { plan, planDestroy } from '../plans/planner.js';
 import { renderPlanJson, renderPlanText, formatBytes } from '../plans/render/index.js';
 import { checkPlanFresh, loadPlanFile, savePlanFile } from '../plans/planfile.js';
+import { resolveTargets, targetPlan } from '../plans/target.js';
 import { desiredInfrastructure } from '../plans/prepare.js';
 import { StalePlanError } from '../engine/kernel/errors.js';
 import type { ConfigLayerPlan, ImageInfo, Plan } from '../plans/actions.js';
@@ -26,16 +27,19 @@ function load(name: string) {
   const config = read('config.json') ? (JSON.parse(read('config.json')!) as ConfigLayerPlan) : undefined;
   // What the hosts answered a refresh: the plan is then made from the refreshed state, as planCluster does.
   const answers = read('answers.json') ? (JSON.parse(read('answers.json')!) as HostAnswer[]) : undefined;
-  return { dir, desired, image, state, config, answers };
+  // `--target` hosts: the plan is cut down to them, as `ci plan --target` does.
+  const targets = read('targets.json') ? (JSON.parse(read('targets.json')!) as string[]) : undefined;
+  return { dir, desired, image, state, config, answers, targets };
 }
 
 function planFor(name: string): Plan {
-  const { desired, image, state, config, answers } = load(name);
+  const { desired, image, state, config, answers, targets } = load(name);
   if (!desired) return planDestroy(state!);
   const infra = desiredInfrastructure(desired, { labels: {}, ports: (image as ImageInfo & { ports?: string[] }).ports ?? [] });
   const sizes = new Map(image!.layers.map((l) => [l.digest, l.size]));
   const refreshed = answers && state ? refreshState(state, answers, { depth: 'shallow', sizeOf: (d) => sizes.get(d) }) : undefined;
-  return plan({ desired, image: image!, state: refreshed?.state ?? state, infra, ...(config ? { config } : {}), ...(refreshed ? { refresh: refreshed.refresh } : {}) });
+  const p = plan({ desired, image: image!, state: refreshed?.state ?? state, infra, ...(config ? { config } : {}), ...(refreshed ? { refresh: refreshed.refresh } : {}) });
+  return targets ? targetPlan(p, resolveTargets(p, targets)) : p;
 }
 
 function golden(dir: string, file: string, actual: string) {

@@ -256,3 +256,73 @@ spec:
     }
   });
 });
+
+describe('ci state rm', () => {
+  const path = statePathFor('demo', home);
+  const entry = (ip: string, roles: string[]) => ({ key: ip, ip, roles, ssh: { user: 'root', port: 22 }, layers: [], hooks: { 'init-host': 'sha256:aa' as never }, status: 'active' as const });
+
+  async function threeHosts() {
+    rmSync(join(path, '..'), { recursive: true, force: true });
+    const b = new LocalStateBackend(path);
+    const s = createState('demo', 'BAREMETAL');
+    s.master0 = '10.0.0.2';
+    s.outputs = { TOKEN: 'rm-test-t0ken-value' };
+    s.hosts['10.0.0.2'] = entry('10.0.0.2', ['master']);
+    s.hosts['10.0.0.5'] = { ...entry('10.0.0.5', ['node']), name: 'worker-1' };
+    s.hosts['10.0.0.6'] = entry('10.0.0.6', ['node']);
+    return { b, written: await b.write(s) };
+  }
+
+  test('forgets hosts by IP or name under the lock, says what it means, keeps the outputs sealed and unprinted', async () => {
+    const { b, written } = await threeHosts();
+    const out = await run('state', 'rm', 'worker-1', '10.0.0.6', '-f', clusterfile);
+    expect(out).toBe(
+      `Removed 2 hosts from the state ${path} (serial ${written.serial} -> ${written.serial + 1}):\n` +
+        '  10.0.0.5 (node)\n  10.0.0.6 (node)\n' +
+        'Nothing was done on the hosts: their files stay there, and ci does not clean or remove them now.\n' +
+        'A forgotten host that is still in the Clusterfile is a new host to the next `ci plan` and `ci apply` (layers, init-host and its join run again).\n' +
+        'One taken out of the Clusterfile is left alone, and the hosts that stay are reconfigured without it.\n',
+    );
+    const after = (await b.read())!;
+    expect(Object.keys(after.hosts)).toEqual(['10.0.0.2']);
+    expect(after.outputs).toEqual({ TOKEN: 'rm-test-t0ken-value' });
+    expect(after.lineage).toBe(written.lineage);
+    expect(readFileSync(path, 'utf8')).not.toContain('rm-test-t0ken-value');
+    expect(out).not.toContain('rm-test-t0ken-value');
+  });
+
+  test('--dry-run changes nothing; unknown hosts and master0 alone are refused and change nothing', async () => {
+    const { written } = await threeHosts();
+    const bytes = readFileSync(path, 'utf8');
+    const dry = await run('state', 'rm', '10.0.0.5', '--dry-run', '--state', path);
+    expect(dry).toMatch(new RegExp(`^Would remove 1 host from the state ${path} \\(--dry-run: nothing changed\\):\\n  10\\.0\\.0\\.5 \\(node\\)\\n`));
+    await expect(run('state', 'rm', '10.0.0.5', '10.0.0.9', '-f', clusterfile)).rejects.toThrow(`host 10.0.0.9 is not in the state ${path}`);
+    await expect(run('state', 'rm', '10.0.0.2', '-f', clusterfile)).rejects.toThrow('10.0.0.2 is master0 of cluster demo: with it forgotten and 2 other hosts kept');
+    expect(readFileSync(path, 'utf8')).toBe(bytes);
+    expect(JSON.parse(bytes).serial).toBe(written.serial);
+    // Held by another command: refused, nothing changed.
+    const lock = await new LocalStateBackend(path).lock({ operation: 'apply' });
+    try {
+      await expect(run('state', 'rm', '10.0.0.5', '-f', clusterfile)).rejects.toThrow(StateLockError);
+    } finally {
+      await lock.release();
+    }
+    expect(readFileSync(path, 'utf8')).toBe(bytes);
+  });
+
+  test('every host at once: master0 too, and what ran on the cluster goes with them', async () => {
+    const { b, written } = await threeHosts();
+    const out = await run('state', 'rm', '10.0.0.2', '10.0.0.5', '10.0.0.6', '-f', clusterfile);
+    expect(out).toContain('No host is left: master0, the image applied, the CMDs and apps run, and the hook outputs are forgotten too; the next apply makes the cluster anew.\n');
+    const after = (await b.read())!;
+    expect(after).toMatchObject({ lineage: written.lineage, serial: written.serial + 1, hosts: {}, outputs: {}, cmdsRun: [] });
+    expect(after.master0).toBeUndefined();
+    expect(readFileSync(path, 'utf8')).not.toContain('sealedOutputs');
+  });
+
+  test('no state: an error saying so', async () => {
+    rmSync(join(path, '..'), { recursive: true, force: true });
+    await expect(run('state', 'rm', '10.0.0.5', '-f', clusterfile)).rejects.toThrow(`no state at ${path}: the cluster was never applied`);
+    expect(existsSync(join(path, '..'))).toBe(false);
+  });
+});

@@ -4,13 +4,14 @@
  * and the plan text goes back to the caller through `confirm`.
  */
 import { ciHome } from '../kernel/home.js';
-import { AbortError } from '../kernel/errors.js';
+import { AbortError, InternalError, StalePlanError } from '../kernel/errors.js';
 import { ImageStore } from '../image/store.js';
 import { loadClusterfile, parseClusterfile } from '../clusterfile/parse.js';
 import type { DesiredCluster } from '../clusterfile/types.js';
 import { preparePlan, type PrepareOptions, type PreparedPlan } from '../../plans/prepare.js';
 import { checkPlanFresh } from '../../plans/planfile.js';
 import { planDestroy } from '../../plans/planner.js';
+import { resolveTargets, targetPlan } from '../../plans/target.js';
 import type { Plan } from '../../plans/actions.js';
 import { createState, takeoverMessage } from '../../state/local.js';
 import { openStateBackend } from '../../state/open.js';
@@ -59,9 +60,11 @@ export interface ConvergeOptions {
   /** `ci apply --refresh-only`: record what the refresh found in the state (once confirmed), and change no host. */
   refreshOnly?: boolean;
   refreshTuning?: Partial<RefreshTuning>;
+  /** `--target`: hosts (by key, IP or name) the plan is cut down to, with what their steps need. */
+  targets?: string[];
 }
 
-function loadDesired(opts: ConvergeOptions): Promise<DesiredCluster> | DesiredCluster {
+function loadDesired(opts: Pick<ConvergeOptions, 'clusterfile' | 'env' | 'envOverrides' | 'text'>): Promise<DesiredCluster> | DesiredCluster {
   const env = opts.env ?? process.env;
   const parse = { envOverrides: opts.envOverrides };
   return opts.text !== undefined ? parseClusterfile(opts.text, opts.clusterfile, env, parse) : loadClusterfile(opts.clusterfile, env, parse);
@@ -113,7 +116,7 @@ export interface ClusterPlan extends PreparedPlan {
  * only then planned, from the refreshed state.
  */
 export async function planCluster(
-  opts: PrepareOptions & { probe?: { timeoutMs: number }; refresh?: RefreshMode; refreshTuning?: Partial<RefreshTuning> },
+  opts: PrepareOptions & { probe?: { timeoutMs: number }; refresh?: RefreshMode; refreshTuning?: Partial<RefreshTuning>; targets?: string[] },
 ): Promise<ClusterPlan> {
   const home = opts.home ?? ciHome(opts.env);
   let warnings: IdentityWarning[] = [];
@@ -137,10 +140,12 @@ export async function planCluster(
       return out;
     },
   });
-  return { ...prepared, warnings };
+  // The whole plan is made first, then cut down: a partial plan is a part of what the full one would run.
+  const plan = opts.targets?.length ? targetPlan(prepared.plan, resolveTargets(prepared.plan, opts.targets)) : prepared.plan;
+  return { ...prepared, plan, warnings };
 }
 
-function openBackend(opts: ConvergeOptions, desired: DesiredCluster, home: string): StateBackend {
+function openBackend(opts: Pick<ConvergeOptions, 'statePath' | 'backendChoice' | 'env'>, desired: DesiredCluster, home: string): StateBackend {
   return openStateBackend({ cluster: desired.name, home, statePath: opts.statePath, spec: desired.backend, choice: opts.backendChoice, env: opts.env });
 }
 
@@ -169,6 +174,8 @@ function refreshWarnings(r: PlanRefresh): IdentityWarning[] {
 }
 
 export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResult> {
+  // The CLI runs a saved destroy plan through destroyCluster, which also empties the state and releases the provider.
+  if (opts.savedPlan?.operation === 'destroy') throw new InternalError('a saved destroy plan was given to apply');
   const home = opts.home ?? ciHome(opts.env);
   const desiredForName = await loadDesired(opts);
   const backend = openBackend(opts, desiredForName, home);
@@ -187,6 +194,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
       // A saved plan is checked against a refresh as deep as its own (none, if it was made without one).
       refresh: opts.savedPlan ? (opts.savedPlan.refresh?.depth ?? 'off') : opts.refresh,
       refreshTuning: opts.refreshTuning,
+      targets: opts.targets,
     });
     let plan = prepared.plan;
     if (opts.savedPlan) {
@@ -251,10 +259,8 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
       reporter: opts.reporter(state?.cluster ?? desired.name),
       signal: opts.signal,
     });
-    // Without a state (and without a backup: reading refuses then), whatever is left of the cluster on this machine
-    // was made by an apply that never recorded it; with one, it must be this cluster's own state.
-    if (state) await checkIdentity({ desired, state, statePath: backend.location, provider });
-    const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? [], desired.pluginSteps);
+    const plan = await destroyPlanFor(desired, state, backend.location, provider);
+    if (opts.savedPlan) checkDestroyPlanFresh(opts.savedPlan, plan, state, desired);
     // Infrastructure recorded by an apply that made no host yet is deleted by the plan's steps like any other.
     const hasInfra = plan.actions.some((a) => a.kind === 'infra');
     if (!state || (Object.keys(state.hosts).length === 0 && !hasInfra)) return await destroyLeftovers(plan, provider, backend, state, opts);
@@ -281,6 +287,50 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     await lock.release();
     await backend.close();
   }
+}
+
+/**
+ * The plan `ci destroy` runs, made the same way for `ci plan --destroy`. Without a state (and without a backup:
+ * reading refuses then), whatever is left of the cluster on this machine was made by an apply that never recorded
+ * it; with one, it must be this cluster's own state.
+ */
+async function destroyPlanFor(desired: DesiredCluster, state: ClusterState | undefined, statePath: string, provider: ProviderRuntime): Promise<Plan> {
+  if (state) await checkIdentity({ desired, state, statePath, provider });
+  const plan = planDestroy(state ?? createState(desired.name, desired.provider), (await provider.held?.())?.hosts ?? [], desired.pluginSteps);
+  // Made against no state: recorded as such, so a saved one is fresh while there is still none. The Clusterfile's
+  // digest is recorded too: its clean-time plugins are steps of the plan.
+  return { ...plan, lineage: state ? plan.lineage : null, clusterfileDigest: desired.digest };
+}
+
+/**
+ * `ci plan --destroy`: the plan `ci destroy` would run now, without the lock and without changing anything (the
+ * provider is only asked what it holds).
+ */
+export async function planDestroyCluster(
+  opts: Pick<ConvergeOptions, 'clusterfile' | 'statePath' | 'backendChoice' | 'home' | 'env' | 'envOverrides' | 'text'>,
+): Promise<{ plan: Plan; state?: ClusterState; statePath: string }> {
+  const home = opts.home ?? ciHome(opts.env);
+  const desired = await loadDesired(opts);
+  const backend = openBackend(opts, desired, home);
+  const state = await backend.read().finally(() => backend.close());
+  const provider = providerFor(state?.provider ?? desired.provider, home, state?.cluster ?? desired.name, desired, { lineage: state?.lineage, env: opts.env });
+  return { plan: await destroyPlanFor(desired, state, backend.location, provider), state, statePath: backend.location };
+}
+
+/**
+ * A saved destroy plan runs only against what it was made from: the same state (lineage and serial), and the same
+ * steps (a host the provider holds that the state never recorded may have come or gone since).
+ */
+function checkDestroyPlanFresh(saved: Plan, now: Plan, state: ClusterState | undefined, desired: DesiredCluster): void {
+  const hint = 'run `ci plan --destroy` again and review the new plan';
+  if (saved.operation !== 'destroy') throw new StalePlanError('the saved plan is not a destroy plan', hint);
+  try {
+    checkPlanFresh(saved, { state, desired });
+  } catch (err) {
+    throw err instanceof StalePlanError ? new StalePlanError(err.message, hint) : err;
+  }
+  const ids = (p: Plan) => p.actions.map((a) => a.id).sort().join('\n');
+  if (ids(saved) !== ids(now)) throw new StalePlanError('what there is to destroy changed since the plan was made (a host came or went)', hint);
 }
 
 /**

@@ -179,8 +179,8 @@ export class HostClaimedError extends CiError {
 }
 
 export class StalePlanError extends CiError {
-  constructor(message: string) {
-    super('PLAN_STALE', message, { hint: 'run `ci plan` again and review the new plan' });
+  constructor(message: string, hint = 'run `ci plan` again and review the new plan') {
+    super('PLAN_STALE', message, { hint });
   }
 }
 

@@ -82,11 +82,17 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
 
   if (plan.actions.length === 0) {
     const drift = plan.refresh ? driftLines(plan.refresh, c) : [];
-    return (drift.length ? drift.join('\n') + '\n\n' : '') + `No changes. Cluster ${plan.cluster} matches the Clusterfile${plan.image ? ` (image ${plan.image.ref})` : ''}.\n`;
+    const head = drift.length ? drift.join('\n') + '\n\n' : '';
+    if (plan.targets) return head + `No changes for ${plan.targets.join(', ')} of cluster ${plan.cluster}.\n${partialNote()}`;
+    if (plan.operation === 'destroy') return `Nothing to destroy: no hosts or infrastructure of cluster ${plan.cluster} in the state, and no host of it left on this machine.\n`;
+    return head + `No changes. Cluster ${plan.cluster} matches the Clusterfile${plan.image ? ` (image ${plan.image.ref})` : ''}.\n`;
   }
   const verb = plan.operation === 'destroy' ? 'destroy' : 'apply';
   lines.push(
-    `ci will ${verb} cluster ${plan.cluster}` + (plan.image ? ` with image ${plan.image.ref} (${shortDigest(plan.image.digest)})` : '') + ':',
+    `ci will ${verb} cluster ${plan.cluster}` +
+      (plan.image ? ` with image ${plan.image.ref} (${shortDigest(plan.image.digest)})` : '') +
+      (plan.targets ? `, only for ${plan.targets.join(', ')} and what ${plan.targets.length === 1 ? 'it needs' : 'they need'}` : '') +
+      ':',
   );
   if (plan.documents) lines.push(`  documents for hooks: ${plan.documents.names.join(', ')} (${shortDigest(plan.documents.digest)})`);
   if (plan.refresh) {
@@ -131,7 +137,12 @@ export function renderPlanText(plan: Plan, opts: RenderOptions = {}): string {
   lines.push('');
   const s = plan.summary;
   lines.push(`Plan: ${s.add} to add, ${s.change} to change, ${s.destroy} to destroy.`);
-  return lines.join('\n') + '\n';
+  return lines.join('\n') + '\n' + (plan.targets ? partialNote() : '');
+}
+
+/** Said under every plan cut down by --target: what it leaves out may still differ. */
+function partialNote(): string {
+  return 'Note: --target given: this plan is partial; run `ci plan` without --target to see what else differs.\n';
 }
 
 /** The files the config layer changes on hosts, each with its (masked) unified diff. */

@@ -14,6 +14,7 @@ import { useColor } from '../color.js';
 import { EXIT } from '../exit-codes.js';
 import { envFlags } from '../../clusterfile/env.js';
 import type { Plan } from '../../../plans/actions.js';
+import { runDestroy } from './destroy.js';
 
 export interface ConvergeFlags {
   file?: string;
@@ -32,6 +33,7 @@ export type ApplyFlags = ConvergeFlags & {
   env?: string[];
   refresh?: string | boolean;
   refreshOnly?: boolean;
+  target?: string[];
 };
 
 /** Commander's way to take a flag more than once. */
@@ -70,6 +72,7 @@ export async function runApply(
       maxUnavailable: positiveInt('--max-unavailable', o.maxUnavailable),
       lockTimeoutMs: parseDuration(o.lockTimeout),
       savedPlan,
+      targets: o.target,
       confirm: async (p) => {
         const yes = await ask(p);
         if (yes) await extra.approved?.();
@@ -89,10 +92,12 @@ export async function runApply(
     }
     if (!result) {
       await extra.approved?.();
-      process.stdout.write(`No changes. Cluster ${plan.cluster} matches the Clusterfile.\n`);
+      if (plan.targets) process.stdout.write(`No changes for ${plan.targets.join(', ')} of cluster ${plan.cluster}; other hosts were not looked at (--target).\n`);
+      else process.stdout.write(`No changes. Cluster ${plan.cluster} matches the Clusterfile.\n`);
       return;
     }
     process.stdout.write('\n' + renderSummary(result, 'Apply'));
+    if (plan.targets) process.stdout.write(`Only ${plan.targets.join(', ')} and what they need were applied (--target); run \`ci plan\` to see what else differs.\n`);
     if (released) process.stdout.write(`No host was created. ${renderReleased(released)}`);
     if (result.failed.length > 0 || result.interrupted) process.exitCode = result.interrupted ? EXIT.interrupted : EXIT.error;
   } finally {
@@ -123,8 +128,13 @@ export function register(program: Command): void {
     .option('-e, --env <KEY=VALUE>', 'set a cluster env value for this run, over the Clusterfile\'s (repeatable)', collect)
     .option('--refresh [mode]', 'first ask every host what it holds: true (names, sizes), deep (also re-hash layers) or false', 'true')
     .option('--refresh-only', 'record in the state what differs on the hosts, changing no host')
+    .option('--target <host>', 'only the steps of this host (key, IP or name) and what they need (repeatable)', collect)
     .action(async (planfile: string | undefined, o: ApplyFlags) => {
+      // Checked before the plan file is read: the flags alone are wrong.
+      if (planfile && o.target) throw new UsageError('--target cannot be given with a saved plan: the plan file records the targets it was made with');
       const savedPlan = planfile ? await loadPlanFile(planfile) : undefined;
-      await runApply(o, { savedPlan });
+      // A saved destroy plan is run as `ci destroy` runs it, as Terraform's apply of a destroy plan does.
+      if (savedPlan?.operation === 'destroy') await runDestroy(o, savedPlan);
+      else await runApply(o, { savedPlan });
     });
 }

@@ -8,9 +8,10 @@ import { positiveInt } from '../options.js';
 import { useColor } from '../color.js';
 import { EXIT } from '../exit-codes.js';
 import { envFlags } from '../../clusterfile/env.js';
+import type { Plan } from '../../../plans/actions.js';
 
 /** The body of `ci destroy`, shared with `ci delete --all`. True when the cluster is gone with nothing failed. */
-export async function runDestroy(o: ConvergeFlags & { env?: string[] }): Promise<boolean> {
+export async function runDestroy(o: ConvergeFlags & { env?: string[] }, savedPlan?: Plan): Promise<boolean> {
   const color = useColor(process.stdout);
   let reporter: LineReporter | undefined;
   const interrupt = interruptSignal();
@@ -22,7 +23,9 @@ export async function runDestroy(o: ConvergeFlags & { env?: string[] }): Promise
       backendChoice: o.backend,
       parallelism: positiveInt('--parallelism', o.parallelism),
       lockTimeoutMs: parseDuration(o.lockTimeout),
-      confirm: confirmer({ autoApprove: o.autoApprove, color, verb: 'destroy this cluster' }),
+      savedPlan,
+      // A saved plan was reviewed when it was made: running it is the approval, as for apply.
+      confirm: confirmer({ autoApprove: o.autoApprove || !!savedPlan, color, verb: 'destroy this cluster' }),
       reporter: (cluster) => (reporter ??= new LineReporter(process.stdout, { color, logFile: logFileFor(cluster, 'destroy') })),
       signal: interrupt.signal,
     });

@@ -19,7 +19,8 @@ import { register as state } from './state.js';
 import { register as run } from './run.js';
 import { registerJoin as join, registerDelete as del } from './join.js';
 import { register as emulator } from './emulator.js';
+import { register as version } from './version.js';
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [build, images, inspect, tag, rmi, login, logout, push, pull, save, load, merge, plan, apply, destroy, run, join, del, state, emulator];
+export const COMMANDS: RegisterCommand[] = [build, images, inspect, tag, rmi, login, logout, push, pull, save, load, merge, plan, apply, destroy, run, join, del, state, emulator, version];

@@ -1,7 +1,7 @@
 /**
- * `ci state list|show|history|pull|push|migrate|restore|import|rm-host-key` and `ci force-unlock`: look at the state
- * wherever its backend keeps it, move it whole (to a file, from a file, to another backend), put a backup back, forget
- * a rebuilt host's key, and break a lock whose holder is gone.
+ * `ci state list|show|history|pull|push|migrate|restore|import|rm|rm-host-key` and `ci force-unlock`: look at the
+ * state wherever its backend keeps it, move it whole (to a file, from a file, to another backend), put a backup back,
+ * forget hosts or a rebuilt host's key, and break a lock whose holder is gone.
  */
 import type { Command } from 'commander';
 import { UsageError, StateError } from '../../kernel/errors.js';
@@ -16,6 +16,7 @@ import { statePathFor } from '../../../state/paths.js';
 import type { ClusterState, HostState } from '../../../state/model.js';
 import { BACKEND_TYPES, effectiveBackend, openStateBackend, usingBackend } from '../../../state/open.js';
 import { migrateState, pushState } from '../../../state/transfer.js';
+import { findHost, forgetHosts, type Forgotten } from '../../../state/forget.js';
 
 function warnTakeover(lock: Lock, path: string): void {
   if (lock.tookOver) process.stderr.write(`warning: ${takeoverMessage(lock.tookOver, path)}\n`);
@@ -60,7 +61,30 @@ async function readState(where: Where): Promise<{ path: string; state: ClusterSt
 
 /** A host of the state by key, IP or name. */
 export function findStateHost(state: ClusterState, host: string): HostState | undefined {
-  return state.hosts[host] ?? Object.values(state.hosts).find((x) => x.ip === host || x.name === host || x.hostname === host);
+  return findHost(state, host);
+}
+
+const hostLabel = (h: HostState) => (h.ip && h.ip !== h.key ? `${h.key} (${h.ip})` : h.key);
+
+/** What `ci state rm` did, and what it means for the next plan. */
+export function formatForgotten(f: Forgotten, path: string, serials: { from: number; to?: number }): string {
+  const n = f.removed.length;
+  const hosts = f.removed.map((h) => `  ${hostLabel(h)}${h.roles.length ? ` (${h.roles.join(', ')})` : ''}`);
+  const head =
+    serials.to === undefined
+      ? `Would remove ${n} host${n === 1 ? '' : 's'} from the state ${path} (--dry-run: nothing changed):`
+      : `Removed ${n} host${n === 1 ? '' : 's'} from the state ${path} (serial ${serials.from} -> ${serials.to}):`;
+  const made = f.removed.filter((h) => h.machine !== undefined).map((h) => h.key);
+  return [
+    head,
+    ...hosts,
+    'Nothing was done on the hosts: their files stay there, and ci does not clean or remove them now.',
+    ...(made.length ? [`${made.join(', ')} ${made.length === 1 ? 'was' : 'were'} made by provider ${f.state.provider}; forgetting does not delete ${made.length === 1 ? 'it' : 'them'}.`] : []),
+    'A forgotten host that is still in the Clusterfile is a new host to the next `ci plan` and `ci apply` (layers, init-host and its join run again).',
+    ...(f.emptied
+      ? ['No host is left: master0, the image applied, the CMDs and apps run, and the hook outputs are forgotten too; the next apply makes the cluster anew.']
+      : ['One taken out of the Clusterfile is left alone, and the hosts that stay are reconfigured without it.']),
+  ].join('\n') + '\n';
 }
 
 function serialArg(v: string): number {
@@ -224,6 +248,28 @@ export function register(program: Command): void {
         (r.extra.length ? `Found but not in the Clusterfile (the next apply removes them): ${r.extra.join(', ')}.\n` : '') +
         (r.missing.length ? `In the Clusterfile but not found (the next apply makes them): ${r.missing.join(', ')}.\n` : ''),
     );
+  });
+
+  whereOptions(
+    state
+      .command('rm')
+      .description('forget hosts (by key, IP or name) without touching them; the next plan treats those still in the Clusterfile as new')
+      .argument('<host...>', 'the hosts to forget')
+      .option('--dry-run', 'show what would be forgotten, and change nothing'),
+  ).action(async (hosts: string[], flags: Where & { dryRun?: boolean }) => {
+    // Looked at before locking: taking the lock of a cluster that has no state would leave its directory behind.
+    const { path } = await readState(flags);
+    const backend = await resolveBackend(flags);
+    const message = await usingBackend(backend, () => withStateLock(backend, 'state rm', 0, async (lock) => {
+      warnTakeover(lock, path);
+      const s = await backend.read();
+      if (!s) throw new StateError(`no state in ${path}: the cluster was never applied`, 'pass the state with --state, or the Clusterfile with -f');
+      const f = forgetHosts(s, hosts, path);
+      if (flags.dryRun) return formatForgotten(f, path, { from: s.serial });
+      const written = await backend.write(f.state);
+      return formatForgotten(f, path, { from: s.serial, to: written.serial });
+    }));
+    process.stdout.write(message);
   });
 
   whereOptions(state.command('rm-host-key <host>').description('forget the pinned SSH host key of a host that was rebuilt (by key, IP or name)')).action(
