@@ -322,7 +322,7 @@ describe('ci state rm', () => {
 
   test('no state: an error saying so', async () => {
     rmSync(join(path, '..'), { recursive: true, force: true });
-    await expect(run('state', 'rm', '10.0.0.5', '-f', clusterfile)).rejects.toThrow(`no state at ${path}: the cluster was never applied`);
+    await expect(run('state', 'rm', '10.0.0.5', '-f', clusterfile)).rejects.toThrow(`no state in ${path}: the cluster was never applied`);
     expect(existsSync(join(path, '..'))).toBe(false);
   });
 });
