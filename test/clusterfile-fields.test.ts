@@ -28,10 +28,16 @@ function fields(s: ZodType, path = ''): string[] {
   return [path];
 }
 
-type Base = 'BAREMETAL' | 'LOCAL' | 'ALI_CLOUD';
+type Base = 'BAREMETAL' | 'LOCAL' | 'ALI_CLOUD' | 'ETCD_STATE';
 const BASES: Record<Base, Record<string, unknown>> = {
   BAREMETAL: { apiVersion: 'sealer.io/v2', kind: 'Cluster', metadata: { name: 'demo' }, spec: { image: 'etcd-example:v1', hosts: [{ ips: ['10.0.0.2'], roles: ['master'] }] } },
   LOCAL: { apiVersion: 'cloudimage.io/v1', kind: 'Cluster', metadata: { name: 'demo' }, spec: { image: 'etcd-example:v1', provider: 'LOCAL', hosts: [{ count: 1, roles: ['master'] }] } },
+  ETCD_STATE: {
+    apiVersion: 'sealer.io/v2',
+    kind: 'Cluster',
+    metadata: { name: 'demo' },
+    spec: { image: 'etcd-example:v1', backend: { type: 'etcd', endpoints: ['http://10.0.0.5:2379'] }, hosts: [{ ips: ['10.0.0.2'], roles: ['master'] }] },
+  },
   ALI_CLOUD: {
     apiVersion: 'cloudimage.io/v1',
     kind: 'Cluster',
@@ -42,7 +48,15 @@ const BASES: Record<Base, Record<string, unknown>> = {
 
 /** How each field is proven: `acts` with two values (set at the field's path), `refused` with one, `ignored` with why. */
 type Proof =
-  | { acts: [unknown, unknown]; base?: Base; secret?: (d: DesiredCluster) => unknown; parent?: Record<string, unknown>; parents?: [Record<string, unknown>, Record<string, unknown>] }
+  | {
+      acts: [unknown, unknown];
+      base?: Base;
+      secret?: (d: DesiredCluster) => unknown;
+      /** Acts, but not on the plan (where the state is kept): out of the digest, like a secret. */
+      beside?: (d: DesiredCluster) => unknown;
+      parent?: Record<string, unknown>;
+      parents?: [Record<string, unknown>, Record<string, unknown>];
+    }
   | { refused: unknown; parent?: Record<string, unknown> }
   | { ignored: string; value: unknown };
 
@@ -116,6 +130,14 @@ const FIELDS: Record<string, Proof> = {
   'spec.registry.externalRegistry.username': { refused: 'admin' },
   'spec.registry.externalRegistry.password': { refused: 'r3g-pw' },
   'spec.dataRoot': { refused: '/data' },
+  'spec.backend.type': { acts: ['local', 'etcd'], beside: (d) => d.backend, parent: {} },
+  'spec.backend.endpoints': { acts: [['http://10.0.0.5:2379'], ['http://10.0.0.6:2379']], beside: (d) => d.backend, parent: { type: 'etcd' } },
+  'spec.backend.prefix': { acts: ['/a', '/b'], beside: (d) => d.backend, parent: { type: 'etcd' } },
+  'spec.backend.tls.ca': { acts: ['a.pem', 'b.pem'], base: 'ETCD_STATE', beside: (d) => d.backend },
+  'spec.backend.tls.cert': { acts: ['a.pem', 'b.pem'], base: 'ETCD_STATE', beside: (d) => d.backend, parent: { key: 'k.pem' } },
+  'spec.backend.tls.key': { acts: ['a.pem', 'b.pem'], base: 'ETCD_STATE', beside: (d) => d.backend, parent: { cert: 'c.pem' } },
+  'spec.backend.lockTTL': { acts: ['30s', '2m'], beside: (d) => d.backend, parent: { type: 'etcd' } },
+  'spec.backend.history': { acts: [10, 20], beside: (d) => d.backend, parent: { type: 'etcd' } },
   'spec.apps': { refused: [] },
   status: { ignored: 'sealer writes it back after a run; documented in README', value: { phase: 'ClusterSuccess' } },
 };
@@ -153,9 +175,10 @@ describe('every accepted Cluster field is accounted for', () => {
       if ('acts' in proof) {
         const [a, b] = proof.acts.map((v, i) => parse(withField(path, v, proof.base ?? 'BAREMETAL', proof.parents?.[i] ?? proof.parent)));
         expect(strip(a), `${path}: two values give the same desired cluster`).not.toBe(strip(b));
-        if (proof.secret) {
-          expect(proof.secret(a)).not.toEqual(proof.secret(b));
-          expect(a.digest, `${path} is a secret: it stays out of the digest`).toBe(b.digest);
+        const aside = proof.secret ?? proof.beside;
+        if (aside) {
+          expect(aside(a)).not.toEqual(aside(b));
+          expect(a.digest, `${path} is ${proof.secret ? 'a secret' : 'beside the plan'}: it stays out of the digest`).toBe(b.digest);
         } else {
           expect(a.digest, `${path}: two values give the same digest`).not.toBe(b.digest);
         }
