@@ -569,7 +569,7 @@ const HOOK_ORDER: Record<HookName, number> = {
  * Kahn's algorithm over a heap of the ready actions by their rank in that reading order: n log n, where picking
  * the first ready action by scanning the pending ones was quadratic (33 s for 50,000 hosts).
  */
-function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
+export function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
   const hostRank = new Map([...desiredKeys, ...removedKeys].map((k, i) => [k, i]));
   const n = actions.length;
   // The reading order's key, (host, step kind, hook or CMD), held in flat arrays: sorting 200,000 actions by
