@@ -19,7 +19,8 @@ export interface PlanCase {
 export interface PlanFigures {
   hosts: number;
   layers: number;
-  create: PlanCase & { render: Timing & { chars: number; lines: number } };
+  /** peakRssMB: the process's peak RSS once the create plans were made (before rendering and the other cases). */
+  create: PlanCase & { peakRssMB: number; render: Timing & { chars: number; lines: number } };
   noop: PlanCase;
   upgradeOneLayer: PlanCase;
 }
@@ -41,6 +42,7 @@ export function benchPlan(opts: { hosts: number; layers: number; runs: number })
   const desired = syntheticCluster(opts.hosts, 3, v1.ref);
 
   const create = measure(opts.runs, { desired, image: v1 });
+  const createPeakRssMB = Math.round(process.resourceUsage().maxRSS / 1024);
   const rendered = timeSync(opts.runs, () => renderPlanText(create.plan));
   const converged = simulate(create.plan, desired, undefined);
 
@@ -55,6 +57,7 @@ export function benchPlan(opts: { hosts: number; layers: number; runs: number })
     layers: opts.layers,
     create: {
       ...create.figures,
+      peakRssMB: createPeakRssMB,
       render: { ...rendered.timing, chars: rendered.result.length, lines: rendered.result.split('\n').length },
     },
     noop: noop.figures,
