@@ -65,28 +65,98 @@ export const aliasesDigest = (aliases: HostAlias[]): Digest => sha256(canonicalJ
 interface Ctx {
   actions: Map<string, Action>;
   add: (a: Action) => void;
+  /** The index of `actions`, when the caller keeps one (it is told of every step added through `add`). */
+  index?: PlanIndex;
+  /** Adds a dep to planned steps (see waiter), when the caller keeps one. */
+  waitFor?: (dependents: string[], id: string) => void;
+}
+
+/** The context with an index and a waiter that learn of every step added. */
+export function indexed(ctx: Ctx): Required<Ctx> {
+  if (ctx.index && ctx.waitFor) return ctx as Required<Ctx>;
+  const index = planIndex(ctx.actions);
+  return {
+    actions: ctx.actions,
+    index,
+    waitFor: waiter(ctx.actions),
+    add: (a) => {
+      ctx.add(a);
+      index.added(a);
+    },
+  };
 }
 
 const JOIN_HOOKS = new Set(['init-master0', 'join-master', 'join-node']);
 
-function finder(actions: Map<string, Action>) {
-  const all = () => [...actions.values()];
-  const hook = (key: string, names: string[]) => all().filter((a) => a.kind === 'hook' && a.host === key && names.includes(a.hook)).map((a) => a.id);
-  const prep = (key: string) =>
-    all()
-      .filter((a) => (a.kind === 'create-host' && a.hosts.some((h) => h.key === key)) || ((a.kind === 'send-layers' || a.kind === 'unpack') && a.host === key))
-      .map((a) => a.id);
-  const kinds = (pred: (a: Action) => boolean) => all().filter(pred).map((a) => a.id);
-  const members = () => kinds((a) => a.kind === 'hook' && (JOIN_HOOKS.has(a.hook) || a.hook === 'reconfigure' || a.hook === 'upgrade'));
-  const guests = () => kinds((a) => a.kind === 'run-cmd' || a.kind === 'launch-app');
-  return { hook, prep, kinds, members, guests };
+/**
+ * The planned steps the plugin steps attach to, indexed by host and by kind: a lookup costs what it returns, not
+ * a scan of the whole plan (plugin steps look up per host and point, so scans made large plans quadratic). Ids
+ * come out in the order the steps were planned. Steps added later are indexed through `added`.
+ */
+export function planIndex(actions: Map<string, Action>) {
+  const rank = new Map<string, number>();
+  const onHost = new Map<string, string[]>();
+  const madeIn = new Map<string, string[]>();
+  const ofKind = new Map<Action['kind'], string[]>();
+  const push = <K>(m: Map<K, string[]>, k: K, id: string) => {
+    const list = m.get(k);
+    if (list) list.push(id);
+    else m.set(k, [id]);
+  };
+  const added = (a: Action) => {
+    // A step planned again under the same id keeps its place, as in the Map; the lookups read the step now there.
+    if (rank.has(a.id)) return;
+    rank.set(a.id, rank.size);
+    push(ofKind, a.kind, a.id);
+    // Not the steps master0 runs for every node (node-meta) nor plugin steps: no lookup asks for those by host.
+    if (a.host !== undefined && a.kind !== 'node-meta' && a.kind !== 'plugin' && a.kind !== 'host-aliases') push(onHost, a.host, a.id);
+    if (a.kind === 'create-host') for (const h of a.hosts) if (h.key !== a.host) push(madeIn, h.key, a.id);
+  };
+  for (const a of actions.values()) added(a);
+  const pick = (ids: string[] | undefined, pred: (a: Action) => boolean): string[] => {
+    const out: string[] = [];
+    for (const id of ids ?? []) {
+      const a = actions.get(id);
+      if (a && pred(a)) out.push(id);
+    }
+    return out;
+  };
+  /** Ids of several lists (each in plan order) merged into plan order. */
+  const merged = (...lists: (string[] | undefined)[]): string[] => {
+    const some = lists.filter((l): l is string[] => !!l && l.length > 0);
+    return some.length <= 1 ? (some[0] ?? []) : some.flat().sort((x, y) => rank.get(x)! - rank.get(y)!);
+  };
+  const hook = (key: string, names: string[]) => pick(onHost.get(key), (a) => a.kind === 'hook' && names.includes(a.hook));
+  const isPrep = (key: string) => (a: Action) =>
+    (a.kind === 'create-host' && a.hosts.some((h) => h.key === key)) || ((a.kind === 'send-layers' || a.kind === 'unpack') && a.host === key);
+  const prep = (key: string) => pick(merged(onHost.get(key), madeIn.get(key)), isPrep(key));
+  const made = (key: string) => pick(merged(onHost.get(key), madeIn.get(key)), (a) => a.kind === 'create-host' && a.hosts.some((h) => h.key === key));
+  const kind = (k: Action['kind'], pred: (a: Action) => boolean = () => true) => pick(ofKind.get(k), pred);
+  const onHostOf = (key: string, pred: (a: Action) => boolean) => pick(onHost.get(key), pred);
+  const members = () => kind('hook', (a) => a.kind === 'hook' && (JOIN_HOOKS.has(a.hook) || a.hook === 'reconfigure' || a.hook === 'upgrade'));
+  const guests = () => pick(merged(ofKind.get('run-cmd'), ofKind.get('launch-app')), () => true);
+  return { hook, prep, made, kind, onHost: onHostOf, members, guests, added };
 }
 
-function waitFor(actions: Map<string, Action>, dependents: string[], id: string): void {
-  for (const d of dependents) {
-    const a = actions.get(d);
-    if (a && !a.deps.includes(id)) a.deps.push(id);
-  }
+export type PlanIndex = ReturnType<typeof planIndex>;
+
+/**
+ * Makes each of `dependents` wait for `id`. The set of each dependent's deps is kept beside it, so adding a dep
+ * does not scan the list (a pre-install plugin on every host makes every join wait for every host's step).
+ */
+function waiter(actions: Map<string, Action>) {
+  const depsOf = new WeakMap<Action, Set<string>>();
+  return (dependents: string[], id: string): void => {
+    for (const d of dependents) {
+      const a = actions.get(d);
+      if (!a) continue;
+      let set = depsOf.get(a);
+      if (!set) depsOf.set(a, (set = new Set(a.deps)));
+      if (set.has(id)) continue;
+      set.add(id);
+      a.deps.push(id);
+    }
+  };
 }
 
 function selectable(key: string, hs: HostState | undefined, d: { name?: string; ip?: string; roles: string[]; labels?: Record<string, string> } | undefined): SelectableHost {
@@ -101,13 +171,17 @@ function addressTokens(tokens: SelectorToken[] | undefined): SelectorToken[] {
 /** Adds the plugin, node-meta and host-aliases steps of an apply plan. */
 export function addPluginSteps(input: { desired: DesiredCluster; state?: ClusterState; master0: string; removed: HostState[] }, ctx: Ctx): void {
   const { desired, state, master0 } = input;
-  const { actions, add } = ctx;
-  const f = finder(actions);
+  const cx = indexed(ctx);
+  const { add, waitFor, index: f } = cx;
   const plugins = desired.pluginSteps ?? [];
   const shell = plugins.filter((p) => p.type === 'SHELL' || p.type === 'HOSTNAME');
   const lastOnHost = new Map<string, string>();
   const byPoint = new Map<PluginPoint, string[]>();
-  const note = (point: PluginPoint, id: string) => byPoint.set(point, [...(byPoint.get(point) ?? []), id]);
+  const note = (point: PluginPoint, id: string) => {
+    const list = byPoint.get(point);
+    if (list) list.push(id);
+    else byPoint.set(point, [id]);
+  };
   const at = (...points: PluginPoint[]) => points.flatMap((p) => byPoint.get(p) ?? []);
 
   // Host aliases first: everything after may resolve the names they give.
@@ -118,9 +192,9 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     const identity = aliasesDigest(wanted);
     if (wanted.length ? recorded === identity : recorded === undefined) continue;
     const id = `host-aliases:${h.key}`;
-    add({ id, kind: 'host-aliases', host: h.key, aliases: wanted.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })), identity, reason: wanted.length ? (recorded ? 'host aliases changed' : state?.hosts[h.key] ? 'host aliases added' : 'new host') : 'host aliases removed', deps: f.kinds((a) => a.kind === 'create-host' && a.hosts.some((x) => x.key === h.key)) });
+    add({ id, kind: 'host-aliases', host: h.key, aliases: wanted.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })), identity, reason: wanted.length ? (recorded ? 'host aliases changed' : state?.hosts[h.key] ? 'host aliases added' : 'new host') : 'host aliases removed', deps: f.made(h.key) });
     aliasesId.set(h.key, id);
-    waitFor(actions, f.hook(h.key, ['init-host']), id);
+    waitFor(f.hook(h.key, ['init-host']), id);
   }
 
   const depsFor = (point: PluginPoint, key: string): string[] => {
@@ -138,9 +212,9 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
       case 'upgrade':
         return [...base, ...f.hook(key, ['upgrade'])];
       case 'pre-guest':
-        return [...base, ...f.members(), ...at('post-join', 'upgrade'), ...f.kinds((a) => a.kind === 'node-meta')];
+        return [...base, ...f.members(), ...at('post-join', 'upgrade'), ...f.kind('node-meta')];
       default:
-        return [...base, ...f.members(), ...f.guests(), ...at('post-join', 'upgrade', 'pre-guest'), ...f.kinds((a) => a.kind === 'node-meta')];
+        return [...base, ...f.members(), ...f.guests(), ...at('post-join', 'upgrade', 'pre-guest'), ...f.kind('node-meta')];
     }
   };
   const dependentsFor = (point: PluginPoint, key: string): string[] => {
@@ -149,7 +223,7 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
       case 'pre-init':
         return f.hook(key, ['init-host']);
       case 'pre-install':
-        return f.kinds((a) => a.kind === 'hook' && (a.hook === 'init-host' || JOIN_HOOKS.has(a.hook)));
+        return f.kind('hook', (a) => a.kind === 'hook' && (a.hook === 'init-host' || JOIN_HOOKS.has(a.hook)));
       case 'post-init':
         return f.hook(key, [...JOIN_HOOKS]);
       case 'pre-join':
@@ -172,7 +246,7 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     const a: NodeMetaAction = { id, kind: 'node-meta', host: master0, target, source, labels: meta.labels, unlabel: meta.unlabel, taints: meta.taints, identity, record, reason: recorded ? `${source} changed` : state?.hosts[target] ? `${source} added` : 'new host', deps };
     if (ifAddress) a.ifAddress = ifAddress;
     add(a);
-    if (point !== 'post-install') waitFor(actions, f.guests(), id);
+    if (point !== 'post-install') waitFor(f.guests(), id);
   };
   for (const h of desired.hosts) {
     if (!h.labels && !h.taints) continue;
@@ -210,7 +284,7 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
         };
         if (sel === 'if-address') a.ifAddress = addressTokens(on);
         add(a);
-        waitFor(actions, dependentsFor(point, h.key), a.id);
+        waitFor(dependentsFor(point, h.key), a.id);
         lastOnHost.set(h.key, a.id);
         note(point, a.id);
       }
@@ -238,7 +312,7 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
   }
 
   // Hosts removed from the Clusterfile: PreClean before they leave, PostClean after their clean.
-  for (const hs of input.removed) addCleanSteps(shell, hs, state?.master0, ctx);
+  for (const hs of input.removed) addCleanSteps(shell, hs, state?.master0, cx);
 }
 
 /** What a HOSTNAME plugin runs: the name now (its own UTS namespace on a LOCAL host) and at the next boot. */
@@ -252,12 +326,12 @@ function isNew(hs: HostState): boolean {
 
 /** PreClean and PostClean around the leave/clean of a host that is cleaned (removed, or the cluster destroyed). */
 export function addCleanSteps(shell: DesiredPlugin[], hs: HostState, master0: string | undefined, ctx: Ctx): void {
-  const { actions, add } = ctx;
-  const f = finder(actions);
+  if (!shell.some((p) => p.type === 'SHELL' && (p.points.includes('pre-clean') || p.points.includes('post-clean')))) return;
+  const { actions, add, waitFor, index: f } = indexed(ctx);
   const first = f.hook(hs.key, ['leave']).length ? f.hook(hs.key, ['leave']) : f.hook(hs.key, ['clean']);
   const clean = f.hook(hs.key, ['clean']);
   if (first.length === 0) return;
-  const removeFiles = f.kinds((a) => a.kind === 'remove-files' && a.host === hs.key);
+  const removeFiles = f.onHost(hs.key, (a) => a.kind === 'remove-files');
   let last: string | undefined;
   for (const point of ['pre-clean', 'post-clean'] as PluginPoint[]) {
     for (const p of shell.filter((x) => x.type === 'SHELL')) {
@@ -268,7 +342,7 @@ export function addCleanSteps(shell: DesiredPlugin[], hs: HostState, master0: st
       const inherited = point === 'pre-clean' ? (actions.get(first[0])?.deps ?? []) : [];
       const a: PluginAction = { id: pluginId(p, point, hs.key), kind: 'plugin', host: hs.key, plugin: p.name, point, data: p.data, identity: p.identity, record, reason: 'host cleaned', deps: [...inherited, ...deps] };
       add(a);
-      waitFor(actions, point === 'pre-clean' ? first : removeFiles, a.id);
+      waitFor(point === 'pre-clean' ? first : removeFiles, a.id);
       last = a.id;
     }
   }

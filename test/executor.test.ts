@@ -133,4 +133,72 @@ describe('executor scheduling', () => {
     const next = makePlan({ desired, image: imageInfo('v1'), state: (await backend.read())! });
     expect(next.actions.length).toBe(ctx.plan.actions.length - 3);
   });
+
+  it('frees a slot while its result is written; dependents start only once it is on disk; writes are shared', async () => {
+    const { p, backend, ctx } = setup();
+    // The real backend, counted and slowed, so many results finish while one write is under way.
+    let writes = 0;
+    let writing = 0;
+    let startedDuringWrite = 0;
+    const slow = Object.create(backend) as LocalStateBackend;
+    slow.write = async (s, o) => {
+      writes++;
+      writing++;
+      await new Promise((r) => setTimeout(r, 30));
+      try {
+        return await backend.write(s, o);
+      } finally {
+        writing--;
+      }
+    };
+    const byId = new Map(p.actions.map((a) => [a.id, a]));
+    const r = await execute(ctx, {
+      parallelism: 2,
+      backend: slow,
+      run: async (_c, a) => {
+        if (writing > 0) startedDuringWrite++;
+        const onDisk = await backend.read();
+        for (const id of a.deps) {
+          const dep = byId.get(id)!;
+          if (dep.kind === 'hook') expect(onDisk?.hosts[dep.host]?.hooks[dep.hook], `${a.id} started before ${id} was written`).toBe(dep.image);
+          if (dep.kind === 'send-layers') expect(onDisk?.hosts[dep.host]?.layers).toEqual(expect.arrayContaining(dep.layers));
+          if (dep.kind === 'unpack') expect(onDisk?.hosts[dep.host]?.rootfsImage).toBe(dep.image);
+        }
+        return {};
+      },
+    });
+    expect(r.failed).toEqual([]);
+    expect(r.completed).toHaveLength(p.actions.length);
+    // Independent steps went on while results were being written, and writes held several results each.
+    expect(startedDuringWrite).toBeGreaterThan(0);
+    expect(writes).toBeLessThan(p.actions.length);
+    const again = makePlan({ desired: ctx.desired!, image: imageInfo('v1'), state: (await backend.read())! });
+    expect(again.actions).toEqual([]);
+  });
+
+  it('an apply stopped while a write is under way has every finished step on disk once it returns', async () => {
+    const { desired, p, backend, ctx } = setup();
+    const ctl = new AbortController();
+    const slow = Object.create(backend) as LocalStateBackend;
+    slow.write = async (s, o) => {
+      await new Promise((r) => setTimeout(r, 20));
+      return backend.write(s, o);
+    };
+    let n = 0;
+    const r = await execute(ctx, {
+      parallelism: 3,
+      backend: slow,
+      signal: ctl.signal,
+      run: async () => {
+        if (++n === 7) ctl.abort();
+        return {};
+      },
+    });
+    expect(r.interrupted).toBe(true);
+    const onDisk = (await backend.read())!;
+    const next = makePlan({ desired, image: imageInfo('v1'), state: onDisk });
+    // Exactly the steps that did not finish are left: nothing finished was lost, nothing unfinished recorded.
+    expect(next.actions.map((a) => a.id).sort()).toEqual(p.actions.filter((a) => !r.completed.includes(a)).map((a) => a.id).sort());
+  });
 });
+

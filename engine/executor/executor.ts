@@ -1,7 +1,10 @@
 /**
  * Runs a plan's actions as a graph: an action starts once all its deps succeeded, up to `parallelism` at once.
- * When an action fails, only what depends on it is skipped; independent hosts go on. The state is written after
- * every action (one writer, in completion order), so an apply killed at any moment resumes where it stopped.
+ * When an action fails, only what depends on it is skipped; independent hosts go on. The state is written by one
+ * writer, each write taking every result recorded since the last: a finished action frees its slot at once, and its
+ * dependents start only once a write holding its result is done. So every dependency is durable before its
+ * dependents start (an apply killed at any moment resumes where it stopped), and the number of writes is bounded by
+ * the apply's length and its depth, not by its number of actions (each write holds the whole state).
  */
 import { HostUnreachableError, TransientError } from '../kernel/errors.js';
 import { retry } from '../kernel/retry.js';
@@ -58,7 +61,7 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
       else dependents.set(d, [a]);
     }
   }
-  const ready: Action[] = actions.filter((a) => waitingOn.get(a.id) === 0);
+  const ready = new Queue(actions.filter((a) => waitingOn.get(a.id) === 0));
   const completed: Action[] = [];
   const failed: Failure[] = [];
   const skipped: Action[] = [];
@@ -104,11 +107,18 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
     }
   };
 
+  // Steps whose results may change an address drop the member lists hooks share (hook-env.ts).
+  ctx.envCache = {};
+  const changesAddresses = (a: Action, result: ActionResult) =>
+    a.kind === 'create-host' || a.kind === 'remove-files' || a.kind === 'delete-host' || result.facts?.ip !== undefined;
+
   await new Promise<void>((finish) => {
     let running = 0;
+    // Completions waiting for the write that makes them durable: their dependents are released after it.
+    let awaitingWrite = 0;
     const pump = () => {
       // Started only when a slot is free, so an interrupt never leaves queued work to start later.
-      while (running < parallelism && ready.length > 0 && !opts.signal?.aborted && !writeError) {
+      while (running < parallelism && ready.size > 0 && !opts.signal?.aborted && !writeError) {
         const a = ready.shift()!;
         if (status.get(a.id) !== 'pending') continue;
         status.set(a.id, 'running');
@@ -118,7 +128,19 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
           pump();
         });
       }
-      if (running === 0) finish();
+      if (running === 0 && awaitingWrite === 0) finish();
+    };
+
+    // Called once the write holding `a`'s result is done: only now may what depends on it start.
+    const durable = (a: Action, started: number) => {
+      status.set(a.id, 'done');
+      completed.push(a);
+      ctx.reporter.event({ type: 'action-done', action: a, ms: Date.now() - started });
+      for (const next of dependents.get(a.id) ?? []) {
+        const left = waitingOn.get(next.id)! - 1;
+        waitingOn.set(next.id, left);
+        if (left === 0) ready.push(next);
+      }
     };
 
     const runOne = async (a: Action) => {
@@ -137,21 +159,21 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
           },
         });
         recordSuccess(ctx.state, ctx.desired, a, result, ctx.plan.image?.ref);
-        await save();
-        status.set(a.id, 'done');
-        completed.push(a);
-        ctx.reporter.event({ type: 'action-done', action: a, ms: Date.now() - started });
-        for (const next of dependents.get(a.id) ?? []) {
-          const left = waitingOn.get(next.id)! - 1;
-          waitingOn.set(next.id, left);
-          if (left === 0) ready.push(next);
-        }
+        if (changesAddresses(a, result)) ctx.envCache = {};
+        // The slot is free now; the dependents wait for the write (shared with every result recorded meanwhile).
+        awaitingWrite++;
+        void save().then(() => {
+          awaitingWrite--;
+          durable(a, started);
+          pump();
+        });
       } catch (err) {
         status.set(a.id, 'failed');
         failed.push({ action: a, error: err as Error });
         ctx.reporter.event({ type: 'action-failed', action: a, error: err as Error });
-        // A recorded start (a host now leaving) must survive the failure too.
-        await save();
+        // A recorded start (a host now leaving) must survive the failure too: written with the next write, which
+        // the apply waits for before it returns. Skipping the dependents needs nothing durable.
+        void save();
         skipDependents(a.id, `${a.id} failed`);
       }
     };
@@ -162,4 +184,30 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
   const interrupted = !!opts.signal?.aborted && actions.some((a) => status.get(a.id) === 'pending');
   if (interrupted) ctx.reporter.event({ type: 'interrupted' });
   return { completed, failed, skipped, interrupted, state: ctx.state, bytesSent: ctx.bytesSent, uplinkBytes: ctx.uplink.bytes };
+}
+
+/** First in, first out; taking the first is O(1) (Array#shift copies a long array, and 50,000 hosts make one). */
+class Queue<T> {
+  private head = 0;
+
+  constructor(private items: T[] = []) {}
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head++];
+    // Taken items are dropped once they are half the array, so memory stays bounded by what waits.
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
 }

@@ -8,6 +8,7 @@ import type { DesiredCluster, DesiredHost } from '../clusterfile/types.js';
 import type { ClusterState, HostState } from '../../state/model.js';
 import type { ProviderData } from '../kernel/types.js';
 import type { MadeHost } from '../../providers/contract.js';
+import { desiredHost } from './desired-index.js';
 
 export interface HostFacts {
   ip?: string;
@@ -19,7 +20,7 @@ export interface HostFacts {
 export function ensureHost(state: ClusterState, desired: DesiredCluster | undefined, key: string, facts: HostFacts = {}): HostState {
   let hs = state.hosts[key];
   if (!hs) {
-    const d: DesiredHost | undefined = desired?.hosts.find((h) => h.key === key);
+    const d: DesiredHost | undefined = desiredHost(desired, key);
     hs = {
       key,
       ip: facts.ip ?? d?.ip ?? '',
@@ -113,7 +114,7 @@ export function recordSuccess(
         hs.status = 'active';
         hs.image = { ref: imageRef ?? state.image?.ref ?? action.image, digest: action.image };
         // The desired roles are the host's roles from the moment it is a member.
-        const d = desired?.hosts.find((h) => h.key === action.host);
+        const d = desiredHost(desired, action.host);
         if (d) hs.roles = [...d.roles];
       }
       if (action.hook === 'init-master0') state.master0 = action.host;

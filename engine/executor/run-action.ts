@@ -19,7 +19,7 @@ import type { Connections } from './connections.js';
 import type { ProviderRuntime } from '../../providers/contract.js';
 import type { ProviderData } from '../kernel/types.js';
 import type { Reporter } from './events.js';
-import { hookEnv } from './hook-env.js';
+import { hookEnv, type EnvCache } from './hook-env.js';
 import {
   cmdScript,
   hookScript,
@@ -58,6 +58,8 @@ export interface RunContext {
   checked?: CheckedImage;
   /** Stores a provider's data for an action durably in the state before the provider acts on it (see contract.ts). */
   checkpoint?: (actionId: string, data: ProviderData) => Promise<void>;
+  /** What every hook's environment shares, kept by the executor for the apply (hook-env.ts). */
+  envCache?: EnvCache;
 }
 
 const RELAY_MIN_BYTES = 1 << 20;

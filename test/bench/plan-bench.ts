@@ -5,6 +5,9 @@ import type { Plan } from '../../plans/actions.js';
 import { simulate } from '../planner.helpers.js';
 import { syntheticCluster, syntheticImage } from './synthetic.js';
 import { timeSync, type Timing } from './stats.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { ExecFigures } from './exec-bench.js';
 
 export interface PlanCase {
   timing: Timing;
@@ -16,7 +19,8 @@ export interface PlanCase {
 export interface PlanFigures {
   hosts: number;
   layers: number;
-  create: PlanCase & { render: Timing & { chars: number; lines: number } };
+  /** peakRssMB: the process's peak RSS once the create plans were made (before rendering and the other cases). */
+  create: PlanCase & { peakRssMB: number; render: Timing & { chars: number; lines: number } };
   noop: PlanCase;
   upgradeOneLayer: PlanCase;
 }
@@ -38,6 +42,7 @@ export function benchPlan(opts: { hosts: number; layers: number; runs: number })
   const desired = syntheticCluster(opts.hosts, 3, v1.ref);
 
   const create = measure(opts.runs, { desired, image: v1 });
+  const createPeakRssMB = Math.round(process.resourceUsage().maxRSS / 1024);
   const rendered = timeSync(opts.runs, () => renderPlanText(create.plan));
   const converged = simulate(create.plan, desired, undefined);
 
@@ -52,9 +57,56 @@ export function benchPlan(opts: { hosts: number; layers: number; runs: number })
     layers: opts.layers,
     create: {
       ...create.figures,
+      peakRssMB: createPeakRssMB,
       render: { ...rendered.timing, chars: rendered.result.length, lines: rendered.result.split('\n').length },
     },
     noop: noop.figures,
     upgradeOneLayer: upgrade.figures,
+  };
+}
+
+export interface ScaleFigures<T> {
+  sizes: (T & { peakRssMB: number; cpuMs: number })[];
+  /** Largest over smallest: hosts, and what the same work cost (x10 hosts should cost at most ~x12). */
+  scaling: Record<string, number>;
+}
+
+/** Runs one size of a bench in a child process (scale-child.ts) and returns its figures. */
+function child<T>(args: string[]): T {
+  const script = fileURLToPath(new URL('./scale-child.js', import.meta.url));
+  const r = spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`bench child ${args.join(' ')} failed: ${r.stderr.trim().split('\n').slice(-3).join(' ')}`);
+  return JSON.parse(r.stdout) as T;
+}
+
+const ratio = (a: number, b: number) => Number((b > 0 ? a / b : 0).toFixed(2));
+
+/** The planner at several sizes, each in a fresh process: time (median of `runs`), peak RSS, and how it scales. */
+export function benchPlanScale(opts: { hosts: number[]; layers: number; runs: number }): ScaleFigures<PlanFigures> {
+  const sizes = opts.hosts.map((h) =>
+    child<PlanFigures & { peakRssMB: number; cpuMs: number }>(['--what', 'plan', '--hosts', String(h), '--layers', String(opts.layers), '--runs', String(opts.runs)]),
+  );
+  const [small, big] = [sizes[0], sizes[sizes.length - 1]];
+  return {
+    sizes,
+    scaling: {
+      hosts: ratio(big.hosts, small.hosts),
+      create: ratio(big.create.timing.medianMs, small.create.timing.medianMs),
+      noop: ratio(big.noop.timing.medianMs, small.noop.timing.medianMs),
+      upgradeOneLayer: ratio(big.upgradeOneLayer.timing.medianMs, small.upgradeOneLayer.timing.medianMs),
+      render: ratio(big.create.render.medianMs, small.create.render.medianMs),
+    },
+  };
+}
+
+/** The executor's bookkeeping (exec-bench.ts) at several sizes, each in a fresh process. */
+export function benchExecutorScale(opts: { hosts: number[]; layers: number; parallelism: number }): ScaleFigures<ExecFigures> {
+  const sizes = opts.hosts.map((h) =>
+    child<ExecFigures & { peakRssMB: number; cpuMs: number }>(['--what', 'exec', '--hosts', String(h), '--layers', String(opts.layers), '--parallelism', String(opts.parallelism)]),
+  );
+  const [small, big] = [sizes[0], sizes[sizes.length - 1]];
+  return {
+    sizes,
+    scaling: { hosts: ratio(big.hosts, small.hosts), ms: ratio(big.ms, small.ms), stateWrites: ratio(big.stateWrites, small.stateWrites) },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: prints one JSON document of figures (never pass/fail on time). Progress goes to stderr.
  *   --hosts 1,5,10          local host counts for the apply figures
- *   --plan-hosts 5000       --plan-layers 50     --runs 5
+ *   --plan-hosts 5000,50000 --plan-layers 50     --runs 5    (each size in its own process; 0 skips)
+ *   --exec-hosts 5000,50000 --exec-parallelism 10   (the executor on a fake instant transport; 0 skips)
  *   --big-layer-mb 20       --no-apply           (plan figures only)
  *   --fanout-hosts 8        --uplink-mbit 200    (relay on/off under a shaped operator uplink; 0 hosts skips)
  *   --aliyun-masters 3      --aliyun-nodes 3     (ALI_CLOUD on the emulator, realistic latencies; 0 masters skips)
@@ -10,7 +11,7 @@
  */
 import { parseArgs } from 'node:util';
 import { machineFacts } from './machine.js';
-import { benchPlan } from './plan-bench.js';
+import { benchExecutorScale, benchPlanScale } from './plan-bench.js';
 import { benchApply } from './apply-bench.js';
 import { benchFanout } from './fanout-bench.js';
 import { benchAliyun } from './aliyun-bench.js';
@@ -27,7 +28,9 @@ function positiveInts(flag: string, text: string): number[] {
 const { values } = parseArgs({
   options: {
     hosts: { type: 'string', default: '1,5,10' },
-    'plan-hosts': { type: 'string', default: '5000' },
+    'plan-hosts': { type: 'string', default: '5000,50000' },
+    'exec-hosts': { type: 'string', default: '5000,50000' },
+    'exec-parallelism': { type: 'string', default: '10' },
     'plan-layers': { type: 'string', default: '50' },
     runs: { type: 'string', default: '5' },
     'big-layer-mb': { type: 'string', default: '20' },
@@ -45,14 +48,18 @@ const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
 async function main(): Promise<void> {
   const machine = machineFacts();
-  const [planHosts] = positiveInts('--plan-hosts', values['plan-hosts']!);
+  const planHosts = values['plan-hosts'] === '0' ? [] : positiveInts('--plan-hosts', values['plan-hosts']!);
+  const execHosts = values['exec-hosts'] === '0' ? [] : positiveInts('--exec-hosts', values['exec-hosts']!);
+  const [execParallelism] = positiveInts('--exec-parallelism', values['exec-parallelism']!);
   const [planLayers] = positiveInts('--plan-layers', values['plan-layers']!);
   const [runs] = positiveInts('--runs', values.runs!);
   const hostCounts = positiveInts('--hosts', values.hosts!);
   const [bigMb] = positiveInts('--big-layer-mb', values['big-layer-mb']!);
 
-  log(`planning ${planHosts} hosts x ${planLayers} layers, ${runs} runs per case`);
-  const plan = benchPlan({ hosts: planHosts, layers: planLayers, runs });
+  log(`planning ${planHosts.join(', ')} hosts x ${planLayers} layers, ${runs} runs per case`);
+  const plan = planHosts.length ? benchPlanScale({ hosts: planHosts, layers: planLayers, runs }) : { skipped: '--plan-hosts 0' };
+  log(`executing plans of ${execHosts.join(', ')} hosts on a fake instant transport`);
+  const executor = execHosts.length ? benchExecutorScale({ hosts: execHosts, layers: planLayers, parallelism: execParallelism }) : { skipped: '--exec-hosts 0' };
   const [refreshHosts] = positiveInts('--refresh-synthetic-hosts', values['refresh-synthetic-hosts']!);
   log(`refresh: comparing ${refreshHosts} generated host answers`);
   const refresh: Record<string, unknown> = { synthetic: benchRefreshSynthetic({ hosts: refreshHosts, layers: planLayers, runs }) };
@@ -102,7 +109,7 @@ async function main(): Promise<void> {
     }
     if (interrupt.signal.aborted) process.exitCode = 130;
   }
-  process.stdout.write(JSON.stringify({ machine, plan, apply, fanout, aliyun, refresh }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ machine, plan, executor, apply, fanout, aliyun, refresh }, null, 2) + '\n');
 }
 
 main().catch((err) => {
