@@ -14,7 +14,7 @@ import { checkLayers, scanLayer, type CheckedImage } from '../engine/image/layer
 import { planIncremental } from '../engine/image/incremental.js';
 import type { ScannedLayer } from '../engine/image/layer-tree.js';
 import {
-  incrementalPlanScript, remoteIncrementalPlan, remoteLayerPath, remoteRootfs, remoteUnpackPlan, unpackPlanScript, unpackScript,
+  incrementalPlanScript, prepareScript, remoteIncrementalPlan, remoteLayerPath, remoteRootfs, remoteStagedRootfs, remoteUnpackPlan, swapScript, unpackPlanScript, unpackScript,
 } from '../engine/executor/remote-layout.js';
 import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import { shellQuote } from '../providers/ssh/shell.js';
@@ -247,5 +247,29 @@ describe.skipIf(!labsAvailable())('an incremental unpack on a real host gives th
     const out = await sh(unpackScript('inc', [a, b2], { image: sha256('hooked-2'), allowSetid: false }, { image: img1 }));
     expect(out).toContain('cloudimage: rootfs unpacked in full');
     expect(await sh(`ls ${remoteRootfs('inc')}/etc`)).toBe('a\n');
+  }, 120_000);
+
+  it('resumes after a stop mid-prepare (an unrecorded stage is discarded) and mid-swap (the staged inode tells)', async () => {
+    const a = put(st, [dir('etc'), f('etc/a')]);
+    const b = put(st, [f('app', 'v3\n')]);
+    await upload([a, b]);
+    const checked = await checkLayers(blobPath(st), [a, b]);
+    const target = { image: sha256('resume-2'), allowSetid: false };
+    await full('inc', await checkLayers(blobPath(st), [a]), sha256('resume-1'));
+    await s.upload(Buffer.from(unpackPlanScript(checked)), remoteUnpackPlan('inc'), { mode: 0o600 });
+    await sh(`rm -f ${remoteIncrementalPlan('inc')}`);
+    // Stopped mid-prepare: a half-made stage with no record.
+    await sh(`mkdir -p ${remoteStagedRootfs('inc')} && echo partial > ${remoteStagedRootfs('inc')}/junk`);
+    expect(await sh(swapScript('inc', target))).toContain('__ci_not_staged__');
+    expect(await sh(prepareScript('inc', [a, b], target))).toContain('cloudimage: rootfs unpacked in full');
+    expect(await sh(`ls ${remoteStagedRootfs('inc')}`)).toBe('app\netc\n');
+    expect(await sh(prepareScript('inc', [a, b], target))).toContain('cloudimage: rootfs staged already');
+    // Stopped mid-swap, after both renames and before the record: the swap finishes on the next run.
+    const root = remoteRootfs('inc');
+    await sh(`rm -f ${root}.id; mv ${root} ${root}.old && mv ${root}.next ${root}`);
+    expect(await sh(prepareScript('inc', [a, b], target))).toContain('cloudimage: rootfs staged already');
+    expect(await sh(swapScript('inc', target))).not.toContain('__ci_not_staged__');
+    expect(await sh(`cat ${root}/app; ls -A /var/lib/cloudimage/clusters/inc`)).toBe('v3\nrootfs\nrootfs.id\nunpack.sh\n');
+    expect(await sh(`sed -n 's/^inode //p' /var/lib/cloudimage/clusters/inc/rootfs.id`)).toBe(await sh(`stat -c %i ${root}`));
   }, 120_000);
 });
