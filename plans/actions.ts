@@ -80,7 +80,18 @@ export interface SendLayersAction extends ActionBase {
   resend?: Digest[];
 }
 
-/** (Re)build the host's rootfs from its layer store for `image`; host-local, no network cost. */
+/** The rootfs a host has now, as the state knows it: what an incremental unpack may start from. */
+export interface RootfsBase {
+  image: Digest;
+  /** Its layers, then its config layer when it had one. */
+  layers: Digest[];
+  config?: Digest;
+}
+
+/**
+ * Put the host's rootfs for `image` in place from its layer store; host-local, no network cost. When a
+ * prepare-rootfs staged it, this only swaps it in; otherwise it is staged here first (see prepare-rootfs).
+ */
 export interface UnpackAction extends ActionBase {
   kind: 'unpack';
   host: string;
@@ -89,6 +100,22 @@ export interface UnpackAction extends ActionBase {
   layers: Digest[];
   /** The config layer unpacked last (absent: none). */
   config?: Digest;
+  /** The host's current rootfs (absent: none known): only the layers above those it shares are unpacked, when the host proves it is that rootfs unchanged. */
+  base?: RootfsBase;
+}
+
+/**
+ * Stage the rootfs for `image` beside the host's current one, before the upgrade roll starts (every host at once),
+ * so the roll's unpack only swaps it in. Incremental from `base` when the host proves its rootfs is that one,
+ * unchanged; a full unpack otherwise. Changes nothing a running member uses, and nothing in the state.
+ */
+export interface PrepareRootfsAction extends ActionBase {
+  kind: 'prepare-rootfs';
+  host: string;
+  image: Digest;
+  layers: Digest[];
+  config?: Digest;
+  base?: RootfsBase;
 }
 
 /** Run a lifecycle hook from the image's rootfs `hooks/` (a missing hook file is skipped by the executor). */
@@ -192,6 +219,7 @@ export type Action =
   | CreateHostAction
   | SendLayersAction
   | UnpackAction
+  | PrepareRootfsAction
   | HookAction
   | RunCmdAction
   | LaunchAppAction

@@ -21,6 +21,7 @@ import {
   type PlannedHost,
   type PlanRefresh,
   type DriftItem,
+  type RootfsBase,
 } from './actions.js';
 import { addCleanSteps, addPluginSteps, indexed } from './plugin-steps.js';
 
@@ -52,6 +53,7 @@ export const id = {
   create: (batch: string) => `create-host:${batch}`,
   send: (k: string) => `send-layers:${k}`,
   unpack: (k: string) => `unpack:${k}`,
+  prepare: (k: string) => `prepare-rootfs:${k}`,
   hook: (h: HookName, k: string) => `hook:${h}:${k}`,
   cmd: (i: number) => `run-cmd:${i}`,
   launch: (app: string) => `launch-app:${app}`,
@@ -152,6 +154,12 @@ export function plan(input: PlanInput): Plan {
   if (input.config) layerSize.set(input.config.digest, input.config.size);
   const hostLayers = C ? [...imageLayers, C] : imageLayers;
   const needsUnpack = (hs: HostState | undefined) => hs?.rootfsImage !== D || hs.rootfsConfig !== C;
+  // The rootfs a host has, when the state knows its layers: an unpack may build on what both share.
+  const baseOf = (hs: HostState | undefined): { base: RootfsBase } | {} => {
+    if (!hs?.rootfsImage || state?.image?.digest !== hs.rootfsImage) return {};
+    const cfg = hs.rootfsConfig;
+    return { base: { image: hs.rootfsImage, layers: [...state.image.layers, ...(cfg ? [cfg] : [])], ...(cfg ? { config: cfg } : {}) } };
+  };
   const configOnly = (h: DesiredHost) => {
     const hs = hostsState[h.key];
     return !!hs && hs.status !== 'leaving' && hs.rootfsImage === D && hs.rootfsConfig !== C && isExisting(h) && changeFor(hs) === undefined;
@@ -287,7 +295,7 @@ export function plan(input: PlanInput): Plan {
     }
     if (needsUnpack(hs) && !rolling.has(h.key)) {
       const reason = rootfsDrift(h.key)?.reason ?? (configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs'));
-      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), reason, deps: [...made(h.key), ...present(id.send(h.key))] });
+      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason, deps: [...made(h.key), ...present(id.send(h.key))] });
     }
     if (!hs?.hooks['init-host']) {
       hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(id.send(h.key), id.unpack(h.key))]);
@@ -304,7 +312,15 @@ export function plan(input: PlanInput): Plan {
     return a;
   }
 
-  // Phase 2: the upgrade roll. Unpacking swaps the rootfs under a running member, so it belongs to the roll too.
+  // Phase 2: the upgrade roll. Every member's new rootfs is staged first, all at once and beside the one it runs;
+  // swapping it in changes the rootfs under a running member, so that belongs to the roll, as the hook does.
+  const prepares: string[] = [];
+  for (const h of rollOrder) {
+    const hs = hostsState[h.key];
+    if (!needsUnpack(hs)) continue;
+    add({ id: id.prepare(h.key), kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changeFor(hs)!, deps: present(id.send(h.key)) });
+    prepares.push(id.prepare(h.key));
+  }
   let previous: string[] = [];
   const batches: DesiredHost[][] = [];
   for (const h of rollOrder) {
@@ -320,7 +336,8 @@ export function plan(input: PlanInput): Plan {
       const hs = hostsState[h.key];
       const changed = changeFor(hs)!;
       if (needsUnpack(hs)) {
-        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), reason: changed, deps: [...present(id.send(h.key)), ...previous] });
+        // After every prepare: a host that cannot stage its rootfs stops the roll before it starts.
+        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changed, deps: [...present(id.send(h.key)), ...prepares, ...previous] });
       }
       const a = hook(h, 'upgrade', changed, present(id.send(h.key), id.unpack(h.key), ...previous));
       done.push(a.id);
@@ -541,6 +558,7 @@ const KIND_ORDER: Record<Action['kind'], number> = {
   infra: -1,
   'create-host': 0,
   'send-layers': 1,
+  'prepare-rootfs': 1.8,
   unpack: 2,
   hook: 3,
   'run-cmd': 4,

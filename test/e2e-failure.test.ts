@@ -185,13 +185,16 @@ describe.skipIf(!labsAvailable())('an apply that loses a host midway, then resum
       const r = await home.ci(['apply', '-f', clusterfile, '--auto-approve']);
       expect(r.code, r.stdout + r.stderr).toBe(1);
       expect(Date.now() - started).toBeLessThan(150_000);
-      expect(r.stdout).toMatch(new RegExp(`failed: ${NODE}: unpack rootfs \\w+: root@${lab.host(NODE)!.ip.replace(/\./g, '\\.')}:22: cannot connect`));
-      // The roll stops at the unreachable node: the next node is left as it was.
+      expect(r.stdout).toMatch(new RegExp(`failed: ${NODE}: stage rootfs \\w+[^:]*: root@${lab.host(NODE)!.ip.replace(/\./g, '\\.')}:22: cannot connect`));
+      // Every new rootfs is staged before the roll: one that cannot be staged stops the roll before it starts.
+      expect(r.stdout).toContain(`[${MASTER}] hook upgrade: skipped`);
       expect(r.stdout).toContain(`[${VICTIM}] hook upgrade: skipped`);
       expect(r.stdout).toContain('run the same command again to resume');
       const state = home.readState(CLUSTER)!;
-      expect(state.hosts[MASTER].hooks.upgrade).toBeDefined();
+      expect(state.hosts[MASTER].hooks.upgrade).toBeUndefined();
       expect(state.hosts[NODE].hooks.upgrade).toBeUndefined();
+      // The members staged theirs beside the rootfs they run; the state still says they run v1.
+      expect(state.hosts[MASTER].rootfsImage).toBe(state.image?.digest);
       expect(state.image?.ref).toBe('fail-e2e:v1');
     } finally {
       await lab.restoreLink(NODE);

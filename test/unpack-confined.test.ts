@@ -13,7 +13,7 @@ import { sha256, type Digest } from '../engine/kernel/digest.js';
 import type { CheckedImage } from '../engine/image/layer-check.js';
 import { ImageStore } from '../engine/image/store.js';
 import { WorkingRootfs } from '../engine/image/unpack.js';
-import { remoteLayerPath, remoteRootfs, remoteUnpackPlan, unpackPlanScript, unpackScript } from '../engine/executor/remote-layout.js';
+import { incrementalPlanScript, remoteIncrementalPlan, remoteLayerPath, remoteRootfs, remoteUnpackPlan, unpackPlanScript, unpackScript } from '../engine/executor/remote-layout.js';
 import { connectSsh, type SshSession } from '../providers/ssh/session.js';
 import { shellQuote } from '../providers/ssh/shell.js';
 import { labsAvailable, openTestLab, type TestLab } from './helpers/lab.js';
@@ -73,8 +73,23 @@ describe.skipIf(!labsAvailable())('the host unpack is confined even when the lay
     await sh('touch /var/lib/cloudimage/.marker && sleep 1.1');
     for (const st of steps) {
       await s.upload(Buffer.from(unpackPlanScript(st.checked)), remoteUnpackPlan(CLUSTER), { mode: 0o600 });
-      const r = await s.exec(unpackScript(CLUSTER, st.layers), { timeoutMs: 60_000 });
+      await s.exec(`rm -f ${remoteIncrementalPlan(CLUSTER)}`);
+      const r = await s.exec(unpackScript(CLUSTER, st.layers, { image: st.layers[0], allowSetid: false }), { timeoutMs: 60_000 });
       results.push({ name: st.name, code: r.code, stderr: r.stderr });
+    }
+    // Incremental: the first layer is the rootfs in place (its links included), the others are unpacked on a
+    // hard-linked copy of it. The full plan is made to fail at once, so only the incremental path can reach tar.
+    for (const st of steps.filter((x) => x.layers.length > 1)) {
+      const base = { allowSetid: false, steps: st.checked.steps.slice(0, 1) };
+      await s.upload(Buffer.from(unpackPlanScript(base)), remoteUnpackPlan(CLUSTER), { mode: 0o600 });
+      await s.exec(`rm -f ${remoteIncrementalPlan(CLUSTER)}`);
+      const first = await s.exec(unpackScript(CLUSTER, st.layers.slice(0, 1), { image: st.layers[0], allowSetid: false }), { timeoutMs: 60_000 });
+      expect(first.code, first.stderr).toBe(0);
+      await s.upload(Buffer.from('exit 42\n'), remoteUnpackPlan(CLUSTER), { mode: 0o600 });
+      const inc = { keep: 1, remove: [], modes: [], steps: st.checked.steps.slice(1) };
+      await s.upload(Buffer.from(incrementalPlanScript(st.checked, inc)), remoteIncrementalPlan(CLUSTER), { mode: 0o600 });
+      const r = await s.exec(unpackScript(CLUSTER, st.layers, { image: st.layers[1], allowSetid: false }, { image: st.layers[0] }), { timeoutMs: 60_000 });
+      results.push({ name: `${st.name} (incremental)`, code: r.code, stderr: r.stderr });
     }
   }, 180_000);
 
@@ -84,7 +99,7 @@ describe.skipIf(!labsAvailable())('the host unpack is confined even when the lay
   });
 
   it('leaves every canary outside the rootfs as it was: same content, mode and link count', async () => {
-    expect(results).toHaveLength(ESCAPES.length);
+    expect(results).toHaveLength(ESCAPES.length + ESCAPES.filter((e) => e.layers.length > 1).length);
     for (const f of CANARIES) {
       expect(await sh(`cat ${f}`), f).toBe('canary\n');
       expect(await sh(`stat -c '%a %h' ${f}`), f).toBe('640 1\n');
@@ -102,7 +117,7 @@ describe.skipIf(!labsAvailable())('the host unpack is confined even when the lay
 
   it('never leaves a device node in the rootfs, and reports every unpack that could not complete', async () => {
     // Writes that the sandbox stopped make tar fail, so the apply would stop there with tar's message.
-    for (const r of results.filter((x) => x.name !== 'removals that leave the rootfs')) {
+    for (const r of results.filter((x) => !x.name.startsWith('removals that leave the rootfs'))) {
       expect(r.code, JSON.stringify(r)).not.toBe(0);
       expect(r.stderr, r.name).toMatch(/^tar: /m);
     }

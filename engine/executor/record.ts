@@ -88,6 +88,10 @@ export function recordSuccess(
       hs.layers = [...new Set([...hs.layers, ...action.layers])];
       return;
     }
+    case 'prepare-rootfs':
+      // Staged beside the rootfs, recorded on the host only: the state changes when its unpack swaps it in.
+      ensureHost(state, desired, action.host, result.facts);
+      return;
     case 'unpack': {
       const hs = ensureHost(state, desired, action.host, result.facts);
       hs.rootfsImage = action.image;

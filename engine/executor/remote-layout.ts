@@ -5,6 +5,8 @@
 import { digestHex, type Digest } from '../kernel/digest.js';
 import { shellQuote } from '../../providers/ssh/shell.js';
 import type { CheckedImage } from '../image/layer-check.js';
+import type { IncrementalPlan } from '../image/incremental.js';
+import type { LayerStep } from '../image/layer-tree.js';
 
 export const REMOTE_BASE = '/var/lib/cloudimage';
 
@@ -93,41 +95,41 @@ trap - EXIT
 exec chroot "$sb" /bin/sh /plan.sh`;
 
 /**
- * Builds the rootfs for an image from the host's layer store into a fresh directory, following the uploaded unpack
- * plan inside the sandbox above, then swaps it in with renames so a half-built rootfs is never the current one.
+ * Builds the rootfs for an image from the host's layer store (staged, as prepareScript does: in full, or from the
+ * current rootfs when `base` allows it) and swaps it in, in one exec: what an unpack does on a host where nothing
+ * was staged before. A half-built rootfs is never the current one.
  */
-export function unpackScript(cluster: string, layers: Digest[], unpacked?: { image: Digest; config?: Digest }): string {
-  const dir = remoteClusterDir(cluster);
-  const files = layers.map((d) => shellQuote(remoteLayerPath(d))).join(' ');
-  const marker = shellQuote(remoteRootfsMarker(cluster));
-  return [
-    'set -eu',
-    `root=${shellQuote(remoteRootfs(cluster))}`,
-    // Gone first: a rootfs half swapped in is never described as the one recorded.
-    `rm -f ${marker}`,
-    'new="$root.new"; old="$root.old"',
-    `sb=${shellQuote(`${dir}/.unpack-root`)}`,
-    `for f in ${files}; do`,
-    '  [ -f "$f" ] || { echo "layer $f is missing on this host" >&2; exit 3; }',
-    'done',
-    'command -v unshare >/dev/null 2>&1 || { echo "cloudimage: this host has no unshare (util-linux), so the rootfs cannot be unpacked confined" >&2; exit 5; }',
-    'rm -rf "$new" "$old"',
-    'mkdir -p "$new" "$sb"',
-    `unshare --mount sh -c ${shellQuote(SANDBOX)} cloudimage-unpack "$new" ${shellQuote(`${REMOTE_BASE}/layers`)} ${shellQuote(remoteUnpackPlan(cluster))} "$sb"`,
-    'rmdir "$sb" 2>/dev/null || true',
-    '[ -d "$root" ] && mv "$root" "$old"',
-    'mv "$new" "$root"',
-    'rm -rf "$old"',
-    ...(unpacked
-      ? [
-          `printf 'image %s\\nconfig %s\\ninode %s\\n' ${shellQuote(unpacked.image)} ${shellQuote(unpacked.config ?? '-')} "$(stat -c %i "$root")" > ${marker}.tmp`,
-          `mv -f ${marker}.tmp ${marker}`,
-        ]
-      : []),
-  ].join('\n');
+export function unpackScript(cluster: string, layers: Digest[], target: RootfsRecord, base?: { image: Digest; config?: Digest }): string {
+  // Not `( ... ) || exit`: the shell ignores set -e inside anything on the left of || or &&.
+  return `set -eu\n(\n${prepareScript(cluster, layers, target, base)}\n)\n${swapScript(cluster, target)}`;
 }
 
 const REMOVE_BATCH = 200;
+
+function removeLines(paths: string[]): string[] {
+  const out: string[] = [];
+  for (let k = 0; k < paths.length; k += REMOVE_BATCH) out.push(`rm -rf -- ${paths.slice(k, k + REMOVE_BATCH).map((p) => shellQuote(`/target/${p}`)).join(' ')}`);
+  return out;
+}
+
+/** The plan's lines for some layers (`first` is the 0-based index of the first), then the rules for every entry. */
+function planLines(steps: LayerStep[], first: number, total: number, allowSetid: boolean, prelude: string[] = []): string {
+  const lines = [
+    'set -eu',
+    // No /dev in the sandbox: nothing here may redirect to /dev/null.
+    "tar --version | head -n 1 | grep -q 'GNU tar' || { echo 'cloudimage: unpacking needs GNU tar on the host' >&2; exit 6; }",
+    ...prelude,
+  ];
+  steps.forEach((step, i) => {
+    lines.push(`# layer ${first + i + 1} of ${total}: ${step.digest}`);
+    lines.push(...removeLines(step.remove));
+    const z = step.compression === 'gzip' ? ' -z' : '';
+    lines.push(`tar -x${z} -f ${shellQuote(`/layers/${digestHex(step.digest)}.tar.gz`)} -C /target --no-same-owner --numeric-owner --exclude='.wh.*'`);
+  });
+  lines.push("find /target -xdev \\( -type b -o -type c -o -type p -o -type s \\) -exec rm -f -- {} +");
+  if (!allowSetid) lines.push('find /target -xdev -perm /6000 ! -type l -exec chmod ug-s -- {} +');
+  return lines.join('\n') + '\n';
+}
 
 /**
  * The unpack plan: runs chrooted in the sandbox, where the layers are under /layers and the new rootfs is /target.
@@ -135,22 +137,137 @@ const REMOVE_BATCH = 200;
  * whiteout itself. Device nodes never survive, and set-ID bits only when the image was built to keep them.
  */
 export function unpackPlanScript(checked: CheckedImage): string {
-  const lines = [
-    'set -eu',
-    // No /dev in the sandbox: nothing here may redirect to /dev/null.
-    "tar --version | head -n 1 | grep -q 'GNU tar' || { echo 'cloudimage: unpacking needs GNU tar on the host' >&2; exit 6; }",
+  return planLines(checked.steps, 0, checked.steps.length, checked.allowSetid);
+}
+
+/**
+ * The incremental plan, in the same sandbox: /target starts as a hard-linked copy of the current rootfs. What the
+ * old image's upper layers made is taken out, the modes they changed are set back, then only the new upper layers
+ * are unpacked (see engine/image/incremental.ts for when this gives exactly the tree of a full unpack).
+ */
+export function incrementalPlanScript(checked: CheckedImage, inc: IncrementalPlan): string {
+  const prelude = [`# the old upper layers, taken out: the rootfs of the ${inc.keep} shared layers remains`, ...removeLines(inc.remove)];
+  for (const m of inc.modes) prelude.push(`chmod ${m.mode.toString(8).padStart(4, '0')} -- ${shellQuote(`/target/${m.path}`)}`);
+  return planLines(inc.steps, inc.keep, checked.steps.length, checked.allowSetid, prelude);
+}
+
+/** What a rootfs record says besides the directory's inode: the image, its config layer, the set-ID rule. */
+export interface RootfsRecord {
+  image: Digest;
+  config?: Digest;
+  allowSetid: boolean;
+}
+
+function recordLines(r: RootfsRecord): string {
+  return `image ${r.image}\nconfig ${r.config ?? '-'}\nsetid ${r.allowSetid ? 'kept' : 'stripped'}`;
+}
+
+/** `printf` of a record file for the directory `dirVar` names, written whole (renamed into place). */
+function writeRecord(file: string, r: RootfsRecord, dirVar: string): string[] {
+  return [
+    `printf '%s\\ninode %s\\n' ${shellQuote(recordLines(r))} "$(stat -c %i "${dirVar}")" > ${shellQuote(`${file}.tmp`)}`,
+    `mv -f ${shellQuote(`${file}.tmp`)} ${shellQuote(file)}`,
   ];
-  checked.steps.forEach((step, i) => {
-    lines.push(`# layer ${i + 1} of ${checked.steps.length}: ${step.digest}`);
-    for (let k = 0; k < step.remove.length; k += REMOVE_BATCH) {
-      lines.push(`rm -rf -- ${step.remove.slice(k, k + REMOVE_BATCH).map((p) => shellQuote(`/target/${p}`)).join(' ')}`);
-    }
-    const z = step.compression === 'gzip' ? ' -z' : '';
-    lines.push(`tar -x${z} -f ${shellQuote(`/layers/${digestHex(step.digest)}.tar.gz`)} -C /target --no-same-owner --numeric-owner --exclude='.wh.*'`);
-  });
-  lines.push("find /target -xdev \\( -type b -o -type c -o -type p -o -type s \\) -exec rm -f -- {} +");
-  if (!checked.allowSetid) lines.push('find /target -xdev -perm /6000 ! -type l -exec chmod ug-s -- {} +');
-  return lines.join('\n') + '\n';
+}
+
+/** The record's lines other than the inode, as the host compares them. */
+const RECORD_BODY = (file: string) => `"$(grep -v '^inode ' ${shellQuote(file)} 2>/dev/null || true)"`;
+const RECORD_INODE = (file: string) => `"$(sed -n 's/^inode //p' ${shellQuote(file)} 2>/dev/null || true)"`;
+
+/** Where the next rootfs is staged beside the current one before the roll swaps it in, and its record. */
+export function remoteStagedRootfs(cluster: string): string {
+  return `${remoteRootfs(cluster)}.next`;
+}
+
+export function remoteStagedMarker(cluster: string): string {
+  return `${remoteClusterDir(cluster)}/rootfs.next.id`;
+}
+
+export function remoteIncrementalPlan(cluster: string): string {
+  return `${remoteClusterDir(cluster)}/unpack-incremental.sh`;
+}
+
+/** What the staging prints last: how the rootfs was made, or that it was staged already. */
+export const STAGED_LINE = /^cloudimage: rootfs (staged already|unpacked in full|unpacked incrementally)$/m;
+
+/**
+ * Stages the rootfs for `target` beside the current one (rootfs.next), confined as above, and records it
+ * (rootfs.next.id, written last: a staged rootfs without it is discarded by the next run). With `base` (what the
+ * host's current rootfs should be) and an incremental plan uploaded, the stage starts from a hard-linked copy of
+ * the current rootfs, but only when the host's record says it is exactly that rootfs, made with the same set-ID
+ * rule, and nothing in it changed since it was recorded (no entry's status changed after the record was written);
+ * otherwise it is unpacked in full. The current rootfs is never written.
+ */
+export function prepareScript(cluster: string, layers: Digest[], target: RootfsRecord, base?: { image: Digest; config?: Digest }): string {
+  const dir = remoteClusterDir(cluster);
+  const files = layers.map((d) => shellQuote(remoteLayerPath(d))).join(' ');
+  const staged = remoteStagedMarker(cluster);
+  const marker = remoteRootfsMarker(cluster);
+  const incr = remoteIncrementalPlan(cluster);
+  return [
+    'set -eu',
+    `root=${shellQuote(remoteRootfs(cluster))}`,
+    `next=${shellQuote(remoteStagedRootfs(cluster))}`,
+    `sb=${shellQuote(`${dir}/.unpack-root`)}`,
+    `ino=${RECORD_INODE(staged)}`,
+    // Staged by an earlier run for the same rootfs (and maybe already swapped in by a run that was stopped).
+    `if [ ${RECORD_BODY(staged)} = ${shellQuote(recordLines(target))} ] && [ -n "$ino" ] && { { [ -d "$next" ] && [ "$(stat -c %i "$next")" = "$ino" ]; } || { [ -d "$root" ] && [ "$(stat -c %i "$root")" = "$ino" ]; }; }; then`,
+    "  echo 'cloudimage: rootfs staged already'; exit 0",
+    'fi',
+    `for f in ${files}; do`,
+    '  [ -f "$f" ] || { echo "layer $f is missing on this host" >&2; exit 3; }',
+    'done',
+    'command -v unshare >/dev/null 2>&1 || { echo "cloudimage: this host has no unshare (util-linux), so the rootfs cannot be unpacked confined" >&2; exit 5; }',
+    'mode=full',
+    ...(base
+      ? [
+          `if [ -f ${shellQuote(incr)} ] && [ -d "$root" ] && [ ! -L "$root" ] && [ ${RECORD_BODY(marker)} = ${shellQuote(recordLines({ ...base, allowSetid: target.allowSetid }))} ] \\`,
+          `  && [ "$(stat -c %i "$root")" = ${RECORD_INODE(marker)} ] && [ -z "$(find "$root" -cnewer ${shellQuote(marker)} -print -quit)" ]; then mode=incremental; fi`,
+        ]
+      : []),
+    `rm -f ${shellQuote(staged)}`,
+    'rm -rf "$next"',
+    'if [ "$mode" = incremental ]; then',
+    // Hard links: no content is read or copied; every file the new layers write is unlinked first by tar.
+    `  cp -al "$root" "$next"; plan=${shellQuote(incr)}`,
+    `else mkdir -p "$next"; plan=${shellQuote(remoteUnpackPlan(cluster))}; fi`,
+    'mkdir -p "$sb"',
+    `unshare --mount sh -c ${shellQuote(SANDBOX)} cloudimage-unpack "$next" ${shellQuote(`${REMOTE_BASE}/layers`)} "$plan" "$sb"`,
+    'rmdir "$sb" 2>/dev/null || true',
+    ...writeRecord(staged, target, '$next'),
+    'if [ "$mode" = incremental ]; then echo "cloudimage: rootfs unpacked incrementally"; else echo "cloudimage: rootfs unpacked in full"; fi',
+  ].join('\n');
+}
+
+export const NOT_STAGED = '__ci_not_staged__';
+
+/**
+ * Swaps the staged rootfs in with renames (the staged directory keeps its inode, which its record names), removes
+ * the old one, and only then writes rootfs.id for the rootfs now in place. Prints NOT_STAGED, changing nothing,
+ * when no rootfs is staged for `target`. Safe to run again after a stop at any point.
+ */
+export function swapScript(cluster: string, target: RootfsRecord): string {
+  const staged = remoteStagedMarker(cluster);
+  const marker = remoteRootfsMarker(cluster);
+  return [
+    'set -eu',
+    `root=${shellQuote(remoteRootfs(cluster))}`,
+    `next=${shellQuote(remoteStagedRootfs(cluster))}`,
+    'old="$root.old"',
+    `ino=${RECORD_INODE(staged)}`,
+    `[ ${RECORD_BODY(staged)} = ${shellQuote(recordLines(target))} ] && [ -n "$ino" ] || { echo ${NOT_STAGED}; exit 0; }`,
+    'if [ -d "$next" ] && [ "$(stat -c %i "$next")" = "$ino" ]; then',
+    // Gone first: a rootfs half swapped in is never described as the one recorded.
+    `  rm -f ${shellQuote(marker)}`,
+    '  rm -rf "$old"',
+    '  if [ -d "$root" ]; then mv "$root" "$old"; fi',
+    '  mv "$next" "$root"',
+    'elif [ -d "$root" ] && [ "$(stat -c %i "$root")" = "$ino" ]; then :',
+    `else echo ${NOT_STAGED}; exit 0; fi`,
+    'rm -rf "$old"',
+    ...writeRecord(marker, target, '$root'),
+    `rm -f ${shellQuote(staged)}`,
+  ].join('\n');
 }
 
 /** Runs a hook if the image has it; exit 0 with a marker line when it does not. Outputs are for root's eyes only. */

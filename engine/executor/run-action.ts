@@ -7,7 +7,7 @@ import { fetchScript, type Relay } from './relay.js';
 import { AppToolMissingError, InternalError, PluginToolMissingError, RemoteCommandError } from '../kernel/errors.js';
 import { addressSelected } from '../../plans/plugin-steps.js';
 import { redact, registerSecret } from '../kernel/redact.js';
-import type { Action, HookAction } from '../../plans/actions.js';
+import type { Action, HookAction, PrepareRootfsAction, RootfsBase, UnpackAction } from '../../plans/actions.js';
 import type { ImageStore } from '../image/store.js';
 import type { SshSession } from '../../providers/ssh/session.js';
 import { tailLines } from '../../providers/ssh/tail-buffer.js';
@@ -33,12 +33,22 @@ import {
   remoteLayerPath,
   removeFilesScript,
   remoteUnpackPlan,
+  remoteIncrementalPlan,
+  incrementalPlanScript,
+  prepareScript,
+  swapScript,
+  NOT_STAGED,
+  STAGED_LINE,
+  type RootfsRecord,
   takeOutputsScript,
   unpackPlanScript,
   unpackScript,
   writeDocumentsScript,
 } from './remote-layout.js';
-import type { CheckedImage } from '../image/layer-check.js';
+import { LayerScanCache, type CheckedImage } from '../image/layer-check.js';
+import { planIncremental, type IncrementalVerdict } from '../image/incremental.js';
+import type { ScannedLayer } from '../image/layer-tree.js';
+import { shellQuote } from '../../providers/ssh/shell.js';
 
 export interface RunContext {
   plan: Plan;
@@ -227,6 +237,58 @@ async function runHook(ctx: RunContext, session: SshSession, action: HookAction,
   return outputs;
 }
 
+function checkedFor(ctx: RunContext, action: UnpackAction | PrepareRootfsAction): CheckedImage {
+  const checked = ctx.checked;
+  if (!checked || checked.steps.length !== action.layers.length || checked.steps.some((s, i) => s.digest !== action.layers[i])) {
+    throw new InternalError(`no layer check for the image ${action.image} this unpack installs`);
+  }
+  return checked;
+}
+
+const record = (action: UnpackAction | PrepareRootfsAction, checked: CheckedImage): RootfsRecord => ({
+  image: action.image,
+  ...(action.config ? { config: action.config } : {}),
+  allowSetid: checked.allowSetid,
+});
+
+/** The incremental verdict for one base, worked out once per apply whatever the number of hosts that share it. */
+const verdicts = new WeakMap<RunContext, Map<string, Promise<IncrementalVerdict>>>();
+
+function incrementalFor(ctx: RunContext, base: RootfsBase, checked: CheckedImage): Promise<IncrementalVerdict> {
+  let memo = verdicts.get(ctx);
+  if (!memo) verdicts.set(ctx, (memo = new Map()));
+  const key = base.layers.join(',');
+  let v = memo.get(key);
+  if (!v) {
+    v = (async () => {
+      const scans = new LayerScanCache(ctx.store.home);
+      const wanted = [...new Set([...checked.steps.map((s) => s.digest), ...base.layers])];
+      const known = new Map<Digest, ScannedLayer>();
+      for (const d of wanted) {
+        const s = await scans.scan((x) => ctx.store.blobPath(x), d);
+        if (s) known.set(d, s);
+      }
+      return planIncremental(checked, base.layers, (d) => known.get(d));
+    })();
+    memo.set(key, v);
+  }
+  return v;
+}
+
+/** The full plan always; the incremental one too when the host's rootfs may be built on (the host decides). */
+async function uploadPlans(ctx: RunContext, session: SshSession, action: UnpackAction | PrepareRootfsAction, checked: CheckedImage): Promise<void> {
+  const cluster = ctx.plan.cluster;
+  await session.upload(Buffer.from(unpackPlanScript(checked)), remoteUnpackPlan(cluster), { mode: 0o600 });
+  const verdict = action.base ? await incrementalFor(ctx, action.base, checked) : undefined;
+  if (verdict && 'plan' in verdict) await session.upload(Buffer.from(incrementalPlanScript(checked, verdict.plan)), remoteIncrementalPlan(cluster), { mode: 0o600 });
+  else await session.execChecked(`rm -f ${shellQuote(remoteIncrementalPlan(cluster))}`, { what: 'removing an old incremental unpack plan' });
+}
+
+function reportStaged(ctx: RunContext, host: string, stdout: string): void {
+  const m = STAGED_LINE.exec(stdout);
+  if (m) ctx.reporter.event({ type: 'output', host, stream: 'stdout', line: m[0] });
+}
+
 export async function runAction(ctx: RunContext, action: Action): Promise<ActionResult> {
   if (action.kind === 'set-image') return {};
   const checkpoint = (data: ProviderData) => {
@@ -270,13 +332,23 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
       }
       return { facts };
     }
+    case 'prepare-rootfs': {
+      const checked = checkedFor(ctx, action);
+      await uploadPlans(ctx, session, action, checked);
+      const r = await session.execChecked(prepareScript(cluster, action.layers, record(action, checked), action.base), { what: 'staging the rootfs' });
+      reportStaged(ctx, action.host, r.stdout);
+      return { facts };
+    }
     case 'unpack': {
-      const checked = ctx.checked;
-      if (!checked || checked.steps.length !== action.layers.length || checked.steps.some((s, i) => s.digest !== action.layers[i])) {
-        throw new InternalError(`no layer check for the image ${action.image} this unpack installs`);
-      }
-      await session.upload(Buffer.from(unpackPlanScript(checked)), remoteUnpackPlan(cluster), { mode: 0o600 });
-      await session.execChecked(unpackScript(cluster, action.layers, { image: action.image, config: action.config }), { what: 'unpacking the rootfs' });
+      const checked = checkedFor(ctx, action);
+      const target = record(action, checked);
+      // Staged by its prepare-rootfs (or by an earlier run): only the swap is left.
+      const swap = await session.execChecked(swapScript(cluster, target), { what: 'swapping in the staged rootfs' });
+      if (!swap.stdout.includes(NOT_STAGED)) return { facts };
+      await uploadPlans(ctx, session, action, checked);
+      const r = await session.execChecked(unpackScript(cluster, action.layers, target, action.base), { what: 'unpacking the rootfs' });
+      if (r.stdout.includes(NOT_STAGED)) throw new InternalError(`the rootfs staged on ${action.host} was not there to swap in`);
+      reportStaged(ctx, action.host, r.stdout);
       return { facts };
     }
     case 'hook': {

@@ -137,15 +137,59 @@ export async function scanLayer(file: string, digest: Digest, layer: number): Pr
 export async function checkLayers(
   blobPath: (d: Digest) => string,
   layers: Digest[],
-  opts: { allowSetid?: boolean } = {},
+  opts: { allowSetid?: boolean; scans?: LayerScanCache } = {},
 ): Promise<CheckedImage> {
   const tree = new LayerTree();
   const steps: LayerStep[] = [];
   for (let i = 0; i < layers.length; i++) {
-    const scanned = await scanLayer(blobPath(layers[i]), layers[i], i + 1);
+    const scanned = (await opts.scans?.get(layers[i])) ?? (await scanLayer(blobPath(layers[i]), layers[i], i + 1));
     steps.push(tree.apply(scanned, { allowSetid: opts.allowSetid }));
+    await opts.scans?.put(scanned);
   }
   return { allowSetid: !!opts.allowSetid, steps };
+}
+
+/**
+ * What each layer holds (its entries' names, kinds and modes, its whiteouts), kept per layer digest once the layer
+ * passed the checks of its own entries: an incremental unpack reads it to know what an old layer put in a rootfs
+ * without reading the layer again. Only layers that were part of an image that passed are ever recorded.
+ */
+export class LayerScanCache {
+  private readonly dir: string;
+  constructor(home: string) {
+    this.dir = join(home, 'cache', 'layer-scan');
+  }
+
+  private file(d: Digest): string {
+    return join(this.dir, `${RULES_VERSION}-${digestHex(d)}.json`);
+  }
+
+  async get(d: Digest): Promise<ScannedLayer | undefined> {
+    try {
+      const s = JSON.parse(await fs.readFile(this.file(d), 'utf8')) as ScannedLayer;
+      return s?.digest === d && Array.isArray(s.members) && Array.isArray(s.whiteouts) && Array.isArray(s.opaques) ? s : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async put(s: ScannedLayer): Promise<void> {
+    await writeFileAtomic(this.file(s.digest), JSON.stringify(s), 0o600);
+  }
+
+  /** The scan of a layer, read from the store's blob when it is not recorded; undefined when neither is there. */
+  async scan(blobPath: (d: Digest) => string, d: Digest): Promise<ScannedLayer | undefined> {
+    const hit = await this.get(d);
+    if (hit) return hit;
+    try {
+      const s = await scanLayer(blobPath(d), d, 1);
+      await this.put(s);
+      return s;
+    } catch {
+      // Missing from the store, or refused: no incremental unpack can rest on it.
+      return undefined;
+    }
+  }
 }
 
 /** The cache of verdicts: only images that passed are recorded, keyed by their layer list and the rules' version. */
@@ -188,7 +232,7 @@ export async function checkStoredLayers(
   if (hit) return hit;
   let checked: CheckedImage;
   try {
-    checked = await checkLayers((d) => store.blobPath(d), image.layers, { allowSetid });
+    checked = await checkLayers((d) => store.blobPath(d), image.layers, { allowSetid, scans: new LayerScanCache(store.home) });
   } catch (err) {
     if (err instanceof UnsafeLayerError) throw err.inImage(image.ref);
     throw err;

@@ -25,6 +25,14 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(1)} ${units[u]}`;
 }
 
+/** How many layers an unpack may keep from the host's rootfs: the bottom ones both share (if the host proves it unchanged). */
+function incrementalText(a: { layers: string[]; base?: { layers: string[] } }): string {
+  let keep = 0;
+  const old = a.base?.layers ?? [];
+  while (keep < a.layers.length && keep < old.length && a.layers[keep] === old[keep]) keep++;
+  return keep === 0 ? '' : ` (${a.layers.length - keep} of ${a.layers.length} layers, on the host's rootfs)`;
+}
+
 export function describeAction(a: Action): string {
   switch (a.kind) {
     case 'create-host':
@@ -34,7 +42,11 @@ export function describeAction(a: Action): string {
     case 'send-layers':
       return `send ${a.layers.length} layer${a.layers.length === 1 ? '' : 's'} (${formatBytes(a.bytes)})`;
     case 'unpack':
-      return `unpack rootfs ${shortDigest(a.image)}` + (a.config ? ` + config ${shortDigest(a.config)}` : '');
+      // After its prepare-rootfs, only the swap is left.
+      if (a.deps.some((d) => d.startsWith('prepare-rootfs:'))) return `swap in rootfs ${shortDigest(a.image)}` + (a.config ? ` + config ${shortDigest(a.config)}` : '');
+      return `unpack rootfs ${shortDigest(a.image)}` + (a.config ? ` + config ${shortDigest(a.config)}` : '') + incrementalText(a);
+    case 'prepare-rootfs':
+      return `stage rootfs ${shortDigest(a.image)}` + (a.config ? ` + config ${shortDigest(a.config)}` : '') + incrementalText(a);
     case 'hook':
       return `hook ${a.hook}`;
     case 'run-cmd':

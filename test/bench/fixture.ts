@@ -11,8 +11,11 @@ export const CI_BIN = fileURLToPath(new URL('../../engine/cli/bin.js', import.me
 
 const HOOKS = ['init-host', 'init-master0', 'join-master', 'join-node', 'upgrade', 'reconfigure'];
 
-/** A build context: one big random (incompressible) layer, hooks that leave a marker, and a small config layer. */
-export async function writeImageContext(dir: string, bigLayerBytes: number): Promise<void> {
+/**
+ * A build context: one big random (incompressible) layer, hooks that leave a marker, a small config layer, and an
+ * app layer on top (`--build-arg APP=v2` changes only that one; `appLayerBytes` random bytes each version).
+ */
+export async function writeImageContext(dir: string, bigLayerBytes: number, appLayerBytes = 1000): Promise<void> {
   await fs.mkdir(join(dir, 'big'), { recursive: true });
   await fs.writeFile(join(dir, 'big', 'blob.bin'), randomBytes(bigLayerBytes));
   await fs.mkdir(join(dir, 'hooks'), { recursive: true });
@@ -22,6 +25,8 @@ export async function writeImageContext(dir: string, bigLayerBytes: number): Pro
   for (const v of ['v1', 'v2']) {
     await fs.mkdir(join(dir, 'config', v), { recursive: true });
     await fs.writeFile(join(dir, 'config', v, 'app.conf'), `version=${v}\n`);
+    await fs.mkdir(join(dir, 'app', v), { recursive: true });
+    await fs.writeFile(join(dir, 'app', v, 'app.bin'), randomBytes(appLayerBytes));
   }
   await fs.writeFile(
     join(dir, 'Kubefile'),
@@ -31,6 +36,8 @@ export async function writeImageContext(dir: string, bigLayerBytes: number): Pro
       'COPY hooks/ /hooks/',
       'ARG CONFIG=v1',
       'COPY config/${CONFIG}/ /config/',
+      'ARG APP=v1',
+      'COPY app/${APP}/ /app/',
       'CMD echo installed > /root/bench-cmd.log',
       '',
     ].join('\n'),

@@ -6,6 +6,7 @@
  *   --big-layer-mb 20       --no-apply           (plan figures only)
  *   --fanout-hosts 8        --uplink-mbit 200    (relay on/off under a shaped operator uplink; 0 hosts skips)
  *   --aliyun-masters 3      --aliyun-nodes 3     (ALI_CLOUD on the emulator, realistic latencies; 0 masters skips)
+ *   --upgrade-hosts 8       --upgrade-layer-mb 10  (one changed layer over a --big-layer-mb base; 0 hosts skips)
  *   --refresh-hosts 20      --refresh-synthetic-hosts 5000   (refresh over SSH on local hosts, 0 skips; and on
  *                           generated host answers, no SSH)
  */
@@ -13,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { machineFacts } from './machine.js';
 import { benchExecutorScale, benchPlanScale } from './plan-bench.js';
 import { benchApply } from './apply-bench.js';
+import { benchUpgrade } from './upgrade-bench.js';
 import { benchFanout } from './fanout-bench.js';
 import { benchAliyun } from './aliyun-bench.js';
 import { benchRefreshLocal, benchRefreshSynthetic } from './refresh-bench.js';
@@ -40,6 +42,8 @@ const { values } = parseArgs({
     'aliyun-masters': { type: 'string', default: '3' },
     'aliyun-nodes': { type: 'string', default: '3' },
     'refresh-hosts': { type: 'string', default: '20' },
+    'upgrade-hosts': { type: 'string', default: '8' },
+    'upgrade-layer-mb': { type: 'string', default: '10' },
     'refresh-synthetic-hosts': { type: 'string', default: '5000' },
   },
 });
@@ -68,6 +72,7 @@ async function main(): Promise<void> {
   let apply: unknown;
   let fanout: unknown = { skipped: 'needs root or --fanout-hosts 0' };
   let aliyun: unknown = { skipped: 'needs root or --aliyun-masters 0' };
+  let upgrade: unknown = { skipped: 'needs root or --upgrade-hosts 0' };
   if (values['no-apply']) apply = { skipped: '--no-apply' };
   else if (!machine.root) apply = { skipped: 'needs root' };
   else {
@@ -83,6 +88,13 @@ async function main(): Promise<void> {
       const figures = await benchApply({ hostCounts, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
       if (figures.error) process.exitCode = 1;
       apply = figures;
+      const upgradeHosts = Number(values['upgrade-hosts']);
+      if (upgradeHosts > 0 && !interrupt.signal.aborted) {
+        const [layerMb] = positiveInts('--upgrade-layer-mb', values['upgrade-layer-mb']!);
+        const figures = await benchUpgrade({ hosts: upgradeHosts, baseLayerBytes: bigMb * 1_000_000, changedLayerBytes: layerMb * 1_000_000, log, signal: interrupt.signal });
+        if (figures.error) process.exitCode = 1;
+        upgrade = figures;
+      }
       const fanoutHosts = Number(values['fanout-hosts']);
       if (fanoutHosts > 0 && !interrupt.signal.aborted) {
         const [uplinkMbit] = positiveInts('--uplink-mbit', values['uplink-mbit']!);
@@ -109,7 +121,7 @@ async function main(): Promise<void> {
     }
     if (interrupt.signal.aborted) process.exitCode = 130;
   }
-  process.stdout.write(JSON.stringify({ machine, plan, executor, apply, fanout, aliyun, refresh }, null, 2) + '\n');
+  process.stdout.write(JSON.stringify({ machine, plan, executor, apply, upgrade, fanout, aliyun, refresh }, null, 2) + '\n');
 }
 
 main().catch((err) => {
