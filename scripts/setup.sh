@@ -9,9 +9,9 @@ cd "$(dirname "$0")/.."
 NODE_MIN=20
 # The tools cloudimage and its tests run: sshd and ssh-keygen, ip and tc, etcd for the example, skopeo and
 # docker-registry for the registry tests (with openssl and python3), debootstrap and systemd-nspawn for systemd hosts,
-# buildah, and sudo for the README's `sudo npm run demo`.
+# buildah, sudo for the README's `sudo npm run demo`, and pssh (parallel-ssh) as the bench's peer for no-op runs.
 PACKAGES=(openssh-server openssh-client iproute2 etcd-server etcd-client skopeo docker-registry debootstrap
-  systemd-container openssl ca-certificates buildah python3 sudo)
+  systemd-container openssl ca-certificates buildah python3 sudo pssh)
 
 say() { printf 'setup: %s\n' "$*"; }
 fail() { printf 'setup: %s\n' "$*" >&2; exit 1; }

@@ -5,7 +5,7 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { applyCluster, destroyCluster, type ConvergeResult } from '../../engine/executor/converge.js';
+import { applyCluster, destroyCluster, planCluster, type ConvergeResult } from '../../engine/executor/converge.js';
 import type { Reporter } from '../../engine/executor/events.js';
 import { labDirFor } from '../../providers/local/provider.js';
 import { LocalLab } from '../../providers/local/lab.js';
@@ -23,6 +23,11 @@ export interface ApplyCase {
   hosts: number;
   create: ApplyStep;
   noop: { ms: number; actions: number };
+  /**
+   * A no-op plan as users run it (every host refreshed over SSH) and without the refresh, beside `parallel-ssh true`
+   * on the same hosts in the same run; ratios are ci / parallel-ssh.
+   */
+  noopPlan: { refreshedMs: number; unrefreshedMs: number; parallelSshTrueMs?: number; ratioRefreshed?: number; ratioUnrefreshed?: number; ratioApply?: number };
   upgradeOneLayer: ApplyStep;
   destroy: { ms: number; actions: number };
 }
@@ -115,6 +120,16 @@ async function benchCluster(n: number, c: CaseContext): Promise<ApplyCase> {
     c.log(`${name}: no-op apply`);
     const noop = await timeOnce(() => applyCluster(base));
     check('no-op apply', noop.result, tail);
+    c.log(`${name}: no-op plans and parallel-ssh true`);
+    const refreshed = await timeOnce(() => planCluster({ clusterfile, home: c.home, env: c.env }));
+    const unrefreshed = await timeOnce(() => planCluster({ clusterfile, home: c.home, env: c.env, refresh: 'off' }));
+    const pssh = await parallelSshTrue(labDirFor(c.home, name));
+    const ratio = (ms: number) => (pssh ? Math.round((ms / pssh) * 100) / 100 : undefined);
+    const noopPlan = {
+      refreshedMs: refreshed.ms,
+      unrefreshedMs: unrefreshed.ms,
+      ...(pssh ? { parallelSshTrueMs: pssh, ratioRefreshed: ratio(refreshed.ms), ratioUnrefreshed: ratio(unrefreshed.ms), ratioApply: ratio(noop.ms) } : {}),
+    };
     await fs.writeFile(clusterfile, localClusterfile(name, 'bench-app:v2', n));
     c.log(`${name}: upgrade`);
     const upgrade = await timeOnce(() => applyCluster(base));
@@ -127,11 +142,25 @@ async function benchCluster(n: number, c: CaseContext): Promise<ApplyCase> {
       hosts: n,
       create: { ms: create.ms, actions: create.result.plan.actions.length, bytesSent: sentBytes(create.result) },
       noop: { ms: noop.ms, actions: noop.result.plan.actions.length },
+      noopPlan,
       upgradeOneLayer: { ms: upgrade.ms, actions: upgrade.result.plan.actions.length, bytesSent: sentBytes(upgrade.result) },
       destroy: destroyed,
     };
   } finally {
     if (!destroyed) await forceDestroy(name, base, c);
+  }
+}
+
+/** `parallel-ssh true` (pssh) on the lab's hosts with the lab's key, one connection per host at once; undefined without pssh. */
+async function parallelSshTrue(labDir: string): Promise<number | undefined> {
+  const lab = await LocalLab.open(labDir);
+  const args = ['-p', '64', '-t', '60', '-l', 'root', '-x', `-i ${lab.privateKeyPath} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`];
+  for (const h of lab.hosts()) args.push('-H', h.ip);
+  args.push('true');
+  try {
+    return (await timeOnce(() => run('parallel-ssh', args, {}))).ms;
+  } catch {
+    return undefined;
   }
 }
 
