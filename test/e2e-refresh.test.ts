@@ -92,7 +92,7 @@ describe.skipIf(!labsAvailable())('refresh and drift on LOCAL hosts', () => {
     const state = home.readState(CLUSTER)!;
     layerFile = `/var/lib/cloudimage/layers/${state.hosts[N1].layers[0].slice('sha256:'.length)}.tar.gz`;
     // What the unpack and the hooks recorded on the host, in the cluster's own directory.
-    expect(await exec(N2, `cat ${marker}`)).toMatch(new RegExp(`^image ${state.hosts[N2].rootfsImage}\\nconfig -\\ninode \\d+\\n$`));
+    expect(await exec(N2, `cat ${marker}`)).toMatch(new RegExp(`^image ${state.hosts[N2].rootfsImage}\\nconfig -\\n(setid \\w+\\n)?inode \\d+\\n$`));
     expect(await exec(N2, `ls /var/lib/cloudimage/clusters/${CLUSTER}/done`)).toBe('init-host\njoin-node\n');
   });
 

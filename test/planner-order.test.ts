@@ -71,10 +71,10 @@ describe('plan order', () => {
     expect(() => orderActions([a, b, c], ['h'], [])).toThrow(/dependency cycle among a, b$/);
   });
 
-  it('orders a 2,000-host fresh plan and its one-layer upgrade as the reference does', () => {
+  it('orders a 300-host fresh plan and its one-layer upgrade as the reference does', () => {
     const v1 = syntheticImage('v1', 5);
     const v2 = syntheticImage('v2', 5, 4);
-    const desired = syntheticCluster(2000, 3, v1.ref);
+    const desired = syntheticCluster(300, 3, v1.ref);
     const keys = desired.hosts.map((h) => h.key);
     const fresh = plan({ desired, image: v1 });
     assertDag(fresh);
