@@ -124,7 +124,7 @@ async function benchCluster(n: number, c: CaseContext): Promise<ApplyCase> {
     const refreshed = await timeOnce(() => planCluster({ clusterfile, home: c.home, env: c.env }));
     const unrefreshed = await timeOnce(() => planCluster({ clusterfile, home: c.home, env: c.env, refresh: 'off' }));
     const pssh = await parallelSshTrue(labDirFor(c.home, name));
-    const ratio = (ms: number) => (pssh ? Math.round((ms / pssh) * 100) / 100 : undefined);
+    const ratio = (ms: number) => (pssh ? Math.round((ms / pssh) * 1000) / 1000 : undefined);
     const noopPlan = {
       refreshedMs: refreshed.ms,
       unrefreshedMs: unrefreshed.ms,

@@ -29,7 +29,7 @@ function positiveInts(flag: string, text: string): number[] {
 
 const { values } = parseArgs({
   options: {
-    hosts: { type: 'string', default: '1,5,10' },
+    hosts: { type: 'string', default: '1,5,20' },
     'plan-hosts': { type: 'string', default: '5000,50000' },
     'exec-hosts': { type: 'string', default: '5000,50000' },
     'exec-parallelism': { type: 'string', default: '10' },
