@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,7 +77,11 @@ describe('rendering', () => {
 });
 
 describe('saved plans', () => {
-  const tmp = mkdtempSync(join(tmpdir(), 'ci-planfile-'));
+  // Made in beforeAll, not when the file is collected: a run that filters these tests out leaves nothing behind.
+  let tmp = '';
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'ci-planfile-'));
+  });
   afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
   test('round trip, and refused when state, Clusterfile or image moved on', async () => {
