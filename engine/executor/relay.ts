@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestHex, type Digest } from '../kernel/digest.js';
-import { CiError } from '../kernel/errors.js';
+import { CiError, InternalError } from '../kernel/errors.js';
 import { registerSecret } from '../kernel/redact.js';
 import { ensureEd25519Key } from '../../providers/ssh/keys.js';
 import { shellQuote } from '../../providers/ssh/shell.js';
@@ -267,10 +267,16 @@ export function transferOutcome(status: number | null): TransferOutcome | undefi
   return status === null ? undefined : OUTCOME_BY_STATUS[status];
 }
 
-/** The ssh command a receiving host runs to read a layer from a serving host (connection kept for the apply). */
-export function relaySshCommand(layer: Digest, fromIp: string, port: number): string {
+/**
+ * The shell command a receiving host runs to read a layer from a serving host: it trusts only the serving host's
+ * verified key lines (written beside the relay key for this source), and keeps the connection open for the apply.
+ */
+export function relaySshCommand(layer: Digest, fromIp: string, port: number, knownLines: string): string {
+  if (!/^[0-9a-fA-F.:]+$/.test(fromIp)) throw new InternalError(`not an address: ${fromIp}`);
+  const known = `${RELAY_DIR}/known_hosts-${fromIp}`;
   return (
-    `ssh -i ${RELAY_DIR}/key -o UserKnownHostsFile=${RELAY_DIR}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes ` +
+    `printf '%s' ${shellQuote(knownLines)} > ${known} && ` +
+    `ssh -i ${RELAY_DIR}/key -o UserKnownHostsFile=${known} -o StrictHostKeyChecking=yes -o BatchMode=yes ` +
     `-o IdentitiesOnly=yes -o ConnectTimeout=10 -o ServerAliveInterval=3 -o ServerAliveCountMax=3 -o LogLevel=ERROR ` +
     `-o ControlMaster=auto -o ControlPath=${RELAY_DIR}/cm-%C -o ControlPersist=120 ` +
     `-p ${port} root@${fromIp} ${digestHex(layer)} </dev/null`
@@ -306,11 +312,10 @@ export function receiveScript(layer: Digest, size: number, source: string): stri
   ].join('\n');
 }
 
-/** Gives a receiving host the relay key and the serving hosts' verified host keys. */
-export async function prepareReceiver(session: SshSession, key: RelayKey, knownHosts: string): Promise<void> {
+/** Gives a receiving host the relay key (the serving hosts' keys come with each transfer). */
+export async function prepareReceiver(session: SshSession, key: RelayKey): Promise<void> {
   await session.execChecked(`umask 077; mkdir -p ${RELAY_DIR}`, { what: 'preparing the layer relay' });
   await session.upload(Buffer.from(key.privateKey), `${RELAY_DIR}/key`, { mode: 0o600 });
-  await session.upload(Buffer.from(knownHosts), `${RELAY_DIR}/known_hosts`, { mode: 0o600 });
 }
 
 export interface RelayHost {
@@ -328,13 +333,16 @@ export class Relay {
   readonly distributor: LayerDistributor;
   private key?: Promise<RelayKey>;
   private readonly granted = new Map<string, Promise<{ ips: Set<string>; known: string | undefined }>>();
-  private readonly receivers = new Map<string, Set<string>>();
+  private readonly keyed = new Map<string, Promise<void>>();
   private readonly touched = new Set<string>();
+
+  private readonly canServe: (host: string) => boolean;
 
   constructor(
     private readonly clusterIps: () => string[],
     opts: { operatorStreams?: number; hostStreams?: number; canServe: (host: string) => boolean },
   ) {
+    this.canServe = opts.canServe;
     this.distributor = new LayerDistributor({ operatorStreams: opts.operatorStreams ?? 1, hostStreams: opts.hostStreams ?? 1, canServe: opts.canServe });
   }
 
@@ -358,18 +366,34 @@ export class Relay {
       return { ips, known: verifiedKnownHosts(source.ip, res.stdout, source.hostKey ?? session.hostKey) };
     });
     this.granted.set(source.key, g);
+    // A failed grant is not kept: the next transfer from this host tries again (or rules the host out).
+    g.catch(() => {
+      if (this.granted.get(source.key) === g) this.granted.delete(source.key);
+    });
     return (await g).known;
   }
 
-  /** Makes sure the receiving host has the key and trusts the serving host's key. */
-  async prepare(receiver: string, session: SshSession, source: RelayHost, knownLines: string): Promise<void> {
-    let known = this.receivers.get(receiver);
-    if (known?.has(source.key)) return;
-    if (!known) this.receivers.set(receiver, (known = new Set()));
-    known.add(source.key);
-    this.touched.add(receiver);
-    const all = (await Promise.all([...known].map(async (k) => (await this.granted.get(k))?.known))).filter(Boolean).join('');
-    await prepareReceiver(session, await this.relayKey(), all || knownLines);
+  /**
+   * Grants a host as a source as soon as its transfers start, before layer bytes fill its downlink: the commands
+   * that make it a source would otherwise queue behind those bytes while the next host waits for it.
+   */
+  warm(host: RelayHost, session: SshSession): void {
+    this.prepare(host.key, session).catch(() => undefined);
+    if (this.canServe(host.key)) this.grant(host, session, host.ip).catch(() => undefined);
+  }
+
+  /** Makes sure the receiving host has the relay key (once per apply; started early by warm). */
+  prepare(receiver: string, session: SshSession): Promise<void> {
+    let p = this.keyed.get(receiver);
+    if (!p) {
+      this.touched.add(receiver);
+      p = this.relayKey().then((k) => prepareReceiver(session, k));
+      this.keyed.set(receiver, p);
+      p.catch(() => {
+        if (this.keyed.get(receiver) === p) this.keyed.delete(receiver);
+      });
+    }
+    return p;
   }
 
   /** Hosts that hold a grant or a key, to revoke at the end. */

@@ -116,9 +116,9 @@ async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, 
         const srcSession = await ctx.connections.get(src);
         const known = await relay.grant(from, srcSession, ctx.state.hosts[hostKey].ip);
         if (!known) throw new Error(`host key of ${src.key} could not be verified`);
-        await relay.prepare(hostKey, session, from, known);
+        await relay.prepare(hostKey, session);
         dist.markReceiving(d, hostKey, source);
-        res = await session.exec(receiveScript(d, size, relaySshCommand(d, src.ip, src.ssh.port)));
+        res = await session.exec(receiveScript(d, size, relaySshCommand(d, src.ip, src.ssh.port, known)));
         checkReceived(session, d, src.key, res);
       } catch (err) {
         dist.markNotReceiving(d, hostKey);
@@ -300,6 +300,7 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
   const facts = host.hostKey ? undefined : { hostKey: session.hostKey };
   switch (action.kind) {
     case 'send-layers': {
+      if (ctx.relay && action.layers.length > 0) ctx.relay.warm({ key: host.key, ip: host.ip, port: host.ssh.port, hostKey: host.hostKey ?? session.hostKey }, session);
       const held = new Set((await session.execChecked(listHeldLayersScript(action.layers), { what: 'listing layers' })).stdout.split(/\s+/).filter(Boolean));
       // A file the refresh found changed (size or content) is no copy of the layer, whatever its name says.
       for (const d of action.resend ?? []) held.delete(digestHex(d));

@@ -34,6 +34,8 @@ export interface FanoutCase {
   uplinkBytes: number;
   receivedBytes: number;
   unshapedAtTransfer: number;
+  /** When each host's layers were all in place, from the first transfer's start (sorted). */
+  hostDoneMs: number[];
   parallelScp?: { ms: number; overLimit: number; operatorCopies: number };
 }
 
@@ -62,7 +64,7 @@ class OperatorShaping {
     await run('ip', ['link', 'set', ifb, 'up']);
     await run('tc', ['qdisc', 'replace', 'dev', ifb, 'root', ...tbf]);
     await run('tc', ['qdisc', 'replace', 'dev', this.bridge, 'handle', 'ffff:', 'ingress']);
-    await run('tc', ['filter', 'add', 'dev', this.bridge, 'parent', 'ffff:', 'matchall', 'action', 'mirred', 'egress', 'redirect', 'dev', ifb]);
+    await run('tc', ['filter', 'add', 'dev', this.bridge, 'parent', 'ffff:', 'protocol', 'all', 'u32', 'match', 'u32', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', ifb]);
   }
 
   async remove(): Promise<void> {
@@ -183,13 +185,17 @@ export async function benchFanout(opts: {
       let first = Infinity;
       let last = 0;
       let unshaped = 0;
+      const doneAt: number[] = [];
       const reporter = (): Reporter => ({
         event(e) {
           if (e.type === 'action-start' && e.action.kind === 'send-layers') {
             first = Math.min(first, performance.now());
             if (!watcher.shaped.has(e.action.host.replace(`${name}-`, '')) && !watcher.shaped.has(e.action.host)) unshaped++;
           }
-          if (e.type === 'action-done' && e.action.kind === 'send-layers') last = Math.max(last, performance.now());
+          if (e.type === 'action-done' && e.action.kind === 'send-layers') {
+            last = Math.max(last, performance.now());
+            doneAt.push(performance.now());
+          }
         },
       });
       const base = { clusterfile, home, env, confirm: async () => true, reporter, parallelism: Math.max(10, hosts) };
@@ -213,6 +219,7 @@ export async function benchFanout(opts: {
           uplinkBytes: r.uplinkBytes,
           receivedBytes: [...r.bytesSent.values()].reduce((a, b) => a + b, 0),
           unshapedAtTransfer: unshaped,
+          hostDoneMs: doneAt.map((t) => round(t - first, 0)).sort((a, b) => a - b),
         };
         if (opts.scp) {
           const lab2 = await LocalLab.open(labDir);
