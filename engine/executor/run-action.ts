@@ -109,6 +109,9 @@ async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, 
         dist.markHeld(d, hostKey);
         return;
       }
+      // Announced at once: the next host may connect to this one while it still sets up its own transfer (the
+      // serving command waits for it to start).
+      dist.markReceiving(d, hostKey, source);
       const src = ctx.state.hosts[source.key];
       const from: RelayHost = { key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey };
       let res: Awaited<ReturnType<SshSession['exec']>>;
@@ -117,7 +120,6 @@ async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, 
         const known = await relay.grant(from, srcSession, ctx.state.hosts[hostKey].ip);
         if (!known) throw new Error(`host key of ${src.key} could not be verified`);
         await relay.prepare(hostKey, session);
-        dist.markReceiving(d, hostKey, source);
         res = await session.exec(receiveScript(d, size, relaySshCommand(d, src.ip, src.ssh.port, known)));
         checkReceived(session, d, src.key, res);
       } catch (err) {

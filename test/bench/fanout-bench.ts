@@ -8,7 +8,7 @@
  * link rate), and copies of S that left the operator. Printed, never asserted.
  */
 import { spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -26,6 +26,9 @@ export interface FanoutCase {
   applyMs: number;
   /** First layer transfer started to last one done. */
   distributeMs: number;
+  /** Apply start to the first transfer (plan, hosts made), and last transfer to the end (unpack, hooks). */
+  beforeMs: number;
+  afterMs: number;
   /** S/B: the layer bytes each host needs over one link's rate. */
   limitMs: number;
   applyOverLimit: number;
@@ -34,6 +37,8 @@ export interface FanoutCase {
   uplinkBytes: number;
   receivedBytes: number;
   unshapedAtTransfer: number;
+  /** Share of this machine's CPU time busy while layers moved (every host runs on it). */
+  cpuBusy: number;
   /** When each host's layers were all in place, from the first transfer's start (sorted). */
   hostDoneMs: number[];
   parallelScp?: { ms: number; overLimit: number; operatorCopies: number };
@@ -49,6 +54,18 @@ export interface FanoutFigures {
 }
 
 const round = (n: number, d = 2) => Number(n.toFixed(d));
+
+/** The machine's CPU counters (user..steal) from /proc/stat. */
+function cpuTimes(): number[] {
+  return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+}
+
+function busyBetween(a: number[], b: number[]): number {
+  const d = b.map((v, i) => v - a[i]);
+  const total = d.reduce((x, y) => x + y, 0);
+  const idle = d[3] + d[4];
+  return total > 0 ? round((total - idle) / total) : 0;
+}
 
 /** Shapes the operator's side of the lab: the bridge's egress, and its ingress through an ifb device. */
 class OperatorShaping {
@@ -185,15 +202,19 @@ export async function benchFanout(opts: {
       let first = Infinity;
       let last = 0;
       let unshaped = 0;
+      let cpuAtFirst: number[] | undefined;
+      let cpuAtLast: number[] = [];
       const doneAt: number[] = [];
       const reporter = (): Reporter => ({
         event(e) {
           if (e.type === 'action-start' && e.action.kind === 'send-layers') {
+            if (first === Infinity) cpuAtFirst = cpuTimes();
             first = Math.min(first, performance.now());
             if (!watcher.shaped.has(e.action.host.replace(`${name}-`, '')) && !watcher.shaped.has(e.action.host)) unshaped++;
           }
           if (e.type === 'action-done' && e.action.kind === 'send-layers') {
             last = Math.max(last, performance.now());
+            cpuAtLast = cpuTimes();
             doneAt.push(performance.now());
           }
         },
@@ -212,6 +233,8 @@ export async function benchFanout(opts: {
           hosts,
           applyMs: round(applyMs, 0),
           distributeMs: round(last - first, 0),
+          beforeMs: round(first - t0, 0),
+          afterMs: round(t0 + applyMs - last, 0),
           limitMs: round(limitMs, 0),
           applyOverLimit: round(applyMs / limitMs),
           distributeOverLimit: round((last - first) / limitMs),
@@ -219,6 +242,7 @@ export async function benchFanout(opts: {
           uplinkBytes: r.uplinkBytes,
           receivedBytes: [...r.bytesSent.values()].reduce((a, b) => a + b, 0),
           unshapedAtTransfer: unshaped,
+          cpuBusy: cpuAtFirst ? busyBetween(cpuAtFirst, cpuAtLast) : 0,
           hostDoneMs: doneAt.map((t) => round(t - first, 0)).sort((a, b) => a - b),
         };
         if (opts.scp) {
