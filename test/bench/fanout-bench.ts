@@ -39,6 +39,8 @@ export interface FanoutCase {
   unshapedAtTransfer: number;
   /** Share of this machine's CPU time busy while layers moved (every host runs on it). */
   cpuBusy: number;
+  /** Transfers that failed and were fetched again from another source (their first lines). */
+  relayRetries: string[];
   /** When each host's layers were all in place, from the first transfer's start (sorted). */
   hostDoneMs: number[];
   parallelScp?: { ms: number; overLimit: number; operatorCopies: number };
@@ -205,8 +207,10 @@ export async function benchFanout(opts: {
       let cpuAtFirst: number[] | undefined;
       let cpuAtLast: number[] = [];
       const doneAt: number[] = [];
+      const retries: string[] = [];
       const reporter = (): Reporter => ({
         event(e) {
+          if (e.type === 'output' && e.line.startsWith('layer relay from')) retries.push(`${e.host}: ${e.line}`.slice(0, 240));
           if (e.type === 'action-start' && e.action.kind === 'send-layers') {
             if (first === Infinity) cpuAtFirst = cpuTimes();
             first = Math.min(first, performance.now());
@@ -242,6 +246,7 @@ export async function benchFanout(opts: {
           uplinkBytes: r.uplinkBytes,
           receivedBytes: [...r.bytesSent.values()].reduce((a, b) => a + b, 0),
           unshapedAtTransfer: unshaped,
+          relayRetries: retries,
           cpuBusy: cpuAtFirst ? busyBetween(cpuAtFirst, cpuAtLast) : 0,
           hostDoneMs: doneAt.map((t) => round(t - first, 0)).sort((a, b) => a - b),
         };

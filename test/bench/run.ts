@@ -6,7 +6,7 @@
  *   --fanout-hosts 2,4,8    --link-mbit 100      --fanout-mb 50   (fresh apply with every link shaped both ways,
  *                           beside parallel scp to the same hosts; 0 skips; `--fanout-hosts 8 --fanout-mb 200` is
  *                           the issue's case)     --fanout-rss-mb 1024 (peak RSS of an apply of that image; 0 skips)
- *   --fanout-only           (only the fan-out figures)
+ *   --fanout-only           (only the fan-out figures)     --fanout-no-scp (without the parallel scp beside it)
  *   --aliyun-masters 3      --aliyun-nodes 3     (ALI_CLOUD on the emulator, realistic latencies; 0 masters skips)
  *   --refresh-hosts 20      --refresh-synthetic-hosts 5000   (refresh over SSH on local hosts, 0 skips; and on
  *                           generated host answers, no SSH)
@@ -40,6 +40,7 @@ const { values } = parseArgs({
     'fanout-mb': { type: 'string', default: '50' },
     'fanout-rss-mb': { type: 'string', default: '0' },
     'fanout-only': { type: 'boolean', default: false },
+    'fanout-no-scp': { type: 'boolean', default: false },
     'aliyun-masters': { type: 'string', default: '3' },
     'aliyun-nodes': { type: 'string', default: '3' },
     'refresh-hosts': { type: 'string', default: '20' },
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
           hostCounts: positiveInts('--fanout-hosts', values['fanout-hosts']!),
           linkMbit,
           bigLayerBytes: fanoutMb * 1_000_000,
-          scp: true,
+          scp: !values['fanout-no-scp'],
           rssImageBytes: rssMb > 0 ? rssMb * 1024 * 1024 : undefined,
           log,
         });
