@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LayerDistributor, grantScript, verifiedKnownHosts, type Source } from '../engine/executor/relay.js';
+import { LayerDistributor, grantScript, receiveScript, revokeScript, serveScript, transferOutcome, verifiedKnownHosts, type Source } from '../engine/executor/relay.js';
 import { sha256 } from '../engine/kernel/digest.js';
 import { fingerprintOfPublicKeyLine } from '../providers/ssh/fingerprint.js';
 
@@ -49,6 +49,92 @@ describe('layer relay', () => {
     d.markBroken('a');
     d.release(first);
     expect(await d.acquire(L, 'c')).toEqual({ kind: 'operator' });
+  });
+
+  it('with one stream per source, the receivers of a layer form a chain the operator feeds once', async () => {
+    const d = new LayerDistributor({ operatorStreams: 1, hostStreams: 1, canServe: () => true });
+    const names = Array.from({ length: 8 }, (_, i) => `h${i}`);
+    const got = new Map<string, Source>();
+    for (const h of names) {
+      // A host that is still receiving serves at once: no host waits for another to finish.
+      const s = await d.acquire(L, h);
+      got.set(h, s);
+      d.markReceiving(L, h, s);
+    }
+    const fromOperator = [...got.values()].filter((s) => s.kind === 'operator');
+    expect(fromOperator).toHaveLength(1);
+    const sources = [...got.values()].filter((s) => s.kind === 'host').map((s) => (s as { key: string }).key);
+    // Each host feeds one other: a chain, every uplink used once.
+    expect(new Set(sources).size).toBe(7);
+    for (const [h, s] of got) if (s.kind === 'host') expect(s.key).not.toBe(h);
+  });
+
+  it('a receiver that lost its source is never given one it feeds itself; it waits for a free source instead', async () => {
+    const d = new LayerDistributor({ operatorStreams: 1, hostStreams: 2, canServe: () => true });
+    const a = await d.acquire(L, 'a');
+    d.markReceiving(L, 'a', a);
+    const b = await d.acquire(L, 'b');
+    expect(b).toEqual({ kind: 'host', key: 'a' });
+    d.markReceiving(L, 'b', b);
+    const c = await d.acquire(L, 'b2');
+    d.markReceiving(L, 'b2', c);
+    const cc = await d.acquire(L, 'c');
+    d.markReceiving(L, 'c', cc);
+    expect(cc.kind === 'host' && ['a', 'b', 'b2'].includes(cc.key)).toBe(true);
+    // b's stream from a breaks; a is ruled out. Hosts fed by b (directly or further down) are no source for b.
+    d.markNotReceiving(L, 'b');
+    d.markBroken('a');
+    d.release(b);
+    const fedByB = [...['b2', 'c']].filter((h) => {
+      const s = h === 'c' ? cc : c;
+      return s.kind === 'host' && s.key === 'b';
+    });
+    const again = await d.acquire(L, 'b');
+    expect(again.kind).toBe('host');
+    if (again.kind === 'host') {
+      expect(again.key).not.toBe('a');
+      expect(fedByB).not.toContain(again.key);
+    }
+  });
+
+  it('prefers a host holding the whole layer over one still receiving it', async () => {
+    const d = new LayerDistributor({ operatorStreams: 1, hostStreams: 1, canServe: () => true });
+    const r = await d.acquire(L, 'r');
+    d.markReceiving(L, 'r', r);
+    d.markHeld(L, 'full');
+    expect(await d.acquire(L, 'x')).toEqual({ kind: 'host', key: 'full' });
+    expect(await d.acquire(L, 'y')).toEqual({ kind: 'host', key: 'r' });
+  });
+
+  it('waits when every source is busy, and goes on when one is released', async () => {
+    const d = new LayerDistributor({ operatorStreams: 1, hostStreams: 1, canServe: () => true });
+    const first = await d.acquire(L, 'a');
+    let second: Source | undefined;
+    void d.acquire(L, 'b').then((s) => (second = s));
+    await new Promise((r) => setImmediate(r));
+    expect(second).toBeUndefined();
+    d.markReceiving(L, 'a', first);
+    await new Promise((r) => setImmediate(r));
+    expect(second).toEqual({ kind: 'host', key: 'a' });
+  });
+
+  it('the serving command validates the name, reads only layers, and follows a partial file only while its writer lives', () => {
+    const s = serveScript();
+    expect(s).toContain('*[!0-9a-f]*');
+    expect(s).toContain('[ ${#n} -eq 64 ]');
+    expect(s).toContain('tail -c +1 -f --pid="$pid"');
+    expect(s).not.toMatch(/>\s*"\$f"|rm |mv /);
+  });
+
+  it('a receiver keeps a layer only when the whole file matches its digest; exit codes say who failed', () => {
+    const r = receiveScript(L, 1234, 'cat');
+    expect(r).toContain('sha256sum');
+    expect(r).toMatch(/if \[ "\$sum" = [0-9a-f]{64} \] && \[ "\$got" -eq 1234 \]; then chmod 0644 .* && mv -f /);
+    expect(transferOutcome(4)).toBe('corrupt');
+    expect(transferOutcome(5)).toBe('unreachable');
+    expect(transferOutcome(6)).toBe('short');
+    expect(transferOutcome(0)).toBeUndefined();
+    expect(revokeScript()).toContain('-O exit');
   });
 
   it('grants only a validating, read-only forced command limited to cluster addresses', () => {

@@ -1,9 +1,10 @@
 /** What each kind of action does on a host. Every step is safe to repeat: an interrupted apply simply runs it again. */
 import { createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { documentsYaml } from '../clusterfile/documents.js';
 import { digestHex, type Digest } from '../kernel/digest.js';
-import { fetchScript, type Relay } from './relay.js';
+import { LayerTransferError, receiveScript, relaySshCommand, transferOutcome, type Relay, type RelayHost } from './relay.js';
+import { SshConnectionLostError } from '../../providers/ssh/errors.js';
 import { AppToolMissingError, InternalError, PluginToolMissingError, RemoteCommandError } from '../kernel/errors.js';
 import { addressSelected } from '../../plans/plugin-steps.js';
 import { redact, registerSecret } from '../kernel/redact.js';
@@ -73,6 +74,31 @@ export interface RunContext {
 }
 
 const RELAY_MIN_BYTES = 1 << 20;
+/** Sources tried for one layer before it is sent from here whole. */
+const RELAY_ATTEMPTS = 4;
+
+/** Streams a layer from the store into the host's `.partial` file, which the host serves on while it grows. */
+async function receiveFromHere(ctx: RunContext, session: SshSession, d: Digest, size: number): Promise<number> {
+  let bytes = 0;
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  const res = await session.exec(receiveScript(d, size, 'cat'), { stdin: createReadStream(ctx.store.blobPath(d)).pipe(counter) });
+  ctx.uplink.bytes += bytes;
+  checkReceived(session, d, 'this machine', res);
+  return bytes;
+}
+
+function checkReceived(session: SshSession, d: Digest, from: string, res: { code: number | null; stdout: string; stderr: string }): void {
+  const outcome = transferOutcome(res.code);
+  if (outcome) throw new LayerTransferError(session.name, d, from, outcome, redact(tailLines(res.stderr)));
+  if (res.code !== 0) throw new RemoteCommandError(session.name, `receiving layer ${digestHex(d).slice(0, 12)} from ${from}`, res.code, redact(tailLines(res.stderr)));
+  // The host hashed what it wrote; its answer must be the digest asked for, or nothing was received.
+  if (res.stdout.trim() !== digestHex(d)) throw new LayerTransferError(session.name, d, from, 'corrupt', `the host reported ${res.stdout.trim().slice(0, 64)}`);
+}
 
 async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, d: Digest): Promise<void> {
   const count = (bytes: number) => ctx.bytesSent.set(hostKey, (ctx.bytesSent.get(hostKey) ?? 0) + bytes);
@@ -82,36 +108,54 @@ async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, 
     count(bytes);
   };
   const relay = ctx.relay;
+  const size = await ctx.store.blobSize(d);
   // Small layers cost less to send than a relay's extra SSH handshake.
-  if (!relay || (await ctx.store.blobSize(d)) < RELAY_MIN_BYTES) return fromHere();
-  const source = await relay.distributor.acquire(d, hostKey);
-  try {
-    if (source.kind === 'operator') {
-      await fromHere();
-      relay.distributor.markHeld(d, hostKey);
-      return;
-    }
-    const src = ctx.state.hosts[source.key];
+  if (!relay || size < RELAY_MIN_BYTES) return fromHere();
+  const dist = relay.distributor;
+  for (let attempt = 1; attempt <= RELAY_ATTEMPTS; attempt++) {
+    const source = await dist.acquire(d, hostKey);
     try {
-      const srcSession = await ctx.connections.get(src);
-      const me = ctx.state.hosts[hostKey];
-      const known = await relay.grant({ key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey }, srcSession, me.ip);
-      if (!known) throw new Error(`host key of ${src.key} could not be verified`);
-      await relay.prepare(hostKey, session, { key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey }, known);
-      await session.execChecked(fetchScript(d, src.ip, src.ssh.port), { what: `fetching layer ${digestHex(d).slice(0, 12)} from ${src.ip}` });
-      count(await ctx.store.blobSize(d));
-      relay.distributor.markHeld(d, hostKey);
+      if (source.kind === 'operator') {
+        dist.markReceiving(d, hostKey, source);
+        count(await receiveFromHere(ctx, session, d, size));
+        dist.markHeld(d, hostKey);
+        return;
+      }
+      // Announced at once: the next host may connect to this one while it still sets up its own transfer (the
+      // serving command waits for it to start).
+      dist.markReceiving(d, hostKey, source);
+      const src = ctx.state.hosts[source.key];
+      const from: RelayHost = { key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey };
+      let res: Awaited<ReturnType<SshSession['exec']>>;
+      try {
+        const srcSession = await ctx.connections.get(src);
+        const known = await relay.grant(from, srcSession, ctx.state.hosts[hostKey].ip);
+        if (!known) throw new Error(`host key of ${src.key} could not be verified`);
+        await relay.prepare(hostKey, session);
+        res = await session.exec(receiveScript(d, size, relaySshCommand(d, src.ip, src.ssh.port, known)));
+        checkReceived(session, d, src.key, res);
+      } catch (err) {
+        dist.markNotReceiving(d, hostKey);
+        // A stream cut short upstream is no fault of its source; anything else rules the source out for this apply.
+        if (!(err instanceof LayerTransferError && err.outcome === 'short')) dist.markBroken(source.key);
+        // This host's own connection failing is this action's failure (retried as such), not the source's.
+        if (err instanceof SshConnectionLostError && err.host === session.name) throw err;
+        ctx.reporter.event({ type: 'output', host: hostKey, stream: 'stderr', line: `layer relay from ${source.key} failed, trying another source: ${(err as Error).message.split('\n')[0]}` });
+        continue;
+      }
+      count(size);
+      dist.markHeld(d, hostKey);
+      return;
     } catch (err) {
-      // A host that cannot serve is dropped as a source for this apply; this layer comes from here instead.
-      relay.distributor.markBroken(source.key);
-      ctx.reporter.event({ type: 'output', host: hostKey, stream: 'stderr', line: `layer relay from ${source.key} failed, sending from here: ${(err as Error).message.split('\n')[0]}` });
-      await fromHere();
-      relay.distributor.markHeld(d, hostKey);
+      dist.markNotReceiving(d, hostKey);
+      throw err;
+    } finally {
+      // Marked held before the source is released, so waiting hosts see the new holder first.
+      dist.release(source);
     }
-  } finally {
-    // Marked held before the source is released, so waiting hosts see the new holder first.
-    relay.distributor.release(source);
   }
+  await fromHere();
+  dist.markHeld(d, hostKey);
 }
 
 const NO_HOOK = '__ci_no_hook__';
@@ -322,14 +366,16 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
   const facts = host.hostKey ? undefined : { hostKey: session.hostKey };
   switch (action.kind) {
     case 'send-layers': {
+      if (ctx.relay && action.layers.length > 0) ctx.relay.warm({ key: host.key, ip: host.ip, port: host.ssh.port, hostKey: host.hostKey ?? session.hostKey }, session);
       const held = new Set((await session.execChecked(listHeldLayersScript(action.layers), { what: 'listing layers' })).stdout.split(/\s+/).filter(Boolean));
       // A file the refresh found changed (size or content) is no copy of the layer, whatever its name says.
       for (const d of action.resend ?? []) held.delete(digestHex(d));
-      for (const d of action.layers) {
-        // Held already: sent by an earlier, interrupted apply.
-        if (!held.has(digestHex(d))) await sendLayer(ctx, action.host, session, d);
-        else ctx.relay?.distributor.markHeld(d, action.host);
-      }
+      // Held already: sent by an earlier, interrupted apply.
+      for (const d of action.layers) if (held.has(digestHex(d))) ctx.relay?.distributor.markHeld(d, action.host);
+      // All at once: a small layer never waits behind a big one, and each big one joins its own chain.
+      const sends = await Promise.allSettled(action.layers.filter((d) => !held.has(digestHex(d))).map((d) => sendLayer(ctx, action.host, session, d)));
+      const failedSend = sends.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failedSend) throw failedSend.reason;
       return { facts };
     }
     case 'prepare-rootfs': {

@@ -1,10 +1,13 @@
 /**
  * `npm run bench`: prints one JSON document of figures (never pass/fail on time). Progress goes to stderr.
- *   --hosts 1,5,10          local host counts for the apply figures
+ *   --hosts 1,5,20          local host counts for the apply figures (the no-op figures beside parallel-ssh true)
  *   --plan-hosts 5000,50000 --plan-layers 50     --runs 5    (each size in its own process; 0 skips)
  *   --exec-hosts 5000,50000 --exec-parallelism 10   (the executor on a fake instant transport; 0 skips)
  *   --big-layer-mb 20       --no-apply           (plan figures only)
- *   --fanout-hosts 8        --uplink-mbit 200    (relay on/off under a shaped operator uplink; 0 hosts skips)
+ *   --fanout-hosts 2,4,8    --link-mbit 100      --fanout-mb 50   (fresh apply with every link shaped both ways,
+ *                           beside parallel scp to the same hosts; 0 skips; `--fanout-hosts 8 --fanout-mb 200` is
+ *                           the issue's case)     --fanout-rss-mb 1024 (peak RSS of an apply of that image; 0 skips)
+ *   --fanout-only           (only the fan-out figures)     --fanout-no-scp (without the parallel scp beside it)
  *   --aliyun-masters 3      --aliyun-nodes 3     (ALI_CLOUD on the emulator, realistic latencies; 0 masters skips)
  *   --upgrade-hosts 8       --upgrade-layer-mb 10  (one changed layer over a --big-layer-mb base; 0 hosts skips)
  *   --refresh-hosts 20      --refresh-synthetic-hosts 5000   (refresh over SSH on local hosts, 0 skips; and on
@@ -37,8 +40,12 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     'big-layer-mb': { type: 'string', default: '20' },
     'no-apply': { type: 'boolean', default: false },
-    'fanout-hosts': { type: 'string', default: '8' },
-    'uplink-mbit': { type: 'string', default: '200' },
+    'fanout-hosts': { type: 'string', default: '2,4,8' },
+    'link-mbit': { type: 'string', default: '100' },
+    'fanout-mb': { type: 'string', default: '50' },
+    'fanout-rss-mb': { type: 'string', default: '0' },
+    'fanout-only': { type: 'boolean', default: false },
+    'fanout-no-scp': { type: 'boolean', default: false },
     'aliyun-masters': { type: 'string', default: '3' },
     'aliyun-nodes': { type: 'string', default: '3' },
     'refresh-hosts': { type: 'string', default: '20' },
@@ -60,14 +67,21 @@ async function main(): Promise<void> {
   const hostCounts = positiveInts('--hosts', values.hosts!);
   const [bigMb] = positiveInts('--big-layer-mb', values['big-layer-mb']!);
 
-  log(`planning ${planHosts.join(', ')} hosts x ${planLayers} layers, ${runs} runs per case`);
-  const plan = planHosts.length ? benchPlanScale({ hosts: planHosts, layers: planLayers, runs }) : { skipped: '--plan-hosts 0' };
-  log(`executing plans of ${execHosts.join(', ')} hosts on a fake instant transport`);
-  const executor = execHosts.length ? benchExecutorScale({ hosts: execHosts, layers: planLayers, parallelism: execParallelism }) : { skipped: '--exec-hosts 0' };
-  const [refreshHosts] = positiveInts('--refresh-synthetic-hosts', values['refresh-synthetic-hosts']!);
-  log(`refresh: comparing ${refreshHosts} generated host answers`);
-  const refresh: Record<string, unknown> = { synthetic: benchRefreshSynthetic({ hosts: refreshHosts, layers: planLayers, runs }) };
-  refresh.local = { skipped: 'needs root or --refresh-hosts 0' };
+  const only = values['fanout-only'];
+  let plan: unknown = { skipped: '--fanout-only' };
+  let executor: unknown = { skipped: '--fanout-only' };
+  const refresh: Record<string, unknown> = { skipped: '--fanout-only' };
+  if (!only) {
+    log(`planning ${planHosts.join(', ')} hosts x ${planLayers} layers, ${runs} runs per case`);
+    plan = planHosts.length ? benchPlanScale({ hosts: planHosts, layers: planLayers, runs }) : { skipped: '--plan-hosts 0' };
+    log(`executing plans of ${execHosts.join(', ')} hosts on a fake instant transport`);
+    executor = execHosts.length ? benchExecutorScale({ hosts: execHosts, layers: planLayers, parallelism: execParallelism }) : { skipped: '--exec-hosts 0' };
+    const [refreshHosts] = positiveInts('--refresh-synthetic-hosts', values['refresh-synthetic-hosts']!);
+    log(`refresh: comparing ${refreshHosts} generated host answers`);
+    refresh.synthetic = benchRefreshSynthetic({ hosts: refreshHosts, layers: planLayers, runs });
+    refresh.local = { skipped: 'needs root or --refresh-hosts 0' };
+    delete refresh.skipped;
+  }
 
   let apply: unknown;
   let fanout: unknown = { skipped: 'needs root or --fanout-hosts 0' };
@@ -85,20 +99,36 @@ async function main(): Promise<void> {
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     try {
-      const figures = await benchApply({ hostCounts, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
-      if (figures.error) process.exitCode = 1;
-      apply = figures;
-      const upgradeHosts = Number(values['upgrade-hosts']);
-      if (upgradeHosts > 0 && !interrupt.signal.aborted) {
-        const [layerMb] = positiveInts('--upgrade-layer-mb', values['upgrade-layer-mb']!);
-        const figures = await benchUpgrade({ hosts: upgradeHosts, baseLayerBytes: bigMb * 1_000_000, changedLayerBytes: layerMb * 1_000_000, log, signal: interrupt.signal });
+      if (!only) {
+        const figures = await benchApply({ hostCounts, bigLayerBytes: bigMb * 1_000_000, log, signal: interrupt.signal });
         if (figures.error) process.exitCode = 1;
-        upgrade = figures;
+        apply = figures;
+        const upgradeHosts = Number(values['upgrade-hosts']);
+        if (upgradeHosts > 0 && !interrupt.signal.aborted) {
+          const [layerMb] = positiveInts('--upgrade-layer-mb', values['upgrade-layer-mb']!);
+          const up = await benchUpgrade({ hosts: upgradeHosts, baseLayerBytes: bigMb * 1_000_000, changedLayerBytes: layerMb * 1_000_000, log, signal: interrupt.signal });
+          if (up.error) process.exitCode = 1;
+          upgrade = up;
+        }
+      } else apply = { skipped: '--fanout-only' };
+      if (values['fanout-hosts'] !== '0' && !interrupt.signal.aborted) {
+        const [linkMbit] = positiveInts('--link-mbit', values['link-mbit']!);
+        const [fanoutMb] = positiveInts('--fanout-mb', values['fanout-mb']!);
+        const rssMb = Number(values['fanout-rss-mb']);
+        const f = await benchFanout({
+          hostCounts: positiveInts('--fanout-hosts', values['fanout-hosts']!),
+          linkMbit,
+          bigLayerBytes: fanoutMb * 1_000_000,
+          scp: !values['fanout-no-scp'],
+          rssImageBytes: rssMb > 0 ? rssMb * 1024 * 1024 : undefined,
+          log,
+        });
+        if (f.error) process.exitCode = 1;
+        fanout = f;
       }
-      const fanoutHosts = Number(values['fanout-hosts']);
-      if (fanoutHosts > 0 && !interrupt.signal.aborted) {
-        const [uplinkMbit] = positiveInts('--uplink-mbit', values['uplink-mbit']!);
-        fanout = await benchFanout({ hosts: fanoutHosts, uplinkMbit, bigLayerBytes: bigMb * 1_000_000 * 2, log });
+      if (only) {
+        process.stdout.write(JSON.stringify({ machine, fanout }, null, 2) + '\n');
+        return;
       }
       const localRefresh = Number(values['refresh-hosts']);
       if (localRefresh > 0 && !interrupt.signal.aborted) {
