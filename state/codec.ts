@@ -7,7 +7,7 @@
  * Version 2 files hold `sealedOutputs` (absent when there are no outputs: such a state needs no key). Version 1
  * files, with `outputs` in clear, are still read and are sealed on their next write.
  */
-import { StateError } from '../engine/kernel/errors.js';
+import { StateConflictError, StateError } from '../engine/kernel/errors.js';
 import { registerSecret } from '../engine/kernel/redact.js';
 import type { KeySource, StateKey } from './keys.js';
 import { STATE_VERSION, type ClusterState } from './model.js';
@@ -141,4 +141,25 @@ function missingKey(what: string, keyId: string, keys: KeySource): StateError {
     keys.holdsOneKey ? `${what} has hook outputs sealed with key ${keyId}, which is not ${keys.location}` : `${what} has hook outputs sealed with key ${keyId}, which is not in ${keys.location}`,
     keys.missingKeyHint(keyId),
   );
+}
+
+/**
+ * The serial a write stores over `stored` (undefined: nothing stored yet): one past both, or exactly the state's
+ * with `keepSerial` (a migration), which must then be newer. Another lineage is refused: it is another cluster's.
+ */
+export function nextSerial(state: ClusterState, stored: StoredState | undefined, where: string, opts: { keepSerial?: boolean; hint: string }): number {
+  if (!stored) return opts.keepSerial ? state.serial : state.serial + 1;
+  if (stored.lineage !== state.lineage) {
+    throw new StateError(
+      `refusing to write state with lineage ${state.lineage} over ${where}, which holds lineage ${stored.lineage} (cluster ${stored.cluster})`,
+      opts.hint,
+    );
+  }
+  if (opts.keepSerial) {
+    if (state.serial <= stored.serial) {
+      throw new StateConflictError(`${where} already holds serial ${stored.serial} of this state, not older than ${state.serial}`, 'nothing was written: the state there is as new or newer');
+    }
+    return state.serial;
+  }
+  return Math.max(state.serial, stored.serial) + 1;
 }

@@ -22,7 +22,7 @@ import { registerSecret } from '../engine/kernel/redact.js';
 import { retry } from '../engine/kernel/retry.js';
 import type { StateBackendSpec } from '../engine/kernel/types.js';
 import type { Lock, LockInfo, MovedMarker, StateBackend, StateProbe, StateVersion } from './backend.js';
-import { decodeState, encodeState, parseState } from './codec.js';
+import { decodeState, encodeState, nextSerial, parseState } from './codec.js';
 import type { KeySource } from './keys.js';
 import type { ClusterState } from './model.js';
 import { newHolder, safeUser, UNREADABLE_LOCK } from './holder.js';
@@ -222,21 +222,9 @@ export class EtcdStateBackend implements StateBackend {
     const ours = await keys.sealingKey();
     const c = await this.etcd();
     const seen = this.seen ?? (await this.call('read the state', (c2) => this.getText(c2, this.key('state'))));
-    let serial = state.serial;
-    if (seen.text !== undefined) {
-      const stored = parseState(seen.text, this.location);
-      if (stored.lineage !== state.lineage) {
-        throw new StateError(
-          `refusing to write state with lineage ${state.lineage} over ${this.location}, which holds lineage ${stored.lineage} (cluster ${stored.cluster})`,
-          'this is another cluster\'s state: check the Clusterfile\'s name and spec.backend',
-        );
-      }
-      if (opts.keepSerial && state.serial <= stored.serial) {
-        throw new StateConflictError(`${this.location} already holds serial ${stored.serial} of this state, not older than ${state.serial}`, 'nothing was written: the state there is as new or newer');
-      }
-      if (!opts.keepSerial) serial = Math.max(serial, stored.serial);
-    }
-    const written: ClusterState = { ...state, serial: opts.keepSerial ? state.serial : serial + 1 };
+    const stored = seen.text !== undefined ? parseState(seen.text, this.location) : undefined;
+    const serial = nextSerial(state, stored, this.location, { keepSerial: opts.keepSerial, hint: 'this is another cluster\'s state: check the Clusterfile\'s name and spec.backend' });
+    const written: ClusterState = { ...state, serial };
     const text = await encodeState(written, keys, seen.text);
     const entry: HistoryEntry = { serial: written.serial, time: new Date().toISOString(), user: safeUser(), host: hostname(), operation: this.held?.info.operation ?? 'write', state: text };
     const commit = () => {

@@ -15,12 +15,12 @@ import { promises as fs, readFileSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { InternalError, StateConflictError, StateError, StateIdentityError, StateLockError, UsageError } from '../engine/kernel/errors.js';
+import { InternalError, StateError, StateIdentityError, StateLockError, UsageError } from '../engine/kernel/errors.js';
 import { exists, tempSibling, writeFileAtomic } from '../engine/kernel/fsutil.js';
 import { retry } from '../engine/kernel/retry.js';
 import type { Lock, LockInfo, MovedMarker, StateBackend, StateProbe, StateVersion } from './backend.js';
 import { movedError, parseMoved } from './moved.js';
-import { decodeState, encodeState, parseState, type StoredState } from './codec.js';
+import { decodeState, encodeState, nextSerial, parseState, type StoredState } from './codec.js';
 import { stateKeys, type KeySource } from './keys.js';
 import { emptyState, type ClusterState, type ProviderName } from './model.js';
 import { backupPathFor, lockPathFor } from './paths.js';
@@ -160,22 +160,10 @@ export class LocalStateBackend implements StateBackend {
     if (this.opts.withoutOutputs) throw new InternalError(`state ${this.path} was read without its hook outputs and cannot be written`);
     await fs.mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
     const previous = await this.readText(this.path);
-    let serial = state.serial;
-    if (previous !== undefined) {
-      const onDisk = parseState(previous, this.path);
-      if (onDisk.lineage !== state.lineage) {
-        throw new StateError(
-          `refusing to write state with lineage ${state.lineage} over ${this.path}, which holds lineage ${onDisk.lineage} (cluster ${onDisk.cluster})`,
-          'this is another cluster\'s state: check --state and the Clusterfile name',
-        );
-      }
-      if (opts.keepSerial && state.serial <= onDisk.serial) {
-        throw new StateConflictError(`${this.path} already holds serial ${onDisk.serial} of this state, not older than ${state.serial}`, 'nothing was written: the state there is as new or newer');
-      }
-      serial = Math.max(serial, onDisk.serial);
-    }
+    const onDisk = previous !== undefined ? parseState(previous, this.path) : undefined;
+    const serial = nextSerial(state, onDisk, this.path, { keepSerial: opts.keepSerial, hint: 'this is another cluster\'s state: check --state and the Clusterfile name' });
     await this.checkBackupLineage(state, previous !== undefined);
-    const written: ClusterState = { ...state, serial: opts.keepSerial ? state.serial : serial + 1 };
+    const written: ClusterState = { ...state, serial };
     // Sealed with the key the state on disk uses, so every machine that reads it now still can.
     const text = await encodeState(written, this.keys, previous);
     // Backup first: a crash between the two leaves the backup one write ahead of the state, never a state without it.
