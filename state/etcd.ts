@@ -163,9 +163,11 @@ export class EtcdStateBackend implements StateBackend {
 
   async probe(): Promise<StateProbe> {
     return this.call('read the state', async (c) => {
-      const cur = await this.getText(c, this.key('state'));
-      const moved = await this.getText(c, this.key('moved'));
-      const last = await c.getAll().prefix(this.key('history/')).sort('Key', 'Descend').limit(1).keys();
+      const [cur, moved, last] = await Promise.all([
+        this.getText(c, this.key('state')),
+        this.getText(c, this.key('moved')),
+        c.getAll().prefix(this.key('history/')).sort('Key', 'Descend').limit(1).keys(),
+      ]);
       return {
         ...(cur.text !== undefined ? { stored: parseState(cur.text, this.location) } : {}),
         ...(moved.text !== undefined ? { moved: parseMoved(moved.text) } : {}),
@@ -176,7 +178,7 @@ export class EtcdStateBackend implements StateBackend {
 
   async read(): Promise<ClusterState | undefined> {
     const { cur, moved, history, keyId } = await this.call('read the state', async (c) => {
-      const [cur, moved, keyId] = [await this.getText(c, this.key('state')), await this.getText(c, this.key('moved')), await this.getText(c, this.key('key'))];
+      const [cur, moved, keyId] = await Promise.all(['state', 'moved', 'key'].map((k) => this.getText(c, this.key(k))));
       const history = cur.text === undefined ? await c.getAll().prefix(this.key('history/')).count() : 0;
       return { cur, moved, history, keyId };
     });

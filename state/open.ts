@@ -4,7 +4,7 @@
  * the others put it.
  */
 import { StateError, UsageError } from '../engine/kernel/errors.js';
-import type { StateBackendSpec } from '../engine/kernel/types.js';
+import { ETCD_CLIENT_URL, type StateBackendSpec } from '../engine/kernel/types.js';
 import type { StateBackend } from './backend.js';
 import { EtcdStateBackend } from './etcd.js';
 import { PASSPHRASE_ENV, PassphraseKeySource, stateKeys } from './keys.js';
@@ -45,7 +45,7 @@ export function effectiveBackend(o: Pick<OpenBackendOptions, 'spec' | 'choice' |
     );
   }
   for (const e of endpoints) {
-    if (!/^https?:\/\/[^/\s:]+:\d{1,5}\/?$/.test(e)) throw new StateError(`"${e}" is not an etcd client URL`, 'write http://host:port or https://host:port');
+    if (!ETCD_CLIENT_URL.test(e)) throw new StateError(`"${e}" is not an etcd client URL`, 'write http://host:port or https://host:port');
   }
   return { ...(fromFile ?? {}), type: 'etcd', endpoints };
 }

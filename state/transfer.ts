@@ -5,12 +5,14 @@
  */
 import { StateConflictError, StateError, StateIdentityError } from '../engine/kernel/errors.js';
 import type { MovedMarker, StateBackend } from './backend.js';
-import { parseState, type StoredState } from './codec.js';
+import type { StoredState } from './codec.js';
 import { describeState, withStateLock } from './local.js';
 import type { ClusterState } from './model.js';
 
 /** Refuses a pushed state that is another cluster's, or older than the one stored (unless `force`). */
-export function checkPush(incoming: StoredState, current: StoredState | undefined, file: string, where: string, force: boolean): void {
+type Identity = Pick<StoredState, 'cluster' | 'lineage' | 'serial' | 'hosts'>;
+
+export function checkPush(incoming: Identity, current: Identity | undefined, file: string, where: string, force: boolean): void {
   if (!current) return;
   if (incoming.lineage !== current.lineage || incoming.cluster !== current.cluster) {
     throw new StateIdentityError(
@@ -28,15 +30,15 @@ export function checkPush(incoming: StoredState, current: StoredState | undefine
 
 /** Pushes `text` (a state as `ci state pull` prints it) to `backend` under its lock. Returns what was written. */
 export async function pushState(backend: StateBackend, text: string, file: string, opts: { force?: boolean; lockTimeoutMs?: number } = {}): Promise<ClusterState> {
-  const stored = parseState(text, file);
   // Its hook outputs must open with this backend's key: a state sealed elsewhere would be unreadable once pushed.
   const state = await backend.decode(text, file);
   return withStateLock(backend, 'push', opts.lockTimeoutMs ?? 0, async () => {
-    await backend.read().catch((err) => {
+    const current = await backend.read().catch(async (err) => {
       // A backend whose state went elsewhere, or was lost, takes a push of the same lineage: that is how it comes back.
       if (!(err instanceof StateIdentityError)) throw err;
+      return (await backend.probe()).stored;
     });
-    checkPush(stored, (await backend.probe()).stored, file, backend.location, !!opts.force);
+    checkPush(state, current, file, backend.location, !!opts.force);
     return backend.write(state);
   });
 }

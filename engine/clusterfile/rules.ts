@@ -8,6 +8,7 @@ import type { GroupInput, ProviderModule } from '../../providers/contract.js';
 import { parseEnvList } from './env.js';
 import { parseReference } from '../image/reference.js';
 import { InvalidReferenceError } from '../kernel/errors.js';
+import { ETCD_CLIENT_URL } from '../kernel/types.js';
 import type { FieldPath } from './locate.js';
 import { unsupportedFields } from './compat.js';
 
@@ -92,7 +93,7 @@ function backendIssues(doc: ClusterDoc): RuleIssue[] {
     return out;
   }
   (b.endpoints ?? []).forEach((e, i) => {
-    if (!/^https?:\/\/[^/\s:]+:\d{1,5}\/?$/.test(e)) issue(['endpoints', i], `"${e}" is not an etcd client URL: write http://host:port or https://host:port`);
+    if (!ETCD_CLIENT_URL.test(e)) issue(['endpoints', i], `"${e}" is not an etcd client URL: write http://host:port or https://host:port`);
   });
   if (b.endpoints?.length === 0) issue(['endpoints'], 'is empty: name at least one etcd client URL, or leave it out to use CI_ETCD_ENDPOINTS');
   if (b.prefix !== undefined && !/^\/[A-Za-z0-9._\/-]*$/.test(b.prefix)) issue(['prefix'], `"${b.prefix}" is not a key prefix: start with "/" and use letters, digits, ".", "_", "-" and "/"`);

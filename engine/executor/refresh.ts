@@ -13,8 +13,7 @@ import type { ProviderRuntime } from '../../providers/contract.js';
 import type { ClusterState, HostState } from '../../state/model.js';
 import type { RefreshDepth } from '../../plans/actions.js';
 import { hostsToRefresh, refreshState, type HostAnswer, type HostFound, type RefreshOutcome } from '../../plans/drift.js';
-import { parseMark } from './host-claim.js';
-import { markScript } from './host-claim.js';
+import { markScript, parseMark } from './host-claim.js';
 import { REMOTE_BASE, remoteHookMarkerDir, remoteRootfs, remoteRootfsMarker } from './remote-layout.js';
 
 export type RefreshMode = RefreshDepth | 'off';

@@ -32,6 +32,9 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
  */
 export type ProviderData = { [key: string]: Json };
 
+/** An etcd client URL as the state backend takes it: `http(s)://host:port`. */
+export const ETCD_CLIENT_URL = /^https?:\/\/[^/\s:]+:\d{1,5}\/?$/;
+
 /**
  * Where a cluster's state is kept, as the Clusterfile's `spec.backend` (or `--backend`) says: the local file
  * (default), or an etcd cluster the team shares. TLS file paths are absolute by the time they get here.

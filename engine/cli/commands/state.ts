@@ -28,13 +28,6 @@ interface Where {
   backend?: string;
 }
 
-/** The state file named by --state, or the default one of the Clusterfile's cluster. */
-export async function resolveStatePath(where: Where, home = ciHome()): Promise<string> {
-  if (where.state) return where.state;
-  const desired = await loadClusterfile(where.file ?? 'Clusterfile');
-  return statePathFor(desired.name, home);
-}
-
 /**
  * The backend the Clusterfile (and --backend) names. `--state` alone names a local file and needs no Clusterfile.
  * With `withoutOutputs`, hook outputs stay sealed, so no key or passphrase is needed (nothing can be written).
@@ -57,11 +50,6 @@ async function readState(where: Where): Promise<{ path: string; state: ClusterSt
     if (!state) throw new StateError(`no state in ${b.location}: the cluster was never applied`, 'run `ci apply` first, or check -f, --state and --backend');
     return { path: b.location, state };
   });
-}
-
-/** A host of the state by key, IP or name. */
-export function findStateHost(state: ClusterState, host: string): HostState | undefined {
-  return findHost(state, host);
 }
 
 const hostLabel = (h: HostState) => (h.ip && h.ip !== h.key ? `${h.key} (${h.ip})` : h.key);
@@ -123,7 +111,7 @@ export function register(program: Command): void {
   whereOptions(state.command('show <host>').description('show one host from the state as JSON (hook outputs are never shown)')).action(
     async (host: string, flags: Where) => {
       const { path, state: s } = await readState(flags);
-      const h = findStateHost(s, host);
+      const h = findHost(s, host);
       if (!h) throw new UsageError(`host ${host} is not in the state ${path}`, 'run `ci state list` to see the hosts');
       process.stdout.write(JSON.stringify(h, null, 2) + '\n');
     },
@@ -257,18 +245,21 @@ export function register(program: Command): void {
       .argument('<host...>', 'the hosts to forget')
       .option('--dry-run', 'show what would be forgotten, and change nothing'),
   ).action(async (hosts: string[], flags: Where & { dryRun?: boolean }) => {
-    // Looked at before locking: taking the lock of a cluster that has no state would leave its directory behind.
-    const { path } = await readState(flags);
     const backend = await resolveBackend(flags);
-    const message = await usingBackend(backend, () => withStateLock(backend, 'state rm', 0, async (lock) => {
-      warnTakeover(lock, path);
-      const s = await backend.read();
-      if (!s) throw new StateError(`no state in ${path}: the cluster was never applied`, 'pass the state with --state, or the Clusterfile with -f');
-      const f = forgetHosts(s, hosts, path);
-      if (flags.dryRun) return formatForgotten(f, path, { from: s.serial });
-      const written = await backend.write(f.state);
-      return formatForgotten(f, path, { from: s.serial, to: written.serial });
-    }));
+    const path = backend.location;
+    const message = await usingBackend(backend, async () => {
+      // Looked at before locking: taking the lock of a cluster that has no state would leave its directory behind.
+      if (!(await backend.read())) throw new StateError(`no state in ${path}: the cluster was never applied`, 'run `ci apply` first, or check -f, --state and --backend');
+      return withStateLock(backend, 'state rm', 0, async (lock) => {
+        warnTakeover(lock, path);
+        const s = await backend.read();
+        if (!s) throw new StateError(`no state in ${path}: the cluster was never applied`, 'pass the state with --state, or the Clusterfile with -f');
+        const f = forgetHosts(s, hosts, path);
+        if (flags.dryRun) return formatForgotten(f, path, { from: s.serial });
+        const written = await backend.write(f.state);
+        return formatForgotten(f, path, { from: s.serial, to: written.serial });
+      });
+    });
     process.stdout.write(message);
   });
 
@@ -280,7 +271,7 @@ export function register(program: Command): void {
         warnTakeover(lock, path);
         const s = await backend.read();
         if (!s) throw new StateError(`no state at ${path}: the cluster was never applied`, 'pass the state with --state, or the Clusterfile with -f');
-        const h = findStateHost(s, host);
+        const h = findHost(s, host);
         if (!h) throw new UsageError(`host ${host} is not in the state ${path}`, 'run `ci state list` (with the same -f, --state or --backend) to see the hosts');
         const name = h.ip && h.ip !== h.key ? `${h.key} (${h.ip})` : h.key;
         if (!h.hostKey) return `No SSH host key is pinned for ${name} in ${path}; nothing to remove.\n`;
