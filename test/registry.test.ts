@@ -3,6 +3,8 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
+import { buildImage } from '../engine/image/build.js';
+import { PROBE_BYTES } from '../engine/image/layer-writer.js';
 import { ImageStore } from '../engine/image/store.js';
 import { pushImage } from '../engine/registry/push.js';
 import { pullImage, ensureImage } from '../engine/registry/pull.js';
@@ -112,6 +114,50 @@ describe('plain HTTP registry', () => {
     const pulled = await pullImage(dst, `${reg.host}/by/skopeo:v1`, { insecure: true, home: dst.home, retry: noWait });
     expect(pulled.manifest.layers.map((l) => l.digest)).toEqual(local.layers);
     expect(pulled.config.cloudimage?.cmds.map((c) => c.cmd)).toEqual(['echo hi']);
+  });
+
+  it('stores a layer gzip cannot shrink as a plain tar, the same every build, and skopeo reads and copies it', async () => {
+    const ctx = await tempDir('ci-plain-layer');
+    defer(() => fs.rm(ctx, { recursive: true, force: true }));
+    // Random bytes past the probe: gzip would save nothing. The text layer compresses well and stays gzipped.
+    await fs.writeFile(join(ctx, 'blob.bin'), randomBytes(PROBE_BYTES + 300_000));
+    await fs.writeFile(join(ctx, 'notes.txt'), 'the same line again\n'.repeat(5000));
+    await fs.writeFile(join(ctx, 'Kubefile'), 'FROM scratch\nCOPY blob.bin /data/blob.bin\nCOPY notes.txt /data/notes.txt\n');
+    const ref = `${reg.host}/plain/app:v1`;
+    const built = await buildImage(store, { kubefile: join(ctx, 'Kubefile'), context: ctx, tag: ref });
+    const manifest = JSON.parse((await store.readBlob(built.digest)).toString('utf8'));
+    expect(manifest.layers.map((l: { mediaType: string }) => l.mediaType)).toEqual([
+      'application/vnd.oci.image.layer.v1.tar',
+      'application/vnd.oci.image.layer.v1.tar+gzip',
+    ]);
+    const [plain, zipped] = built.layers.map((l) => l.digest);
+    const head = (await store.readBlob(plain)).subarray(0, 2);
+    expect([head[0], head[1]]).not.toEqual([0x1f, 0x8b]);
+    expect((await store.readBlob(zipped)).subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+    // A plain tar's diff ID is its own digest.
+    const config = JSON.parse((await store.readBlob(manifest.config.digest)).toString('utf8'));
+    expect(config.rootfs.diff_ids[0]).toBe(plain);
+    expect(config.rootfs.diff_ids[1]).not.toBe(zipped);
+
+    // Built again from nothing: the same layers.
+    const again = await freshStore();
+    const rebuilt = await buildImage(again, { kubefile: join(ctx, 'Kubefile'), context: ctx, tag: 'plain:again', noCache: true });
+    expect(rebuilt.layers.map((l) => l.digest)).toEqual([plain, zipped]);
+
+    await pushImage(store, ref, { insecure: true, home: store.home, retry: noWait });
+    const info = JSON.parse(skopeo(['inspect', '--tls-verify=false', `docker://${ref}`]));
+    expect(info.Layers).toEqual([plain, zipped]);
+    const layout = await tempDir('ci-skopeo-plain');
+    defer(() => fs.rm(layout, { recursive: true, force: true }));
+    skopeo(['copy', '--src-tls-verify=false', `docker://${ref}`, `oci:${layout}:copied`]);
+    // skopeo gzips a plain layer on its way into a layout; the content it read is still ours (its diff ID).
+    const blob = async (d: string) => JSON.parse(await fs.readFile(join(layout, 'blobs', 'sha256', d.slice(7)), 'utf8'));
+    const copiedIndex = JSON.parse(await fs.readFile(join(layout, 'index.json'), 'utf8'));
+    const copied = await blob(copiedIndex.manifests[0].digest);
+    expect((await blob(copied.config.digest)).rootfs.diff_ids).toEqual(config.rootfs.diff_ids);
+    const other = await freshStore();
+    const pulled = await pullImage(other, ref, { insecure: true, home: other.home, retry: noWait });
+    expect(pulled.manifest.layers.map((l) => l.digest)).toEqual([plain, zipped]);
   });
 
   it('detects a corrupted blob and leaves no half image or temp file in the store', async () => {

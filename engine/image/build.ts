@@ -186,13 +186,14 @@ export async function buildImage(store: ImageStore, opts: BuildOptions): Promise
       },
     };
     // The whole image, base layers included, obeys the layer rules before it gets a name.
-    await checkStoredLayers(store, { ref, layers: s.layers.map((l) => l.digest), allowSetid: !!opts.allowSetid });
+    const checked = await checkStoredLayers(store, { ref, layers: s.layers.map((l) => l.digest), allowSetid: !!opts.allowSetid });
     const configBlob = await store.putBlob(JSON.stringify(config));
     const manifest: Manifest = {
       schemaVersion: 2,
       mediaType: MEDIA.manifest,
       config: { mediaType: MEDIA.config, digest: configBlob.digest, size: configBlob.size },
-      layers: s.layers.map((l) => ({ mediaType: MEDIA.layerGzip, digest: l.digest, size: l.size })),
+      // As stored: gzipped, or a plain tar when gzip was not worth it (and as a base image gave its layers).
+      layers: s.layers.map((l, i) => ({ mediaType: checked.steps[i].compression === 'gzip' ? MEDIA.layerGzip : MEDIA.layerTar, digest: l.digest, size: l.size })),
       ...(opts.annotations && Object.keys(opts.annotations).length > 0 ? { annotations: { ...opts.annotations } } : {}),
     };
     const desc = await store.putManifest(manifest);

@@ -1,13 +1,18 @@
 /**
- * Writes a layer as a reproducible tar+gzip: entries in the order given (callers sort), mtime fixed at the
- * epoch, numeric owners only (root unless the entry says otherwise), no user names, permission bits kept, no device files; gzip with no timestamp.
- * Headers are encoded by node-tar; we own the entry order and metadata because that is what reproducibility
- * depends on.
+ * Writes a layer as a reproducible tar: entries in the order given (callers sort), mtime fixed at the epoch, numeric
+ * owners only (root unless the entry says otherwise), no user names, permission bits kept, no device files. Headers
+ * are encoded by node-tar; we own the entry order and metadata because that is what reproducibility depends on.
+ *
+ * The tar is gzipped (no timestamp) unless gzip would barely shrink it: content that is compressed already (image
+ * tarballs, packages, random data) is stored as a plain tar (OCI `layer.v1.tar`), so neither the build nor every
+ * host's unpack spends a core on a compression that saves nothing on the wire. The choice is made from the first
+ * PROBE_BYTES of the tar, so the same content always gives the same layer.
  */
 import { createReadStream } from 'node:fs';
-import { createGzip } from 'node:zlib';
+import { createGzip, gzipSync } from 'node:zlib';
 import { createHash } from 'node:crypto';
-import { PassThrough, Transform } from 'node:stream';
+import { PassThrough, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Header, Pax } from 'tar';
 import type { Digest } from '../kernel/digest.js';
 import type { ImageStore } from './store.js';
@@ -70,27 +75,56 @@ export interface WrittenLayer {
   size: number;
 }
 
-/** Streams the entries through tar and gzip into the store, hashing both forms on the way. */
+/** How much of a layer's tar decides whether it is gzipped, and the share of it gzip must save to be worth it. */
+export const PROBE_BYTES = 8 * 1024 * 1024;
+const WORTH_GZIP = 0.95;
+
+/** Whether a layer whose tar starts with `head` is gzipped: only when gzip makes that start 5% smaller or more. */
+export function worthGzip(head: Buffer): boolean {
+  return head.length > 0 && gzipSync(head, { level: 6 }).length <= head.length * WORTH_GZIP;
+}
+
+function writeTo(sink: Writable, buf: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    sink.once('error', onError);
+    const done = () => {
+      sink.off('error', onError);
+      resolve();
+    };
+    if (sink.write(buf)) done();
+    else sink.once('drain', done);
+  });
+}
+
+/** Streams the entries as a tar (gzipped when worth it, see above) into the store, hashing both forms on the way. */
 export async function writeLayer(store: ImageStore, entries: LayerEntry[], contents?: Map<string, Buffer>): Promise<WrittenLayer> {
-  const tar = new PassThrough({ highWaterMark: 1 << 20 });
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const stored = store.putStream(out);
+  stored.catch(() => {});
   const diffHash = createHash('sha256');
-  const tap = (h: ReturnType<typeof createHash>) =>
-    new Transform({
-      transform(chunk, _enc, cb) {
-        h.update(chunk);
-        cb(null, chunk);
-      },
-    });
-  const gz = tar.pipe(tap(diffHash)).pipe(createGzip({ level: 6 }));
-  const stored = store.putStream(gz);
-  let failed: Error | undefined;
-  tar.on('error', (err) => (failed ??= err));
-  const write = (buf: Buffer) =>
-    new Promise<void>((resolve, reject) => {
-      if (failed) reject(failed);
-      else if (tar.write(buf)) resolve();
-      else tar.once('drain', resolve);
-    });
+  let sink: Writable | undefined;
+  let piped: Promise<void> | undefined;
+  let head: Buffer[] = [];
+  let headBytes = 0;
+  const choose = async () => {
+    const start = Buffer.concat(head);
+    head = [];
+    if (worthGzip(start)) {
+      const gz = createGzip({ level: 6 });
+      piped = pipeline(gz, out);
+      piped.catch(() => {});
+      sink = gz;
+    } else sink = out;
+    if (start.length > 0) await writeTo(sink, start);
+  };
+  const write = async (buf: Buffer) => {
+    diffHash.update(buf);
+    if (sink) return writeTo(sink, buf);
+    head.push(buf);
+    headBytes += buf.length;
+    if (headBytes >= PROBE_BYTES) await choose();
+  };
   try {
     for (const e of entries) {
       await write(headerBlocks(e));
@@ -110,9 +144,12 @@ export async function writeLayer(store: ImageStore, entries: LayerEntry[], conte
       await write(padding(e.size));
     }
     await write(Buffer.alloc(1024));
-    tar.end();
+    if (!sink) await choose();
+    sink!.end();
+    if (piped) await piped;
   } catch (err) {
-    tar.destroy(err as Error);
+    (sink ?? out).destroy(err as Error);
+    out.destroy(err as Error);
     await stored.catch(() => {});
     throw err;
   }
