@@ -52,6 +52,11 @@ export interface FanoutFigures {
   shaped: string;
   cases: FanoutCase[];
   rss?: { imageBytes: number; hosts: number; peakRssBytes: number; ms: number } | { skipped: string };
+  /**
+   * How the time beyond S/B grows with the host count: per case the apply's and the distribution's milliseconds over
+   * S/B, and per doubling of the hosts how much that grew (a constant means c*log(N); doubling values mean c*N).
+   */
+  growth?: { hosts: number[]; applyExtraMs: number[]; distributeExtraMs: number[]; applyExtraPerDoublingMs: number[] };
   error?: string;
 }
 
@@ -170,6 +175,22 @@ async function applyRss(args: string[], env: NodeJS.ProcessEnv): Promise<{ peak:
   return { peak, ms: performance.now() - t0 };
 }
 
+function growthOf(cases: FanoutCase[]): FanoutFigures['growth'] {
+  const sorted = [...cases].sort((a, b) => a.hosts - b.hosts);
+  const applyExtraMs = sorted.map((c) => Math.round(c.applyMs - c.limitMs));
+  const perDoubling: number[] = [];
+  for (let i = 1; i < sorted.length; i++) {
+    const doublings = Math.log2(sorted[i].hosts / sorted[i - 1].hosts);
+    perDoubling.push(Math.round((applyExtraMs[i] - applyExtraMs[i - 1]) / doublings));
+  }
+  return {
+    hosts: sorted.map((c) => c.hosts),
+    applyExtraMs,
+    distributeExtraMs: sorted.map((c) => Math.round(c.distributeMs - c.limitMs)),
+    applyExtraPerDoublingMs: perDoubling,
+  };
+}
+
 export async function benchFanout(opts: {
   hostCounts: number[];
   linkMbit: number;
@@ -286,6 +307,7 @@ export async function benchFanout(opts: {
         await (await LocalLab.open(labDirFor(home, name))).destroy().catch(() => undefined);
       }
     } else figures.rss = { skipped: 'no --fanout-rss-mb' };
+    figures.growth = growthOf(figures.cases);
     return figures;
   } catch (err) {
     figures.error = (err as Error).message;

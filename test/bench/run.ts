@@ -4,9 +4,9 @@
  *   --plan-hosts 5000,50000 --plan-layers 50     --runs 5    (each size in its own process; 0 skips)
  *   --exec-hosts 5000,50000 --exec-parallelism 10   (the executor on a fake instant transport; 0 skips)
  *   --big-layer-mb 20       --no-apply           (plan figures only)
- *   --fanout-hosts 2,4,8    --link-mbit 100      --fanout-mb 50   (fresh apply with every link shaped both ways,
- *                           beside parallel scp to the same hosts; 0 skips; `--fanout-hosts 8 --fanout-mb 200` is
- *                           the issue's case)     --fanout-rss-mb 1024 (peak RSS of an apply of that image; 0 skips)
+ *   --fanout-hosts 2,4,8,16 --link-mbit 100      --fanout-mb 200  (fresh apply with every link shaped both ways,
+ *                           beside parallel scp to the same hosts; 0 skips)
+ *                           --fanout-rss-mb 1024 (peak RSS of an apply of an image that big; 0 skips)
  *   --fanout-only           (only the fan-out figures)     --fanout-no-scp (without the parallel scp beside it)
  *   --aliyun-masters 3      --aliyun-nodes 3     (ALI_CLOUD on the emulator, realistic latencies; 0 masters skips)
  *   --upgrade-hosts 8       --upgrade-layer-mb 10  (one changed layer over a --big-layer-mb base; 0 hosts skips)
@@ -40,10 +40,10 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     'big-layer-mb': { type: 'string', default: '20' },
     'no-apply': { type: 'boolean', default: false },
-    'fanout-hosts': { type: 'string', default: '2,4,8' },
+    'fanout-hosts': { type: 'string', default: '2,4,8,16' },
     'link-mbit': { type: 'string', default: '100' },
-    'fanout-mb': { type: 'string', default: '50' },
-    'fanout-rss-mb': { type: 'string', default: '0' },
+    'fanout-mb': { type: 'string', default: '200' },
+    'fanout-rss-mb': { type: 'string', default: '1024' },
     'fanout-only': { type: 'boolean', default: false },
     'fanout-no-scp': { type: 'boolean', default: false },
     'aliyun-masters': { type: 'string', default: '3' },
