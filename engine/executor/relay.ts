@@ -15,7 +15,7 @@ import { digestHex, type Digest } from '../kernel/digest.js';
 import { CiError, InternalError } from '../kernel/errors.js';
 import { registerSecret } from '../kernel/redact.js';
 import { ensureEd25519Key } from '../../providers/ssh/keys.js';
-import { shellQuote } from '../../providers/ssh/shell.js';
+import { SHA256_OF_STDIN, shellQuote } from '../../providers/ssh/shell.js';
 import { fingerprintOfPublicKeyLine } from '../../providers/ssh/fingerprint.js';
 import type { SshSession } from '../../providers/ssh/session.js';
 import { REMOTE_BASE, remoteLayerPath } from './remote-layout.js';
@@ -302,7 +302,7 @@ export function receiveScript(layer: Digest, size: number, source: string): stri
     `rm -f ${q} ${shellQuote(`${p}.rc`)}`,
     `: > ${q}`,
     `echo $$ > ${shellQuote(`${p}.pid`)}`,
-    `sum=$( { set +e; ${source}; echo $? > ${shellQuote(`${p}.rc`)}; } | tee ${q} | sha256sum | cut -d' ' -f1 )`,
+    `sum=$( { set +e; ${source}; echo $? > ${shellQuote(`${p}.rc`)}; } | tee ${q} | ${SHA256_OF_STDIN} )`,
     `rc=$(cat ${shellQuote(`${p}.rc`)} 2>/dev/null || echo 255)`,
     `got=$(wc -c < ${q})`,
     `rm -f ${shellQuote(`${p}.rc`)}`,

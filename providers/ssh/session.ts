@@ -13,7 +13,7 @@ import type { Digest } from '../../engine/kernel/digest.js';
 import { redact } from '../../engine/kernel/redact.js';
 import { openConnection, type ConnectOptions, type OpenConnection } from './connect.js';
 import { RemoteTimeoutError, SshConnectionLostError } from './errors.js';
-import { shellQuote, wireCommand } from './shell.js';
+import { SHA256_OF_STDIN, shellQuote, wireCommand } from './shell.js';
 import { TailBuffer, tailLines } from './tail-buffer.js';
 import { describeTarget, type SshTarget } from './target.js';
 
@@ -108,7 +108,7 @@ export class SshSession {
       },
     });
     const input = Buffer.isBuffer(source) ? Readable.from([source]) : source;
-    const receive = `mkdir -p ${shellQuote(posix.dirname(remotePath))} && cat > ${qTmp} && sha256sum ${qTmp}`;
+    const receive = `mkdir -p ${shellQuote(posix.dirname(remotePath))} && cat > ${qTmp} && ${SHA256_OF_STDIN} < ${qTmp}`;
     let res: ExecResult;
     try {
       res = await this.exec(receive, { stdin: input.pipe(counter) });
