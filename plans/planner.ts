@@ -262,12 +262,21 @@ export function plan(input: PlanInput): Plan {
     return hostLayers.filter((d) => heldMark[layerIndex.get(d)!] === 0);
   };
 
+  // Every layer, the bytes a host without any is sent (summed in the same order as for any other host).
+  const allBytes = hostLayers.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
+  // Each host's send, unpack and init-host ids, made once: later phases ask whether they were planned, and a fresh
+  // string is hashed afresh at every lookup (a tenth of a 50,000-host plan went to that).
+  const prepIds = new Map<DesiredHost, [send: string, unpack: string, initHost: string]>();
+
   // Phase 1: every desired host gets its files: made (providers that make hosts), missing layers, rootfs, init-host.
   for (const h of desired.hosts) {
     const hs = hostsState[h.key];
+    const ids: [string, string, string] = [id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key)];
+    prepIds.set(h, ids);
+    const [sendId, unpackId] = ids;
     const missing = missingLayers(hs?.layers);
     if (missing.length > 0) {
-      const bytes = missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
+      const bytes = missing.length === hostLayers.length ? allBytes : missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
       const reason = reasonFor(h, 'layers');
       const usual = configOnly(h) ? 'config changed' : reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${hostLayers.length})` : reason;
       // Most hosts have no drift: nothing more to work out for them (this loop runs once per host).
@@ -284,7 +293,7 @@ export function plan(input: PlanInput): Plan {
         if (driftReason) sendReason = missing.every((l) => driftedLayers.has(l)) ? driftReason : `${usual}; ${driftReason}`;
       }
       add({
-        id: id.send(h.key),
+        id: sendId,
         kind: 'send-layers',
         host: h.key,
         layers: missing,
@@ -296,10 +305,10 @@ export function plan(input: PlanInput): Plan {
     }
     if (needsUnpack(hs) && !rolling.has(h.key)) {
       const reason = rootfsDrift(h.key)?.reason ?? (configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs'));
-      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason, deps: [...made(h.key), ...present(id.send(h.key))] });
+      add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason, deps: [...made(h.key), ...present(sendId)] });
     }
     if (!hs?.hooks['init-host']) {
-      hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(id.send(h.key), id.unpack(h.key))]);
+      hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(sendId, unpackId)]);
     }
   }
 
@@ -352,7 +361,7 @@ export function plan(input: PlanInput): Plan {
   const joins: string[] = [];
   let lastMasterJoin: string | undefined;
   const needsJoin = (h: DesiredHost) => !isExisting(h);
-  const prep = (h: DesiredHost) => [...made(h.key), ...present(id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key))];
+  const prep = (h: DesiredHost) => [...made(h.key), ...present(...prepIds.get(h)!)];
   const m0 = desired.hosts.find((h) => h.key === master0)!;
   if (!initialised && needsJoin(m0)) {
     const a = hook(m0, 'init-master0', hostsState[m0.key] ? 'resume: not completed' : 'new cluster', [...prep(m0), ...masterUpgrades], D, true);
@@ -633,23 +642,28 @@ export function orderActions(actions: Action[], desiredKeys: string[], removedKe
   sorted.forEach((a, i) => rank.set(a.id, i));
   // Dependents as one flat adjacency array (offsets per action): no small array per action to collect. A dep named
   // twice counts twice and is released twice; a dep that is no action of the plan is never done (a cycle, below).
+  // Each dep's rank is looked up once, kept in `depRank` (-1: no action of the plan) for the second pass.
   const waiting = new Int32Array(n);
   const start = new Int32Array(n + 1);
-  for (let i = 0; i < n; i++) {
+  let depCount = 0;
+  for (let i = 0; i < n; i++) depCount += sorted[i].deps.length;
+  const depRank = new Int32Array(depCount);
+  for (let i = 0, p = 0; i < n; i++) {
     const deps = sorted[i].deps;
     waiting[i] = deps.length;
     for (const d of deps) {
-      const j = rank.get(d);
-      if (j !== undefined) start[j + 1]++;
+      const j = rank.get(d) ?? -1;
+      depRank[p++] = j;
+      if (j >= 0) start[j + 1]++;
     }
   }
   for (let i = 0; i < n; i++) start[i + 1] += start[i];
   const fill = start.slice(0, n);
   const edges = new Int32Array(start[n]);
-  for (let i = 0; i < n; i++) {
-    for (const d of sorted[i].deps) {
-      const j = rank.get(d);
-      if (j !== undefined) edges[fill[j]++] = i;
+  for (let i = 0, p = 0; i < n; i++) {
+    for (let e = sorted[i].deps.length; e > 0; e--) {
+      const j = depRank[p++];
+      if (j >= 0) edges[fill[j]++] = i;
     }
   }
   const ready = new MinHeap();
