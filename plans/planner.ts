@@ -167,9 +167,17 @@ export function plan(input: PlanInput): Plan {
 
   // A member runs the image of its last join or upgrade. Any other image rolls `upgrade` over it: a newer one, an
   // earlier one (rollback), or the one the state names after an interrupted roll was reverted.
+  // The text of a change depends only on the image a host runs: made once per image, not once per host and step
+  // (an upgrade of 50,000 hosts asks it five times per host).
+  const changeText = new Map<string, Map<Digest, string>>();
   const changeFor = (hs: HostState): string | undefined => {
     const current = runningImage(hs, state);
-    return current && current.digest !== D ? `image changed ${versionChange(current.ref, current.digest, image)}` : undefined;
+    if (!current || current.digest === D) return undefined;
+    let byDigest = changeText.get(current.ref);
+    if (!byDigest) changeText.set(current.ref, (byDigest = new Map()));
+    let text = byDigest.get(current.digest);
+    if (text === undefined) byDigest.set(current.digest, (text = `image changed ${versionChange(current.ref, current.digest, image)}`));
+    return text;
   };
 
   // Drift the refresh found, by host: the steps it causes say so, whatever else also needs them.
@@ -252,15 +260,24 @@ export function plan(input: PlanInput): Plan {
   const layerIndex = new Map<Digest, number>();
   for (const d of hostLayers) if (!layerIndex.has(d)) layerIndex.set(d, layerIndex.size);
   const heldMark = new Uint8Array(hostLayers.length);
+  // Most hosts hold what the host before them holds: comparing with it costs less than looking each layer up.
+  let lastHeld: Digest[] = [];
+  let lastMissing: Digest[] = [];
   const missingLayers = (held: Digest[] | undefined): Digest[] => {
     if (!held || held.length === 0) return [...hostLayers];
+    if (held.length === lastHeld.length && held.every((d, i) => d === lastHeld[i])) return [...lastMissing];
+    lastHeld = held;
+    lastMissing = computeMissing(held);
+    return [...lastMissing];
+  };
+  function computeMissing(held: Digest[]): Digest[] {
     heldMark.fill(0);
     for (const d of held) {
       const i = layerIndex.get(d);
       if (i !== undefined) heldMark[i] = 1;
     }
     return hostLayers.filter((d) => heldMark[layerIndex.get(d)!] === 0);
-  };
+  }
 
   // Every layer, the bytes a host without any is sent (summed in the same order as for any other host).
   const allBytes = hostLayers.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
@@ -340,6 +357,8 @@ export function plan(input: PlanInput): Plan {
     else batches.push([h]);
   }
   const masterUpgrades: string[] = [];
+  // Every host's upgrade hook, in roll order (the batches are that order).
+  const allUpgrades: string[] = [];
   // Whether the batches so far swapped a rootfs in: every later step of the roll then already waits for every
   // prepare, through the batch before it, and naming them all again on each unpack made an upgrade of 50,000 hosts
   // hold 2.5 billion deps. A later unpack names its own prepare only (what it swaps in). What waits for what is
@@ -358,12 +377,12 @@ export function plan(input: PlanInput): Plan {
       }
       const a = hook(h, 'upgrade', changed, present(id.send(h.key), id.unpack(h.key), ...previous));
       done.push(a.id);
+      allUpgrades.push(a.id);
       if (isMaster(h)) masterUpgrades.push(a.id);
     }
     previous = done;
     staged ||= swaps;
   }
-  const allUpgrades = rollOrder.map((h) => id.hook('upgrade', h.key));
 
   // Phase 3: joins. master0 first (new cluster), further masters one at a time, nodes in parallel after them.
   const joins: string[] = [];
