@@ -113,21 +113,22 @@ export function plan(input: PlanInput): Plan {
   const present = (...ids: string[]) => ids.filter(has);
 
   const desiredKeys = new Set(desired.hosts.map((h) => h.key));
-  const removed = orderHosts(Object.values(hostsState).filter((hs) => !desiredKeys.has(hs.key)));
+  const stateHosts = Object.values(hostsState);
+  const removed = orderHosts(stateHosts.filter((hs) => !desiredKeys.has(hs.key)));
   const isExisting = (h: DesiredHost) => joinedBefore(hostsState[h.key]);
 
   // master0: keep it while it stays a master; otherwise the first master in Clusterfile order that is already a
   // member takes over. A cluster that never finished init-master0 simply starts over on the first master.
   const masters = desired.hosts.filter(isMaster);
   const existingMasters = masters.filter(isExisting);
-  const stateMasters = Object.values(hostsState).filter((hs) => isMaster(hs) && joinedBefore(hs));
+  const stateMasters = stateHosts.filter((hs) => isMaster(hs) && joinedBefore(hs));
   if (stateMasters.length > 0 && existingMasters.length === 0) {
     throw new PlanRefusedError(
       `the Clusterfile removes every current master (${stateMasters.map((h) => h.key).join(', ')}); the last master cannot be removed`,
       'keep at least one current master: add the new masters first, apply, then remove the old ones',
     );
   }
-  const initialised = Object.values(hostsState).some((hs) => hs.hooks['init-master0'] !== undefined && joinedBefore(hs));
+  const initialised = stateHosts.some((hs) => hs.hooks['init-master0'] !== undefined && joinedBefore(hs));
   const oldMaster0 = state?.master0;
   let master0: string;
   let promotion: string | undefined;
@@ -155,10 +156,15 @@ export function plan(input: PlanInput): Plan {
   const hostLayers = C ? [...imageLayers, C] : imageLayers;
   const needsUnpack = (hs: HostState | undefined) => hs?.rootfsImage !== D || hs.rootfsConfig !== C;
   // The rootfs a host has, when the state knows its layers: an unpack may build on what both share.
+  // It depends only on the host's config layer (the image is the state's): one per config, shared by the steps
+  // of every host that has it, as they share the image's layer list.
+  const bases = new Map<Digest | undefined, { base: RootfsBase }>();
   const baseOf = (hs: HostState | undefined): { base: RootfsBase } | {} => {
     if (!hs?.rootfsImage || state?.image?.digest !== hs.rootfsImage) return {};
     const cfg = hs.rootfsConfig;
-    return { base: { image: hs.rootfsImage, layers: [...state.image.layers, ...(cfg ? [cfg] : [])], ...(cfg ? { config: cfg } : {}) } };
+    let b = bases.get(cfg);
+    if (!b) bases.set(cfg, (b = { base: { image: hs.rootfsImage, layers: [...state.image.layers, ...(cfg ? [cfg] : [])], ...(cfg ? { config: cfg } : {}) } }));
+    return b;
   };
   const configOnly = (h: DesiredHost) => {
     const hs = hostsState[h.key];
@@ -522,10 +528,11 @@ export function plan(input: PlanInput): Plan {
 
   const list = orderActions([...actions.values()], desired.hosts.map((h) => h.key), removed.map((h) => h.key));
   const touched = new Set(list.map((a) => a.host));
+  // A member no step touches is unchanged.
   const hosts: PlannedHost[] = [
-    ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, isExisting(h) ? 'change' : 'add')),
+    ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, !isExisting(h) ? 'add' : touched.has(h.key) ? 'change' : 'none')),
     ...removed.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
-  ].map((p) => (p.impact === 'change' && !touched.has(p.key) ? { ...p, impact: 'none' as Impact } : p));
+  ];
   // CMDs and launches of a brand-new cluster are part of adding it; on an existing one they change the cluster.
   const clusterChanged = state?.image !== undefined && list.some((a) => a.kind === 'run-cmd' || a.kind === 'launch-app');
   return {
@@ -626,6 +633,8 @@ const HOOK_ORDER: Record<HookName, number> = {
  * the first ready action by scanning the pending ones was quadratic (33 s for 50,000 hosts).
  */
 export function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
+  // Nothing to order (a no-op plan): no ranks of 50,000 hosts to make.
+  if (actions.length === 0) return [];
   const hostRank = new Map<string, number>();
   let hostCount = 0;
   for (const k of desiredKeys) hostRank.set(k, hostCount++);
