@@ -348,11 +348,14 @@ export function plan(input: PlanInput): Plan {
   // Phase 2: the upgrade roll. Every member's new rootfs is staged first, all at once and beside the one it runs;
   // swapping it in changes the rootfs under a running member, so that belongs to the roll, as the hook does.
   const prepares: string[] = [];
+  const prepareOf = new Map<DesiredHost, string>();
   for (const h of rollOrder) {
     const hs = hostsState[h.key];
     if (!needsUnpack(hs)) continue;
-    add({ id: id.prepare(h.key), kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changeFor(hs)!, deps: present(id.send(h.key)) });
-    prepares.push(id.prepare(h.key));
+    const prepareId = id.prepare(h.key);
+    add({ id: prepareId, kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changeFor(hs)!, deps: present(prepIds.get(h)![0]) });
+    prepares.push(prepareId);
+    prepareOf.set(h, prepareId);
   }
   let previous: string[] = [];
   const batches: DesiredHost[][] = [];
@@ -376,12 +379,13 @@ export function plan(input: PlanInput): Plan {
     for (const h of batch) {
       const hs = hostsState[h.key];
       const changed = changeFor(hs)!;
+      const [sendId, unpackId] = prepIds.get(h)!;
       if (needsUnpack(hs)) {
         // After every prepare: a host that cannot stage its rootfs stops the roll before it starts.
-        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changed, deps: [...present(id.send(h.key)), ...(staged ? [id.prepare(h.key)] : prepares), ...previous] });
+        add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changed, deps: [...present(sendId), ...(staged ? [prepareOf.get(h)!] : prepares), ...previous] });
         swaps = true;
       }
-      const a = hook(h, 'upgrade', changed, present(id.send(h.key), id.unpack(h.key), ...previous));
+      const a = hook(h, 'upgrade', changed, present(sendId, unpackId, ...previous));
       done.push(a.id);
       allUpgrades.push(a.id);
       if (isMaster(h)) masterUpgrades.push(a.id);
