@@ -63,6 +63,12 @@ export const id = {
 } as const;
 
 const NO_DRIFT: DriftItem[] = [];
+/**
+ * What a step spreads in when it has nothing to add, and the ids of no steps: one of each, not one per host and
+ * step (their garbage was a tenth of a 50,000-host plan's). Never changed: `add` stores a copy of a step's deps.
+ */
+const NONE = Object.freeze({});
+const NO_IDS: string[] = [];
 
 const JOIN_HOOKS: HookName[] = ['init-master0', 'join-master', 'join-node'];
 
@@ -154,13 +160,15 @@ export function plan(input: PlanInput): Plan {
   const imageLayers = image.layers.map((l) => l.digest);
   if (input.config) layerSize.set(input.config.digest, input.config.size);
   const hostLayers = C ? [...imageLayers, C] : imageLayers;
+  // Spread into every host's unpack and prepare: made once.
+  const configField = C ? { config: C } : NONE;
   const needsUnpack = (hs: HostState | undefined) => hs?.rootfsImage !== D || hs.rootfsConfig !== C;
   // The rootfs a host has, when the state knows its layers: an unpack may build on what both share.
   // It depends only on the host's config layer (the image is the state's): one per config, shared by the steps
   // of every host that has it, as they share the image's layer list.
   const bases = new Map<Digest | undefined, { base: RootfsBase }>();
   const baseOf = (hs: HostState | undefined): { base: RootfsBase } | {} => {
-    if (!hs?.rootfsImage || state?.image?.digest !== hs.rootfsImage) return {};
+    if (!hs?.rootfsImage || state?.image?.digest !== hs.rootfsImage) return NONE;
     const cfg = hs.rootfsConfig;
     let b = bases.get(cfg);
     if (!b) bases.set(cfg, (b = { base: { image: hs.rootfsImage, layers: [...state.image.layers, ...(cfg ? [cfg] : [])], ...(cfg ? { config: cfg } : {}) } }));
@@ -259,7 +267,7 @@ export function plan(input: PlanInput): Plan {
     });
   }
   // Only the batches above are create-host steps: without any, no host has one to wait for (asked several times per host).
-  const made = (k: string): string[] => (makeBatches.size === 0 ? [] : present(batchOf.get(k) ?? id.create(k)));
+  const made = (k: string): string[] => (makeBatches.size === 0 ? NO_IDS : present(batchOf.get(k) ?? id.create(k)));
 
   // A host's layers against the image's by position in a shared table, not a Set per host: this runs per host.
   // An image may hold the same layer twice: both positions share one slot, as they share one file.
@@ -321,14 +329,14 @@ export function plan(input: PlanInput): Plan {
         host: h.key,
         layers: missing,
         bytes,
-        ...(resend.length ? { resend } : {}),
+        ...(resend.length ? { resend } : NONE),
         reason: sendReason,
         deps: made(h.key),
       });
     }
     if (needsUnpack(hs) && !rolling.has(h.key)) {
       const reason = rootfsDrift(h.key)?.reason ?? (configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs'));
-      add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason, deps: [...made(h.key), ...present(sendId)] });
+      add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason, deps: [...made(h.key), ...present(sendId)] });
     }
     if (!hs?.hooks['init-host']) {
       hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(sendId, unpackId)]);
@@ -353,7 +361,7 @@ export function plan(input: PlanInput): Plan {
     const hs = hostsState[h.key];
     if (!needsUnpack(hs)) continue;
     const prepareId = id.prepare(h.key);
-    add({ id: prepareId, kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changeFor(hs)!, deps: present(prepIds.get(h)![0]) });
+    add({ id: prepareId, kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason: changeFor(hs)!, deps: present(prepIds.get(h)![0]) });
     prepares.push(prepareId);
     prepareOf.set(h, prepareId);
   }
@@ -382,7 +390,7 @@ export function plan(input: PlanInput): Plan {
       const [sendId, unpackId] = prepIds.get(h)!;
       if (needsUnpack(hs)) {
         // After every prepare: a host that cannot stage its rootfs stops the roll before it starts.
-        add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changed, deps: [...present(sendId), ...(staged ? [prepareOf.get(h)!] : prepares), ...previous] });
+        add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason: changed, deps: [...present(sendId), ...(staged ? [prepareOf.get(h)!] : prepares), ...previous] });
         swaps = true;
       }
       const a = hook(h, 'upgrade', changed, present(sendId, unpackId, ...previous));
@@ -677,7 +685,8 @@ export function orderActions(actions: Action[], desiredKeys: string[], removedKe
       }
     }
   }
-  const sorted = Array.from(order, (i) => actions[i]);
+  const sorted: Action[] = new Array(n);
+  for (let i = 0; i < n; i++) sorted[i] = actions[order[i]];
   const rank = new Map<string, number>();
   sorted.forEach((a, i) => rank.set(a.id, i));
   // Dependents as one flat adjacency array (offsets per action): no small array per action to collect. A dep named
