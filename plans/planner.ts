@@ -76,7 +76,9 @@ const isMaster = (h: { roles: string[] }) => h.roles.includes('master');
 
 function joinedBefore(hs: HostState | undefined): boolean {
   if (!hs || hs.status === 'leaving') return false;
-  return JOIN_HOOKS.some((h) => hs.hooks[h] !== undefined);
+  // A loop, not some() with a closure: this is asked several times per host.
+  for (const h of JOIN_HOOKS) if (hs.hooks[h] !== undefined) return true;
+  return false;
 }
 
 /** What every member should agree on: who is in the cluster, with which roles, and who is master0. */
@@ -295,16 +297,18 @@ export function plan(input: PlanInput): Plan {
 
   // Every layer, the bytes a host without any is sent (summed in the same order as for any other host).
   const allBytes = hostLayers.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
-  // Each host's send, unpack and init-host ids, made once: later phases ask whether they were planned, and a fresh
-  // string is hashed afresh at every lookup (a tenth of a 50,000-host plan went to that).
+  // Each host's send, unpack and init-host ids, made once when first asked: later phases ask whether they were
+  // planned, and a fresh string is hashed afresh at every lookup (a tenth of a 50,000-host plan went to that).
   const prepIds = new Map<DesiredHost, [send: string, unpack: string, initHost: string]>();
+  const idsOf = (h: DesiredHost): [string, string, string] => {
+    let ids = prepIds.get(h);
+    if (!ids) prepIds.set(h, (ids = [id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key)]));
+    return ids;
+  };
 
   // Phase 1: every desired host gets its files: made (providers that make hosts), missing layers, rootfs, init-host.
   for (const h of desired.hosts) {
     const hs = hostsState[h.key];
-    const ids: [string, string, string] = [id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key)];
-    prepIds.set(h, ids);
-    const [sendId, unpackId] = ids;
     const missing = missingLayers(hs?.layers);
     if (missing.length > 0) {
       const bytes = missing.length === hostLayers.length ? allBytes : missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
@@ -324,7 +328,7 @@ export function plan(input: PlanInput): Plan {
         if (driftReason) sendReason = missing.every((l) => driftedLayers.has(l)) ? driftReason : `${usual}; ${driftReason}`;
       }
       add({
-        id: sendId,
+        id: idsOf(h)[0],
         kind: 'send-layers',
         host: h.key,
         layers: missing,
@@ -336,9 +340,11 @@ export function plan(input: PlanInput): Plan {
     }
     if (needsUnpack(hs) && !rolling.has(h.key)) {
       const reason = rootfsDrift(h.key)?.reason ?? (configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs'));
+      const [sendId, unpackId] = idsOf(h);
       add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason, deps: [...made(h.key), ...present(sendId)] });
     }
     if (!hs?.hooks['init-host']) {
+      const [sendId, unpackId] = idsOf(h);
       hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(sendId, unpackId)]);
     }
   }
@@ -361,7 +367,7 @@ export function plan(input: PlanInput): Plan {
     const hs = hostsState[h.key];
     if (!needsUnpack(hs)) continue;
     const prepareId = id.prepare(h.key);
-    add({ id: prepareId, kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason: changeFor(hs)!, deps: present(prepIds.get(h)![0]) });
+    add({ id: prepareId, kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason: changeFor(hs)!, deps: present(idsOf(h)[0]) });
     prepares.push(prepareId);
     prepareOf.set(h, prepareId);
   }
@@ -387,7 +393,7 @@ export function plan(input: PlanInput): Plan {
     for (const h of batch) {
       const hs = hostsState[h.key];
       const changed = changeFor(hs)!;
-      const [sendId, unpackId] = prepIds.get(h)!;
+      const [sendId, unpackId] = idsOf(h);
       if (needsUnpack(hs)) {
         // After every prepare: a host that cannot stage its rootfs stops the roll before it starts.
         add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason: changed, deps: [...present(sendId), ...(staged ? [prepareOf.get(h)!] : prepares), ...previous] });
@@ -406,7 +412,7 @@ export function plan(input: PlanInput): Plan {
   const joins: string[] = [];
   let lastMasterJoin: string | undefined;
   const needsJoin = (h: DesiredHost) => !isExisting(h);
-  const prep = (h: DesiredHost) => [...made(h.key), ...present(...prepIds.get(h)!)];
+  const prep = (h: DesiredHost) => [...made(h.key), ...present(...idsOf(h))];
   const m0 = desired.hosts.find((h) => h.key === master0)!;
   if (!initialised && needsJoin(m0)) {
     const a = hook(m0, 'init-master0', hostsState[m0.key] ? 'resume: not completed' : 'new cluster', [...prep(m0), ...masterUpgrades], D, true);
