@@ -310,18 +310,29 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     }
     // LABEL and TAINT plugins act on nodes at their point, one step per node.
     for (const p of plugins.filter((x) => x.type !== 'SHELL' && x.points.includes(point))) {
+      const lines = p.nodes ?? [];
+      const linesOf = selectingLines(lines, master0);
+      // Each host's lines in order; hosts in the order a scan of lines, then hosts, first meets them.
+      const picked: { me: SelectableHost; lines: number[] }[] = [];
+      for (const h of desired.hosts) {
+        if (lines.length === 0) break;
+        const me = selectable(h.key, state?.hosts[h.key], h);
+        const found = linesOf(me);
+        if (found.length) picked.push({ me, lines: found });
+      }
+      picked.sort((x, y) => x.lines[0] - y.lines[0]);
       const perHost = new Map<string, { labels: Record<string, string>; unlabel: string[]; taints: string[]; ifAddress?: SelectorToken[] }>();
-      for (const line of p.nodes ?? []) {
-        for (const h of desired.hosts) {
-          const sel = selects([line.select], selectable(h.key, state?.hosts[h.key], h), master0);
-          if (sel === 'no') continue;
-          const m = perHost.get(h.key) ?? { labels: {}, unlabel: [], taints: [] };
+      for (const { me, lines: found } of picked) {
+        const m = perHost.get(me.key) ?? { labels: {}, unlabel: [], taints: [] };
+        for (const i of found) {
+          const line = lines[i];
           Object.assign(m.labels, line.labels);
           m.unlabel.push(...line.unlabel);
           m.taints.push(...line.taints);
-          if (sel === 'if-address') m.ifAddress = [...(m.ifAddress ?? []), line.select];
-          perHost.set(h.key, m);
+          // An address entry selects a host whose address is unknown yet only perhaps: the executor decides.
+          if (me.ip === undefined && (line.select.kind === 'ip' || line.select.kind === 'range')) m.ifAddress = [...(m.ifAddress ?? []), line.select];
         }
+        perHost.set(me.key, m);
       }
       for (const [key, m] of perHost) {
         const { ifAddress, ...meta } = m;
@@ -335,66 +346,75 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
 }
 
 /**
- * The first of `lines` whose selector does not rule the host out (`selects` is not 'no'), as a scan of the lines
- * in order would find it, without the scan: a HOSTNAME plugin has a line per host, and scanning them for every
- * host made 50,000 hosts cost 50,000 times 50,000 checks. Addresses, names, labels and master0 are looked up by
- * value; only address ranges are checked one by one (a range is one line for many hosts, so there are few).
+ * The lines whose selector does not rule the host out (`selects` is not 'no'), by index in the order given, as a
+ * scan of the lines would find them, without the scan: a HOSTNAME or LABEL plugin may have a line per host, and
+ * scanning them for every host made 50,000 hosts cost 50,000 times 50,000 checks. Addresses, names, labels and
+ * master0 are looked up by value; only address ranges are checked one by one (a range is one line for many hosts,
+ * so there are few).
  */
-export function firstSelecting<L extends { select: SelectorToken }>(lines: L[], master0: string | undefined): (h: SelectableHost) => L | undefined {
-  if (lines.length === 0) return () => undefined;
-  const byIp = new Map<string, number>();
-  const byName = new Map<string, number>();
-  const byLabel = new Map<string, Map<string, number>>();
+export function selectingLines(lines: { select: SelectorToken }[], master0: string | undefined): (h: SelectableHost) => number[] {
+  if (lines.length === 0) return () => [];
+  const byIp = new Map<string, number[]>();
+  const byName = new Map<string, number[]>();
+  const byLabel = new Map<string, number[]>();
+  const toMaster0: number[] = [];
   const ranges: number[] = [];
-  let firstMaster0 = Infinity;
-  // A host whose address is still unknown may be selected by any address entry: the first of them is its line.
-  let firstAddress = Infinity;
-  const first = <K>(m: Map<K, number>, k: K, i: number) => {
-    if (!m.has(k)) m.set(k, i);
+  // A host whose address is still unknown may be selected by every address entry.
+  const addresses: number[] = [];
+  const note = (m: Map<string, number[]>, k: string, i: number) => {
+    const list = m.get(k);
+    if (list) list.push(i);
+    else m.set(k, [i]);
   };
   lines.forEach((l, i) => {
     const t = l.select;
     switch (t.kind) {
       case 'master0':
-        firstMaster0 = Math.min(firstMaster0, i);
+        toMaster0.push(i);
         break;
       case 'name':
-        first(byName, t.name, i);
+        note(byName, t.name, i);
         break;
-      case 'label': {
-        let values = byLabel.get(t.key);
-        if (!values) byLabel.set(t.key, (values = new Map()));
-        first(values, t.value, i);
+      case 'label':
+        // Keys and values as JSON, so no two pairs make the same text.
+        note(byLabel, JSON.stringify([t.key, t.value]), i);
         break;
-      }
       case 'ip':
-        first(byIp, t.ip, i);
-        firstAddress = Math.min(firstAddress, i);
+        note(byIp, t.ip, i);
+        addresses.push(i);
         break;
       case 'range':
         ranges.push(i);
-        firstAddress = Math.min(firstAddress, i);
+        addresses.push(i);
         break;
     }
   });
   return (h) => {
-    let best = h.key === master0 ? firstMaster0 : Infinity;
-    const seen = (i: number | undefined) => {
-      if (i !== undefined && i < best) best = i;
+    const found: number[] = [];
+    const add = (list: number[] | undefined) => {
+      if (list) for (const i of list) found.push(i);
     };
-    for (const r of h.roles) seen(byName.get(r));
-    seen(byName.get(h.key));
-    if (h.name !== undefined) seen(byName.get(h.name));
-    if (h.labels) for (const k of Object.keys(h.labels)) seen(byLabel.get(k)?.get(h.labels[k]));
-    if (h.ip === undefined) seen(firstAddress);
+    if (h.key === master0) add(toMaster0);
+    // A role, key or name given twice finds its lines once.
+    const names = new Set([...h.roles, h.key, ...(h.name !== undefined ? [h.name] : [])]);
+    for (const n of names) add(byName.get(n));
+    if (h.labels) for (const k of Object.keys(h.labels)) add(byLabel.get(JSON.stringify([k, h.labels[k]])));
+    if (h.ip === undefined) add(addresses);
     else {
-      seen(byIp.get(h.ip));
-      for (const i of ranges) {
-        if (i >= best) break;
-        if (tokenSelects(lines[i].select, h, master0) !== 'no') best = i;
-      }
+      add(byIp.get(h.ip));
+      for (const i of ranges) if (tokenSelects(lines[i].select, h, master0) !== 'no') found.push(i);
     }
-    return best === Infinity ? undefined : lines[best];
+    // Each line has one entry, so it is found at most once; the lookups only come in another order.
+    return found.length > 1 ? found.sort((x, y) => x - y) : found;
+  };
+}
+
+/** The first of `lines` that does not rule the host out (see selectingLines). */
+export function firstSelecting<L extends { select: SelectorToken }>(lines: L[], master0: string | undefined): (h: SelectableHost) => L | undefined {
+  const of = selectingLines(lines, master0);
+  return (h) => {
+    const found = of(h);
+    return found.length ? lines[found[0]] : undefined;
   };
 }
 

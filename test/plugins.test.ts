@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { hostsBlockScript } from '../engine/executor/remote-layout.js';
 import { parseClusterfile, ClusterfileInvalidError } from '../engine/clusterfile/index.js';
 import { parseSelector } from '../engine/clusterfile/selector.js';
-import { addressSelected, firstSelecting, selects, type SelectableHost } from '../plans/plugin-steps.js';
+import { addressSelected, firstSelecting, selectingLines, selects, type SelectableHost } from '../plans/plugin-steps.js';
 import type { SelectorToken } from '../engine/clusterfile/types.js';
 import { plan, planDestroy } from '../plans/planner.js';
 import type { Plan, PluginAction } from '../plans/actions.js';
@@ -86,7 +86,7 @@ describe('host selectors', () => {
     expect(addressSelected(r.tokens, '10.0.0.8')).toBe(false);
   });
 
-  test("a HOSTNAME plugin's line for a host is the first line a scan in order finds, whatever the lines select by", () => {
+  test("a host's lines (and a HOSTNAME plugin's first) are those a scan in order finds, whatever the lines select by", () => {
     // A small pseudo-random generator with a fixed seed: the same cases every run, many shapes of lines and hosts.
     let seed = 7;
     const rnd = (n: number) => {
@@ -122,9 +122,11 @@ describe('host selectors', () => {
       }));
       const master0 = hosts[rnd(hosts.length)].key;
       const lineFor = firstSelecting(lines, master0);
+      const linesOf = selectingLines(lines, master0);
       for (const h of hosts) {
         const scanned = lines.find((l) => selects([l.select], h, master0) !== 'no');
         expect(lineFor(h)).toBe(scanned);
+        expect(linesOf(h)).toEqual(lines.flatMap((l, i) => (selects([l.select], h, master0) !== 'no' ? [i] : [])));
         if (scanned) compared++;
       }
     }
@@ -370,6 +372,25 @@ describe('planning plugins', () => {
     const s = simulate(pl, dl, undefined);
     expect(s.hosts['10.0.0.5'].applied).toHaveProperty('node-meta');
     expect(plan({ desired: dl, image: v1, state: s }).actions).toEqual([]);
+  });
+});
+
+describe('LABEL lines over many hosts', () => {
+  test("each host gets its lines in order, hosts in the order the lines first name them, whatever selects them", () => {
+    const data = ['10.0.0.6 zone=b', 'node zone=a,tier-', 'master0 role=first', 'disk=ssd zone=c', '10.0.0.2-10.0.0.5 r=1', '10.0.0.3 zone=d'];
+    const label = `apiVersion: sealer.io/v1\nkind: Plugin\nmetadata: {name: zones}\nspec:\n  type: LABEL\n  data: |\n${data.map((l) => `    ${l}\n`).join('')}`;
+    const dl = parseClusterfile(cluster(label), 'Clusterfile', {});
+    const pl = plan({ desired: dl, image: v1 });
+    assertDag(pl);
+    const meta = pl.actions.filter((a): a is Extract<typeof a, { kind: 'node-meta' }> => a.kind === 'node-meta' && a.id.startsWith('plugin:'));
+    expect(meta.map((a) => [a.target, a.labels, a.unlabel])).toEqual([
+      ['10.0.0.6', { zone: 'c' }, ['tier']],
+      ['10.0.0.5', { zone: 'c', r: '1' }, ['tier']],
+      ['10.0.0.2', { role: 'first', r: '1' }, []],
+      ['10.0.0.3', { r: '1', zone: 'd' }, []],
+    ]);
+    // Labels are set in the order the lines give them: the later line's value wins, and keys keep their first place.
+    expect(Object.keys(meta[1].labels)).toEqual(['zone', 'r']);
   });
 });
 
