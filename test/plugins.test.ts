@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -395,9 +395,14 @@ describe('LABEL lines over many hosts', () => {
 });
 
 describe('the /etc/hosts block', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ci-hosts-block-'));
+  // Made in beforeAll: a run filtered to other tests skips afterAll too, and would leave the folder behind.
+  let dir = '';
+  let file = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ci-hosts-block-'));
+    file = join(dir, 'hosts');
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'hosts');
   const run = (cluster: string, lines: string[]) => execFileSync('sh', ['-c', hostsBlockScript(cluster, lines, file, join(dir, 'work'))]);
   const own = '127.0.0.1\tlocalhost\n# a comment\n10.1.1.1 mine   spaced\n';
 
