@@ -63,6 +63,12 @@ export const id = {
 } as const;
 
 const NO_DRIFT: DriftItem[] = [];
+/**
+ * What a step spreads in when it has nothing to add, and the ids of no steps: one of each, not one per host and
+ * step (their garbage was a tenth of a 50,000-host plan's). Never changed: `add` stores a copy of a step's deps.
+ */
+const NONE = Object.freeze({});
+const NO_IDS: string[] = [];
 
 const JOIN_HOOKS: HookName[] = ['init-master0', 'join-master', 'join-node'];
 
@@ -70,7 +76,9 @@ const isMaster = (h: { roles: string[] }) => h.roles.includes('master');
 
 function joinedBefore(hs: HostState | undefined): boolean {
   if (!hs || hs.status === 'leaving') return false;
-  return JOIN_HOOKS.some((h) => hs.hooks[h] !== undefined);
+  // A loop, not some() with a closure: this is asked several times per host.
+  for (const h of JOIN_HOOKS) if (hs.hooks[h] !== undefined) return true;
+  return false;
 }
 
 /** What every member should agree on: who is in the cluster, with which roles, and who is master0. */
@@ -113,21 +121,22 @@ export function plan(input: PlanInput): Plan {
   const present = (...ids: string[]) => ids.filter(has);
 
   const desiredKeys = new Set(desired.hosts.map((h) => h.key));
-  const removed = orderHosts(Object.values(hostsState).filter((hs) => !desiredKeys.has(hs.key)));
+  const stateHosts = Object.values(hostsState);
+  const removed = orderHosts(stateHosts.filter((hs) => !desiredKeys.has(hs.key)));
   const isExisting = (h: DesiredHost) => joinedBefore(hostsState[h.key]);
 
   // master0: keep it while it stays a master; otherwise the first master in Clusterfile order that is already a
   // member takes over. A cluster that never finished init-master0 simply starts over on the first master.
   const masters = desired.hosts.filter(isMaster);
   const existingMasters = masters.filter(isExisting);
-  const stateMasters = Object.values(hostsState).filter((hs) => isMaster(hs) && joinedBefore(hs));
+  const stateMasters = stateHosts.filter((hs) => isMaster(hs) && joinedBefore(hs));
   if (stateMasters.length > 0 && existingMasters.length === 0) {
     throw new PlanRefusedError(
       `the Clusterfile removes every current master (${stateMasters.map((h) => h.key).join(', ')}); the last master cannot be removed`,
       'keep at least one current master: add the new masters first, apply, then remove the old ones',
     );
   }
-  const initialised = Object.values(hostsState).some((hs) => hs.hooks['init-master0'] !== undefined && joinedBefore(hs));
+  const initialised = stateHosts.some((hs) => hs.hooks['init-master0'] !== undefined && joinedBefore(hs));
   const oldMaster0 = state?.master0;
   let master0: string;
   let promotion: string | undefined;
@@ -153,12 +162,19 @@ export function plan(input: PlanInput): Plan {
   const imageLayers = image.layers.map((l) => l.digest);
   if (input.config) layerSize.set(input.config.digest, input.config.size);
   const hostLayers = C ? [...imageLayers, C] : imageLayers;
+  // Spread into every host's unpack and prepare: made once.
+  const configField = C ? { config: C } : NONE;
   const needsUnpack = (hs: HostState | undefined) => hs?.rootfsImage !== D || hs.rootfsConfig !== C;
   // The rootfs a host has, when the state knows its layers: an unpack may build on what both share.
+  // It depends only on the host's config layer (the image is the state's): one per config, shared by the steps
+  // of every host that has it, as they share the image's layer list.
+  const bases = new Map<Digest | undefined, { base: RootfsBase }>();
   const baseOf = (hs: HostState | undefined): { base: RootfsBase } | {} => {
-    if (!hs?.rootfsImage || state?.image?.digest !== hs.rootfsImage) return {};
+    if (!hs?.rootfsImage || state?.image?.digest !== hs.rootfsImage) return NONE;
     const cfg = hs.rootfsConfig;
-    return { base: { image: hs.rootfsImage, layers: [...state.image.layers, ...(cfg ? [cfg] : [])], ...(cfg ? { config: cfg } : {}) } };
+    let b = bases.get(cfg);
+    if (!b) bases.set(cfg, (b = { base: { image: hs.rootfsImage, layers: [...state.image.layers, ...(cfg ? [cfg] : [])], ...(cfg ? { config: cfg } : {}) } }));
+    return b;
   };
   const configOnly = (h: DesiredHost) => {
     const hs = hostsState[h.key];
@@ -167,9 +183,17 @@ export function plan(input: PlanInput): Plan {
 
   // A member runs the image of its last join or upgrade. Any other image rolls `upgrade` over it: a newer one, an
   // earlier one (rollback), or the one the state names after an interrupted roll was reverted.
+  // The text of a change depends only on the image a host runs: made once per image, not once per host and step
+  // (an upgrade of 50,000 hosts asks it five times per host).
+  const changeText = new Map<string, Map<Digest, string>>();
   const changeFor = (hs: HostState): string | undefined => {
     const current = runningImage(hs, state);
-    return current && current.digest !== D ? `image changed ${versionChange(current.ref, current.digest, image)}` : undefined;
+    if (!current || current.digest === D) return undefined;
+    let byDigest = changeText.get(current.ref);
+    if (!byDigest) changeText.set(current.ref, (byDigest = new Map()));
+    let text = byDigest.get(current.digest);
+    if (text === undefined) byDigest.set(current.digest, (text = `image changed ${versionChange(current.ref, current.digest, image)}`));
+    return text;
   };
 
   // Drift the refresh found, by host: the steps it causes say so, whatever else also needs them.
@@ -244,21 +268,44 @@ export function plan(input: PlanInput): Plan {
       deps: infraSteps,
     });
   }
-  const made = (k: string) => present(batchOf.get(k) ?? id.create(k));
+  // Only the batches above are create-host steps: without any, no host has one to wait for (asked several times per host).
+  const made = (k: string): string[] => (makeBatches.size === 0 ? NO_IDS : present(batchOf.get(k) ?? id.create(k)));
 
   // A host's layers against the image's by position in a shared table, not a Set per host: this runs per host.
   // An image may hold the same layer twice: both positions share one slot, as they share one file.
   const layerIndex = new Map<Digest, number>();
   for (const d of hostLayers) if (!layerIndex.has(d)) layerIndex.set(d, layerIndex.size);
   const heldMark = new Uint8Array(hostLayers.length);
+  // Most hosts hold what the host before them holds: comparing with it costs less than looking each layer up.
+  // Hosts that lack the same layers share one list, as every unpack shares the image's (a plan's lists are never
+  // changed): 50,000 copies of 50 layers were a fifth of a fresh plan's memory.
+  let lastHeld: Digest[] = [];
+  let lastMissing: Digest[] = [];
   const missingLayers = (held: Digest[] | undefined): Digest[] => {
-    if (!held || held.length === 0) return [...hostLayers];
+    if (!held || held.length === 0) return hostLayers;
+    if (held.length === lastHeld.length && held.every((d, i) => d === lastHeld[i])) return lastMissing;
+    lastHeld = held;
+    lastMissing = computeMissing(held);
+    return lastMissing;
+  };
+  function computeMissing(held: Digest[]): Digest[] {
     heldMark.fill(0);
     for (const d of held) {
       const i = layerIndex.get(d);
       if (i !== undefined) heldMark[i] = 1;
     }
     return hostLayers.filter((d) => heldMark[layerIndex.get(d)!] === 0);
+  }
+
+  // Every layer, the bytes a host without any is sent (summed in the same order as for any other host).
+  const allBytes = hostLayers.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
+  // Each host's send, unpack and init-host ids, made once when first asked: later phases ask whether they were
+  // planned, and a fresh string is hashed afresh at every lookup (a tenth of a 50,000-host plan went to that).
+  const prepIds = new Map<DesiredHost, [send: string, unpack: string, initHost: string]>();
+  const idsOf = (h: DesiredHost): [string, string, string] => {
+    let ids = prepIds.get(h);
+    if (!ids) prepIds.set(h, (ids = [id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key)]));
+    return ids;
   };
 
   // Phase 1: every desired host gets its files: made (providers that make hosts), missing layers, rootfs, init-host.
@@ -266,7 +313,7 @@ export function plan(input: PlanInput): Plan {
     const hs = hostsState[h.key];
     const missing = missingLayers(hs?.layers);
     if (missing.length > 0) {
-      const bytes = missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
+      const bytes = missing.length === hostLayers.length ? allBytes : missing.reduce((n, d) => n + (layerSize.get(d) ?? 0), 0);
       const reason = reasonFor(h, 'layers');
       const usual = configOnly(h) ? 'config changed' : reason === 'layer digest changed' ? `layer digest changed (${missing.length} of ${hostLayers.length})` : reason;
       // Most hosts have no drift: nothing more to work out for them (this loop runs once per host).
@@ -283,22 +330,24 @@ export function plan(input: PlanInput): Plan {
         if (driftReason) sendReason = missing.every((l) => driftedLayers.has(l)) ? driftReason : `${usual}; ${driftReason}`;
       }
       add({
-        id: id.send(h.key),
+        id: idsOf(h)[0],
         kind: 'send-layers',
         host: h.key,
         layers: missing,
         bytes,
-        ...(resend.length ? { resend } : {}),
+        ...(resend.length ? { resend } : NONE),
         reason: sendReason,
         deps: made(h.key),
       });
     }
     if (needsUnpack(hs) && !rolling.has(h.key)) {
       const reason = rootfsDrift(h.key)?.reason ?? (configOnly(h) ? 'config changed' : reasonFor(h, 'rootfs'));
-      add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason, deps: [...made(h.key), ...present(id.send(h.key))] });
+      const [sendId, unpackId] = idsOf(h);
+      add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason, deps: [...made(h.key), ...present(sendId)] });
     }
     if (!hs?.hooks['init-host']) {
-      hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(id.send(h.key), id.unpack(h.key))]);
+      const [sendId, unpackId] = idsOf(h);
+      hook(h, 'init-host', reasonFor(h, 'hook'), [...made(h.key), ...present(sendId, unpackId)]);
     }
   }
 
@@ -315,11 +364,14 @@ export function plan(input: PlanInput): Plan {
   // Phase 2: the upgrade roll. Every member's new rootfs is staged first, all at once and beside the one it runs;
   // swapping it in changes the rootfs under a running member, so that belongs to the roll, as the hook does.
   const prepares: string[] = [];
+  const prepareOf = new Map<DesiredHost, string>();
   for (const h of rollOrder) {
     const hs = hostsState[h.key];
     if (!needsUnpack(hs)) continue;
-    add({ id: id.prepare(h.key), kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changeFor(hs)!, deps: present(id.send(h.key)) });
-    prepares.push(id.prepare(h.key));
+    const prepareId = id.prepare(h.key);
+    add({ id: prepareId, kind: 'prepare-rootfs', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason: changeFor(hs)!, deps: present(idsOf(h)[0]) });
+    prepares.push(prepareId);
+    prepareOf.set(h, prepareId);
   }
   let previous: string[] = [];
   const batches: DesiredHost[][] = [];
@@ -330,28 +382,39 @@ export function plan(input: PlanInput): Plan {
     else batches.push([h]);
   }
   const masterUpgrades: string[] = [];
+  // Every host's upgrade hook, in roll order (the batches are that order).
+  const allUpgrades: string[] = [];
+  // Whether the batches so far swapped a rootfs in: every later step of the roll then already waits for every
+  // prepare, through the batch before it, and naming them all again on each unpack made an upgrade of 50,000 hosts
+  // hold 2.5 billion deps. A later unpack names its own prepare only (what it swaps in). What waits for what is
+  // unchanged, so is the order; only the repeats go.
+  let staged = false;
   for (const batch of batches) {
     const done: string[] = [];
+    let swaps = false;
     for (const h of batch) {
       const hs = hostsState[h.key];
       const changed = changeFor(hs)!;
+      const [sendId, unpackId] = idsOf(h);
       if (needsUnpack(hs)) {
         // After every prepare: a host that cannot stage its rootfs stops the roll before it starts.
-        add({ id: id.unpack(h.key), kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...(C ? { config: C } : {}), ...baseOf(hs), reason: changed, deps: [...present(id.send(h.key)), ...prepares, ...previous] });
+        add({ id: unpackId, kind: 'unpack', host: h.key, image: D, layers: hostLayers, ...configField, ...baseOf(hs), reason: changed, deps: [...present(sendId), ...(staged ? [prepareOf.get(h)!] : prepares), ...previous] });
+        swaps = true;
       }
-      const a = hook(h, 'upgrade', changed, present(id.send(h.key), id.unpack(h.key), ...previous));
+      const a = hook(h, 'upgrade', changed, present(sendId, unpackId, ...previous));
       done.push(a.id);
+      allUpgrades.push(a.id);
       if (isMaster(h)) masterUpgrades.push(a.id);
     }
     previous = done;
+    staged ||= swaps;
   }
-  const allUpgrades = rollOrder.map((h) => id.hook('upgrade', h.key));
 
   // Phase 3: joins. master0 first (new cluster), further masters one at a time, nodes in parallel after them.
   const joins: string[] = [];
   let lastMasterJoin: string | undefined;
   const needsJoin = (h: DesiredHost) => !isExisting(h);
-  const prep = (h: DesiredHost) => [...made(h.key), ...present(id.send(h.key), id.unpack(h.key), id.hook('init-host', h.key))];
+  const prep = (h: DesiredHost) => [...made(h.key), ...present(...idsOf(h))];
   const m0 = desired.hosts.find((h) => h.key === master0)!;
   if (!initialised && needsJoin(m0)) {
     const a = hook(m0, 'init-master0', hostsState[m0.key] ? 'resume: not completed' : 'new cluster', [...prep(m0), ...masterUpgrades], D, true);
@@ -465,7 +528,8 @@ export function plan(input: PlanInput): Plan {
   // Phase 7: bookkeeping once everything else succeeded.
   if (state?.image?.digest !== D || configChanged || (state?.master0 !== undefined && state.master0 !== master0)) {
     const reason = !state?.image ? 'new cluster' : upgrading ? change! : promotion ?? (configChanged ? 'config changed' : 'master0 changed');
-    add({
+    // Every step planned, each once: set into the plan as it is, without the check `add` makes of a step's deps.
+    actions.set(id.setImage, {
       id: id.setImage,
       kind: 'set-image',
       image: {
@@ -484,10 +548,11 @@ export function plan(input: PlanInput): Plan {
 
   const list = orderActions([...actions.values()], desired.hosts.map((h) => h.key), removed.map((h) => h.key));
   const touched = new Set(list.map((a) => a.host));
+  // A member no step touches is unchanged.
   const hosts: PlannedHost[] = [
-    ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, isExisting(h) ? 'change' : 'add')),
+    ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, !isExisting(h) ? 'add' : touched.has(h.key) ? 'change' : 'none')),
     ...removed.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
-  ].map((p) => (p.impact === 'change' && !touched.has(p.key) ? { ...p, impact: 'none' as Impact } : p));
+  ];
   // CMDs and launches of a brand-new cluster are part of adding it; on an existing one they change the cluster.
   const clusterChanged = state?.image !== undefined && list.some((a) => a.kind === 'run-cmd' || a.kind === 'launch-app');
   return {
@@ -588,44 +653,74 @@ const HOOK_ORDER: Record<HookName, number> = {
  * the first ready action by scanning the pending ones was quadratic (33 s for 50,000 hosts).
  */
 export function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
-  const hostRank = new Map([...desiredKeys, ...removedKeys].map((k, i) => [k, i]));
+  // Nothing to order (a no-op plan): no ranks of 50,000 hosts to make.
+  if (actions.length === 0) return [];
+  const hostRank = new Map<string, number>();
+  let hostCount = 0;
+  for (const k of desiredKeys) hostRank.set(k, hostCount++);
+  for (const k of removedKeys) hostRank.set(k, hostCount++);
   const n = actions.length;
   // The reading order's key, (host, step kind, hook or CMD), held in flat arrays: sorting 200,000 actions by
-  // key arrays looked up in a Map cost more in garbage than in comparisons.
-  const byHost = new Float64Array(n);
+  // key arrays looked up in a Map cost more in garbage than in comparisons. Cluster steps come after every host.
+  const clusterRank = hostCount;
+  const byHost = new Int32Array(n);
   const byKind = new Float64Array(n);
   const byStep = new Float64Array(n);
   actions.forEach((a, i) => {
-    byHost[i] = a.kind === 'run-cmd' || a.kind === 'launch-app' || a.kind === 'set-image' ? Number.MAX_SAFE_INTEGER : (hostRank.get(a.host!) ?? 0);
+    byHost[i] = a.kind === 'run-cmd' || a.kind === 'launch-app' || a.kind === 'set-image' ? clusterRank : (hostRank.get(a.host!) ?? 0);
     byKind[i] = KIND_ORDER[a.kind];
     byStep[i] = a.kind === 'hook' ? HOOK_ORDER[a.hook] : a.kind === 'run-cmd' ? Number(a.id.split(':')[1]) : 0;
   });
-  // Equal keys keep the order the actions were made in (the index breaks ties, as a stable sort would).
-  const order = Array.from({ length: n }, (_, i) => i).sort(
-    (x, y) => byHost[x] - byHost[y] || byKind[x] - byKind[y] || byStep[x] - byStep[y] || x - y,
-  );
-  const sorted = order.map((i) => actions[i]);
+  // By host first with a counting sort (stable, so equal keys keep the order the actions were made in), then each
+  // host's few steps by kind and step: linear in the plan, where one comparison sort of all of it was n log n.
+  const start0 = new Int32Array(clusterRank + 2);
+  for (let i = 0; i < n; i++) start0[byHost[i] + 1]++;
+  for (let r = 0; r <= clusterRank; r++) start0[r + 1] += start0[r];
+  const next = start0.slice(0, clusterRank + 1);
+  const order = new Int32Array(n);
+  for (let i = 0; i < n; i++) order[next[byHost[i]]++] = i;
+  const within = (x: number, y: number) => byKind[x] - byKind[y] || byStep[x] - byStep[y] || x - y;
+  for (let r = 0; r <= clusterRank; r++) {
+    const from = start0[r];
+    const to = start0[r + 1];
+    if (to - from > 16) order.subarray(from, to).sort(within);
+    else {
+      for (let i = from + 1; i < to; i++) {
+        const v = order[i];
+        let j = i - 1;
+        for (; j >= from && within(order[j], v) > 0; j--) order[j + 1] = order[j];
+        order[j + 1] = v;
+      }
+    }
+  }
+  const sorted: Action[] = new Array(n);
+  for (let i = 0; i < n; i++) sorted[i] = actions[order[i]];
   const rank = new Map<string, number>();
   sorted.forEach((a, i) => rank.set(a.id, i));
   // Dependents as one flat adjacency array (offsets per action): no small array per action to collect. A dep named
   // twice counts twice and is released twice; a dep that is no action of the plan is never done (a cycle, below).
+  // Each dep's rank is looked up once, kept in `depRank` (-1: no action of the plan) for the second pass.
   const waiting = new Int32Array(n);
   const start = new Int32Array(n + 1);
-  for (let i = 0; i < n; i++) {
+  let depCount = 0;
+  for (let i = 0; i < n; i++) depCount += sorted[i].deps.length;
+  const depRank = new Int32Array(depCount);
+  for (let i = 0, p = 0; i < n; i++) {
     const deps = sorted[i].deps;
     waiting[i] = deps.length;
     for (const d of deps) {
-      const j = rank.get(d);
-      if (j !== undefined) start[j + 1]++;
+      const j = rank.get(d) ?? -1;
+      depRank[p++] = j;
+      if (j >= 0) start[j + 1]++;
     }
   }
   for (let i = 0; i < n; i++) start[i + 1] += start[i];
   const fill = start.slice(0, n);
   const edges = new Int32Array(start[n]);
-  for (let i = 0; i < n; i++) {
-    for (const d of sorted[i].deps) {
-      const j = rank.get(d);
-      if (j !== undefined) edges[fill[j]++] = i;
+  for (let i = 0, p = 0; i < n; i++) {
+    for (let e = sorted[i].deps.length; e > 0; e--) {
+      const j = depRank[p++];
+      if (j >= 0) edges[fill[j]++] = i;
     }
   }
   const ready = new MinHeap();

@@ -91,7 +91,9 @@ const JOIN_HOOKS = new Set(['init-master0', 'join-master', 'join-node']);
 /**
  * The planned steps the plugin steps attach to, indexed by host and by kind: a lookup costs what it returns, not
  * a scan of the whole plan (plugin steps look up per host and point, so scans made large plans quadratic). Ids
- * come out in the order the steps were planned. Steps added later are indexed through `added`.
+ * come out in the order the steps were planned. Steps added later are indexed through `added`. The index is built
+ * at its first lookup, from the plan as it then is: a plan without plugins, aliases or labels never asks one, and
+ * indexing 200,000 steps for nothing was a tenth of a 50,000-host plan.
  */
 export function planIndex(actions: Map<string, Action>) {
   const rank = new Map<string, number>();
@@ -103,7 +105,8 @@ export function planIndex(actions: Map<string, Action>) {
     if (list) list.push(id);
     else m.set(k, [id]);
   };
-  const added = (a: Action) => {
+  let built = false;
+  const index = (a: Action) => {
     // A step planned again under the same id keeps its place, as in the Map; the lookups read the step now there.
     if (rank.has(a.id)) return;
     rank.set(a.id, rank.size);
@@ -112,7 +115,20 @@ export function planIndex(actions: Map<string, Action>) {
     if (a.host !== undefined && a.kind !== 'node-meta' && a.kind !== 'plugin' && a.kind !== 'host-aliases') push(onHost, a.host, a.id);
     if (a.kind === 'create-host') for (const h of a.hosts) if (h.key !== a.host) push(madeIn, h.key, a.id);
   };
-  for (const a of actions.values()) added(a);
+  // Before the first lookup the Map itself is the record: building then reads every step added so far, in order.
+  const added = (a: Action) => {
+    if (built) index(a);
+  };
+  const whenBuilt = <T>(read: () => T): T => {
+    if (!built) {
+      built = true;
+      for (const a of actions.values()) index(a);
+    }
+    return read();
+  };
+  const hostSteps = (key: string) => whenBuilt(() => onHost.get(key));
+  const madeInOf = (key: string) => whenBuilt(() => madeIn.get(key));
+  const ofKindOf = (k: Action['kind']) => whenBuilt(() => ofKind.get(k));
   const pick = (ids: string[] | undefined, pred: (a: Action) => boolean): string[] => {
     const out: string[] = [];
     for (const id of ids ?? []) {
@@ -126,15 +142,15 @@ export function planIndex(actions: Map<string, Action>) {
     const some = lists.filter((l): l is string[] => !!l && l.length > 0);
     return some.length <= 1 ? (some[0] ?? []) : some.flat().sort((x, y) => rank.get(x)! - rank.get(y)!);
   };
-  const hook = (key: string, names: string[]) => pick(onHost.get(key), (a) => a.kind === 'hook' && names.includes(a.hook));
+  const hook = (key: string, names: string[]) => pick(hostSteps(key), (a) => a.kind === 'hook' && names.includes(a.hook));
   const isPrep = (key: string) => (a: Action) =>
     (a.kind === 'create-host' && a.hosts.some((h) => h.key === key)) || ((a.kind === 'send-layers' || a.kind === 'unpack') && a.host === key);
-  const prep = (key: string) => pick(merged(onHost.get(key), madeIn.get(key)), isPrep(key));
-  const made = (key: string) => pick(merged(onHost.get(key), madeIn.get(key)), (a) => a.kind === 'create-host' && a.hosts.some((h) => h.key === key));
-  const kind = (k: Action['kind'], pred: (a: Action) => boolean = () => true) => pick(ofKind.get(k), pred);
-  const onHostOf = (key: string, pred: (a: Action) => boolean) => pick(onHost.get(key), pred);
+  const prep = (key: string) => pick(merged(hostSteps(key), madeInOf(key)), isPrep(key));
+  const made = (key: string) => pick(merged(hostSteps(key), madeInOf(key)), (a) => a.kind === 'create-host' && a.hosts.some((h) => h.key === key));
+  const kind = (k: Action['kind'], pred: (a: Action) => boolean = () => true) => pick(ofKindOf(k), pred);
+  const onHostOf = (key: string, pred: (a: Action) => boolean) => pick(hostSteps(key), pred);
   const members = () => kind('hook', (a) => a.kind === 'hook' && (JOIN_HOOKS.has(a.hook) || a.hook === 'reconfigure' || a.hook === 'upgrade'));
-  const guests = () => pick(merged(ofKind.get('run-cmd'), ofKind.get('launch-app')), () => true);
+  const guests = () => pick(merged(ofKindOf('run-cmd'), ofKindOf('launch-app')), () => true);
   return { hook, prep, made, kind, onHost: onHostOf, members, guests, added };
 }
 
@@ -187,9 +203,9 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
   // Host aliases first: everything after may resolve the names they give.
   const wanted = desired.hostAliases ?? [];
   const aliasesId = new Map<string, string>();
+  const identity = aliasesDigest(wanted);
   for (const h of desired.hosts) {
     const recorded = state?.hosts[h.key]?.applied?.['host-aliases'];
-    const identity = aliasesDigest(wanted);
     if (wanted.length ? recorded === identity : recorded === undefined) continue;
     const id = `host-aliases:${h.key}`;
     add({ id, kind: 'host-aliases', host: h.key, aliases: wanted.map((a) => ({ ip: a.ip, hostnames: [...a.hostnames] })), identity, reason: wanted.length ? (recorded ? 'host aliases changed' : state?.hosts[h.key] ? 'host aliases added' : 'new host') : 'host aliases removed', deps: f.made(h.key) });
@@ -254,14 +270,17 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     nodeMeta(h.key, 'hosts[].labels/taints', 'node-meta', meta, sha256(canonicalJson(meta)), `node-meta:${h.key}`, 'pre-guest');
   }
 
+  const firstLines = new Map<DesiredPlugin, (h: SelectableHost) => { select: SelectorToken; hostname: string } | undefined>();
   for (const point of HOST_POINTS) {
     for (const p of shell) {
       if (!p.points.includes(point)) continue;
+      let lineFor = firstLines.get(p);
+      if (!lineFor) firstLines.set(p, (lineFor = firstSelecting(p.hostnames ?? [], master0)));
       for (const h of desired.hosts) {
         const hs = state?.hosts[h.key];
         const me = selectable(h.key, hs, h);
         // A HOSTNAME plugin's lines each name one host: the first that selects it gives its name.
-        const named = p.hostnames?.find((l) => selects([l.select], me, master0) !== 'no');
+        const named = lineFor(me);
         if (p.type === 'HOSTNAME' && !named) continue;
         const on = named ? [named.select] : p.on;
         const sel = selects(on, me, master0);
@@ -291,18 +310,29 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     }
     // LABEL and TAINT plugins act on nodes at their point, one step per node.
     for (const p of plugins.filter((x) => x.type !== 'SHELL' && x.points.includes(point))) {
+      const lines = p.nodes ?? [];
+      const linesOf = selectingLines(lines, master0);
+      // Each host's lines in order; hosts in the order a scan of lines, then hosts, first meets them.
+      const picked: { me: SelectableHost; lines: number[] }[] = [];
+      for (const h of desired.hosts) {
+        if (lines.length === 0) break;
+        const me = selectable(h.key, state?.hosts[h.key], h);
+        const found = linesOf(me);
+        if (found.length) picked.push({ me, lines: found });
+      }
+      picked.sort((x, y) => x.lines[0] - y.lines[0]);
       const perHost = new Map<string, { labels: Record<string, string>; unlabel: string[]; taints: string[]; ifAddress?: SelectorToken[] }>();
-      for (const line of p.nodes ?? []) {
-        for (const h of desired.hosts) {
-          const sel = selects([line.select], selectable(h.key, state?.hosts[h.key], h), master0);
-          if (sel === 'no') continue;
-          const m = perHost.get(h.key) ?? { labels: {}, unlabel: [], taints: [] };
+      for (const { me, lines: found } of picked) {
+        const m = perHost.get(me.key) ?? { labels: {}, unlabel: [], taints: [] };
+        for (const i of found) {
+          const line = lines[i];
           Object.assign(m.labels, line.labels);
           m.unlabel.push(...line.unlabel);
           m.taints.push(...line.taints);
-          if (sel === 'if-address') m.ifAddress = [...(m.ifAddress ?? []), line.select];
-          perHost.set(h.key, m);
+          // An address entry selects a host whose address is unknown yet only perhaps: the executor decides.
+          if (me.ip === undefined && (line.select.kind === 'ip' || line.select.kind === 'range')) m.ifAddress = [...(m.ifAddress ?? []), line.select];
         }
+        perHost.set(me.key, m);
       }
       for (const [key, m] of perHost) {
         const { ifAddress, ...meta } = m;
@@ -313,6 +343,79 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
 
   // Hosts removed from the Clusterfile: PreClean before they leave, PostClean after their clean.
   for (const hs of input.removed) addCleanSteps(shell, hs, state?.master0, cx);
+}
+
+/**
+ * The lines whose selector does not rule the host out (`selects` is not 'no'), by index in the order given, as a
+ * scan of the lines would find them, without the scan: a HOSTNAME or LABEL plugin may have a line per host, and
+ * scanning them for every host made 50,000 hosts cost 50,000 times 50,000 checks. Addresses, names, labels and
+ * master0 are looked up by value; only address ranges are checked one by one (a range is one line for many hosts,
+ * so there are few).
+ */
+export function selectingLines(lines: { select: SelectorToken }[], master0: string | undefined): (h: SelectableHost) => number[] {
+  if (lines.length === 0) return () => [];
+  const byIp = new Map<string, number[]>();
+  const byName = new Map<string, number[]>();
+  const byLabel = new Map<string, number[]>();
+  const toMaster0: number[] = [];
+  const ranges: number[] = [];
+  // A host whose address is still unknown may be selected by every address entry.
+  const addresses: number[] = [];
+  const note = (m: Map<string, number[]>, k: string, i: number) => {
+    const list = m.get(k);
+    if (list) list.push(i);
+    else m.set(k, [i]);
+  };
+  lines.forEach((l, i) => {
+    const t = l.select;
+    switch (t.kind) {
+      case 'master0':
+        toMaster0.push(i);
+        break;
+      case 'name':
+        note(byName, t.name, i);
+        break;
+      case 'label':
+        // Keys and values as JSON, so no two pairs make the same text.
+        note(byLabel, JSON.stringify([t.key, t.value]), i);
+        break;
+      case 'ip':
+        note(byIp, t.ip, i);
+        addresses.push(i);
+        break;
+      case 'range':
+        ranges.push(i);
+        addresses.push(i);
+        break;
+    }
+  });
+  return (h) => {
+    const found: number[] = [];
+    const add = (list: number[] | undefined) => {
+      if (list) for (const i of list) found.push(i);
+    };
+    if (h.key === master0) add(toMaster0);
+    // A role, key or name given twice finds its lines once.
+    const names = new Set([...h.roles, h.key, ...(h.name !== undefined ? [h.name] : [])]);
+    for (const n of names) add(byName.get(n));
+    if (h.labels) for (const k of Object.keys(h.labels)) add(byLabel.get(JSON.stringify([k, h.labels[k]])));
+    if (h.ip === undefined) add(addresses);
+    else {
+      add(byIp.get(h.ip));
+      for (const i of ranges) if (tokenSelects(lines[i].select, h, master0) !== 'no') found.push(i);
+    }
+    // Each line has one entry, so it is found at most once; the lookups only come in another order.
+    return found.length > 1 ? found.sort((x, y) => x - y) : found;
+  };
+}
+
+/** The first of `lines` that does not rule the host out (see selectingLines). */
+export function firstSelecting<L extends { select: SelectorToken }>(lines: L[], master0: string | undefined): (h: SelectableHost) => L | undefined {
+  const of = selectingLines(lines, master0);
+  return (h) => {
+    const found = of(h);
+    return found.length ? lines[found[0]] : undefined;
+  };
 }
 
 /** What a HOSTNAME plugin runs: the name now (its own UTS namespace on a LOCAL host) and at the next boot. */

@@ -128,6 +128,21 @@ describe('planner', () => {
     expect(find(p, 'unpack:10.0.0.6').deps).toContain('hook:upgrade:10.0.0.4');
     expect(find(p, 'unpack:10.0.0.6').deps).not.toContain('hook:upgrade:10.0.0.5');
     expect(find(p, 'unpack:10.0.0.7').deps).toEqual(expect.arrayContaining(['hook:upgrade:10.0.0.5', 'hook:upgrade:10.0.0.6']));
+    // Every swap waits for every host's staging: the first directly, the later ones through the batch before (their
+    // own prepare named, so the plan stays linear in the hosts and the swap reads as one).
+    const prepares = p.actions.filter((a) => a.kind === 'prepare-rootfs').map((a) => a.id);
+    expect(prepares).toHaveLength(6);
+    expect(find(p, 'unpack:10.0.0.2').deps).toEqual(expect.arrayContaining(prepares));
+    const byId = new Map(p.actions.map((a) => [a.id, a]));
+    const upstream = (i: string, seen = new Set<string>()): Set<string> => {
+      for (const dep of byId.get(i)!.deps) if (!seen.has(dep)) upstream(dep, seen.add(dep));
+      return seen;
+    };
+    for (const k of [...M, ...N, '10.0.0.6', '10.0.0.7'].filter((x) => x !== '10.0.0.2')) {
+      const deps = find(p, `unpack:${k}`).deps;
+      expect(deps.filter((x) => x.startsWith('prepare-rootfs:'))).toEqual([`prepare-rootfs:${k}`]);
+      expect([...upstream(`unpack:${k}`)]).toEqual(expect.arrayContaining(prepares));
+    }
     // Both CMDs come after the changed layer, so both identities changed.
     expect(p.actions.filter((a) => a.kind === 'run-cmd').map((a) => a.reason)).toEqual(['CMD identity changed', 'CMD identity changed']);
     expect(find(p, 'set-image').reason).toBe('image changed v1 -> v2');

@@ -1,4 +1,4 @@
-import { afterAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { hostsBlockScript } from '../engine/executor/remote-layout.js';
 import { parseClusterfile, ClusterfileInvalidError } from '../engine/clusterfile/index.js';
 import { parseSelector } from '../engine/clusterfile/selector.js';
-import { addressSelected, selects } from '../plans/plugin-steps.js';
+import { addressSelected, firstSelecting, selectingLines, selects, type SelectableHost } from '../plans/plugin-steps.js';
+import type { SelectorToken } from '../engine/clusterfile/types.js';
 import { plan, planDestroy } from '../plans/planner.js';
 import type { Plan, PluginAction } from '../plans/actions.js';
 import { assertDag, clusterYaml, makeImage, simulate } from './planner.helpers.js';
@@ -83,6 +84,54 @@ describe('host selectors', () => {
     expect(addressSelected(r.tokens, '10.0.1.10')).toBe(true);
     expect(addressSelected(r.tokens, '10.0.1.11')).toBe(false);
     expect(addressSelected(r.tokens, '10.0.0.8')).toBe(false);
+  });
+
+  test("a host's lines (and a HOSTNAME plugin's first) are those a scan in order finds, whatever the lines select by", () => {
+    // A small pseudo-random generator with a fixed seed: the same cases every run, many shapes of lines and hosts.
+    let seed = 7;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const ip = () => `10.0.${rnd(2)}.${rnd(6)}`;
+    const names = ['master', 'node', 'storage', 'h1', 'h2', 'n-a'];
+    const token = (): SelectorToken => {
+      switch (rnd(5)) {
+        case 0:
+          return { kind: 'master0' };
+        case 1:
+          return { kind: 'ip', ip: ip() };
+        case 2:
+          // Some ranges are empty (they end before they start): they select nothing, as the scan finds.
+          return { kind: 'range', from: ip(), to: ip() };
+        case 3:
+          return { kind: 'label', key: ['disk', 'zone'][rnd(2)], value: ['ssd', 'a'][rnd(2)] };
+        default:
+          return { kind: 'name', name: names[rnd(names.length)] };
+      }
+    };
+    let compared = 0;
+    for (let round = 0; round < 200; round++) {
+      const lines = Array.from({ length: 1 + rnd(8) }, (_, i) => ({ select: token(), hostname: `name-${i}` }));
+      const hosts: SelectableHost[] = Array.from({ length: 8 }, () => ({
+        key: rnd(3) === 0 ? `h${1 + rnd(2)}` : ip(),
+        roles: [['master', 'node'][rnd(2)], ...(rnd(3) === 0 ? ['storage'] : [])],
+        ...(rnd(4) > 0 ? { ip: rnd(5) === 0 ? 'host.example' : ip() } : {}),
+        ...(rnd(3) === 0 ? { name: names[rnd(names.length)] } : {}),
+        ...(rnd(2) === 0 ? { labels: { [['disk', 'zone'][rnd(2)]]: ['ssd', 'a'][rnd(2)] } } : {}),
+      }));
+      const master0 = hosts[rnd(hosts.length)].key;
+      const lineFor = firstSelecting(lines, master0);
+      const linesOf = selectingLines(lines, master0);
+      for (const h of hosts) {
+        const scanned = lines.find((l) => selects([l.select], h, master0) !== 'no');
+        expect(lineFor(h)).toBe(scanned);
+        expect(linesOf(h)).toEqual(lines.flatMap((l, i) => (selects([l.select], h, master0) !== 'no' ? [i] : [])));
+        if (scanned) compared++;
+      }
+    }
+    // The cases must have selected hosts, by several kinds of line, or the comparison says little.
+    expect(compared).toBeGreaterThan(400);
   });
 
   test('bad entries are errors that say what is wrong', () => {
@@ -326,10 +375,34 @@ describe('planning plugins', () => {
   });
 });
 
+describe('LABEL lines over many hosts', () => {
+  test("each host gets its lines in order, hosts in the order the lines first name them, whatever selects them", () => {
+    const data = ['10.0.0.6 zone=b', 'node zone=a,tier-', 'master0 role=first', 'disk=ssd zone=c', '10.0.0.2-10.0.0.5 r=1', '10.0.0.3 zone=d'];
+    const label = `apiVersion: sealer.io/v1\nkind: Plugin\nmetadata: {name: zones}\nspec:\n  type: LABEL\n  data: |\n${data.map((l) => `    ${l}\n`).join('')}`;
+    const dl = parseClusterfile(cluster(label), 'Clusterfile', {});
+    const pl = plan({ desired: dl, image: v1 });
+    assertDag(pl);
+    const meta = pl.actions.filter((a): a is Extract<typeof a, { kind: 'node-meta' }> => a.kind === 'node-meta' && a.id.startsWith('plugin:'));
+    expect(meta.map((a) => [a.target, a.labels, a.unlabel])).toEqual([
+      ['10.0.0.6', { zone: 'c' }, ['tier']],
+      ['10.0.0.5', { zone: 'c', r: '1' }, ['tier']],
+      ['10.0.0.2', { role: 'first', r: '1' }, []],
+      ['10.0.0.3', { r: '1', zone: 'd' }, []],
+    ]);
+    // Labels are set in the order the lines give them: the later line's value wins, and keys keep their first place.
+    expect(Object.keys(meta[1].labels)).toEqual(['zone', 'r']);
+  });
+});
+
 describe('the /etc/hosts block', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'ci-hosts-block-'));
+  // Made in beforeAll: a run filtered to other tests skips afterAll too, and would leave the folder behind.
+  let dir = '';
+  let file = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'ci-hosts-block-'));
+    file = join(dir, 'hosts');
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'hosts');
   const run = (cluster: string, lines: string[]) => execFileSync('sh', ['-c', hostsBlockScript(cluster, lines, file, join(dir, 'work'))]);
   const own = '127.0.0.1\tlocalhost\n# a comment\n10.1.1.1 mine   spaced\n';
 

@@ -33,11 +33,18 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(sortKeys(value));
 }
 
+/** The keys of `o` in sorted order; most objects already list them so (the planner digests 50,000 of them). */
+function sortedKeys(o: object): string[] {
+  const keys = Object.keys(o);
+  for (let i = 1; i < keys.length; i++) if (keys[i - 1] > keys[i]) return keys.sort();
+  return keys;
+}
+
 function sortKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortKeys);
   if (v && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const k of Object.keys(v as object).sort()) {
+    for (const k of sortedKeys(v as object)) {
       const val = (v as Record<string, unknown>)[k];
       if (val !== undefined) out[k] = sortKeys(val);
     }
