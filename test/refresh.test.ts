@@ -38,22 +38,34 @@ function intact(hs: HostState): HostFound {
 const m1 = state.hosts['10.0.0.2'];
 
 describe('a host answer', () => {
-  test('is parsed from the tagged lines of the one command', () => {
+  test('is parsed from the tagged lines and the record files of the one command', () => {
     const [a, b] = m1.layers.map(hex);
     const stdout = [
       'Welcome to the host (a login banner)',
       '__ci_refresh__ begin',
-      `__ci_mark__ marked ${state.lineage}`,
       `L ${a}.tar.gz 1234 1700000000.5`,
       `L ${b}.tar.gz 99 1700000001.0`,
       'L not-a-layer.tar.gz 5 1',
-      `H ${a}  /var/lib/cloudimage/layers/${a}.tar.gz`,
       'R present 9876',
-      `M image ${m1.rootfsImage}`,
-      'M config -',
-      'M inode 9876',
       'D',
-      `D init-host ${m1.rootfsImage}`,
+      `H ${a}  /var/lib/cloudimage/layers/${a}.tar.gz`,
+      'C present',
+      // What `head -v` prints for the record files, each under its header, an empty line between two files.
+      '==> lineage <==',
+      state.lineage,
+      '',
+      '==> rootfs.id <==',
+      `image ${m1.rootfsImage}`,
+      'config -',
+      'setid stripped',
+      'inode 9876',
+      '',
+      '==> done/init-host <==',
+      // A record without a last newline: the next header (or the echo before the end) follows on its own line.
+      `${m1.rootfsImage}`,
+      '==> done/join-node <==',
+      `${'x'.repeat(300)}`,
+      '',
       '__ci_refresh__ end',
     ].join('\n');
     const found = parseRefreshAnswer(stdout)!;
@@ -61,11 +73,26 @@ describe('a host answer', () => {
     expect(found.layers).toEqual({ [a]: { size: 1234, mtime: 1_700_000_000, sha256: a }, [b]: { size: 99, mtime: 1_700_000_001 } });
     expect(found.rootfs).toEqual({ present: true, inode: '9876' });
     expect(found.marker).toEqual({ image: m1.rootfsImage, config: undefined, inode: '9876' });
-    expect(found.hooks).toEqual({ 'init-host': m1.rootfsImage });
+    // A hook record counts as far as its first 200 bytes, as the host's `head -c 200` read it before.
+    expect(found.hooks).toEqual({ 'init-host': m1.rootfsImage, 'join-node': 'x'.repeat(200) });
+  });
+
+  test('the mark: a lineage record, else a cluster directory without one, else nothing of the cluster', () => {
+    const answer = (...lines: string[]) => parseRefreshAnswer(['__ci_refresh__ begin', ...lines, '__ci_refresh__ end'].join('\n'))!;
+    expect(answer('C present', '==> lineage <==', 'multi', 'line', '').mark).toEqual({ kind: 'marked', lineage: 'multiline' });
+    expect(answer('C present', '==> lineage <==', '').mark).toEqual({ kind: 'marked', lineage: '' });
+    expect(answer('C present', 'D').mark).toEqual({ kind: 'unmarked' });
+    const none = answer(`L ${hex(m1.layers[0])}.tar.gz 1 1`);
+    expect(none.mark).toEqual({ kind: 'none' });
+    expect(none.rootfs).toEqual({ present: false });
+    expect(none.marker).toBeUndefined();
+    expect(none.hooks).toBeUndefined();
+    // An empty record directory is a host that keeps records and has none.
+    expect(answer('C present', 'D').hooks).toEqual({});
   });
 
   test('cut short is no answer', () => {
-    expect(parseRefreshAnswer('__ci_refresh__ begin\n__ci_mark__ none\nL x 1 1\n')).toBeUndefined();
+    expect(parseRefreshAnswer('__ci_refresh__ begin\nC present\nL x 1 1\n')).toBeUndefined();
     expect(parseRefreshAnswer('')).toBeUndefined();
   });
 

@@ -18,6 +18,25 @@ export type HostMark =
 
 const TAG = '__ci_mark__';
 
+/** How much of the lineage file is read: a lineage is a UUID; anything longer is not this engine's. */
+export const MARK_BYTES = 200;
+
+/**
+ * The mark from what the host showed: the head of its lineage file (read only when it is a regular file), else
+ * whether the cluster's directory exists. The same judgement markScript makes on the host, for an answer that
+ * carries the file itself (the refresh reads it with the other records in one `head`).
+ */
+export function markOf(lineageHead: string | undefined, dirExists: boolean): HostMark {
+  if (lineageHead !== undefined) return { kind: 'marked', lineage: headText(lineageHead, MARK_BYTES) };
+  return dirExists ? { kind: 'unmarked' } : { kind: 'none' };
+}
+
+/** The first `bytes` bytes of a record file, its newlines dropped: what `head -c N | tr -d '\n'` prints. */
+export function headText(content: string, bytes: number): string {
+  const buf = Buffer.from(content, 'utf8');
+  return (buf.length > bytes ? buf.subarray(0, bytes).toString('utf8') : content).replace(/\n/g, '');
+}
+
 /**
  * One round trip: optionally claims the host (when it holds nothing of the cluster, or holds an unmarked directory
  * and `adopt` is set), then reports the mark as it now is. The marker is created with noclobber, so of two states
@@ -33,7 +52,7 @@ export function markScript(cluster: string, claim?: { lineage: string; adopt: bo
     );
   }
   lines.push(
-    `if [ -f "$m" ]; then printf '${TAG} marked %s\\n' "$(head -c 200 "$m" | tr -d '\\n')"`,
+    `if [ -f "$m" ]; then printf '${TAG} marked %s\\n' "$(head -c ${MARK_BYTES} "$m" | tr -d '\\n')"`,
     `elif [ -e "$d" ]; then echo '${TAG} unmarked'`,
     `else echo '${TAG} none'; fi`,
   );

@@ -13,8 +13,9 @@ import type { ProviderRuntime } from '../../providers/contract.js';
 import type { ClusterState, HostState } from '../../state/model.js';
 import type { RefreshDepth } from '../../plans/actions.js';
 import { hostsToRefresh, refreshState, type HostAnswer, type HostFound, type RefreshOutcome } from '../../plans/drift.js';
-import { markScript, parseMark } from './host-claim.js';
-import { REMOTE_BASE, remoteHookMarkerDir, remoteRootfs, remoteRootfsMarker } from './remote-layout.js';
+import { InternalError } from '../kernel/errors.js';
+import { headText, markOf } from './host-claim.js';
+import { REMOTE_BASE, remoteClusterDir, remoteHookMarkerDir, remoteLineageFile, remoteRootfs, remoteRootfsMarker } from './remote-layout.js';
 
 export type RefreshMode = RefreshDepth | 'off';
 
@@ -28,35 +29,58 @@ export const DEFAULT_REFRESH: RefreshTuning = { timeoutMs: 10_000, parallelism: 
 const BEGIN = '__ci_refresh__ begin';
 const END = '__ci_refresh__ end';
 
+/** How much of each record file (the rootfs record, a hook record) the host prints. */
+const RECORD_BYTES = 1000;
+const HOOK_BYTES = 200;
+
 /**
  * The one command a host runs. Plain POSIX sh plus GNU find (-printf) and coreutils, which the unpack needs anyway;
- * tagged lines, so nothing a login prints can be taken for an answer.
+ * tagged lines, so nothing a login prints can be taken for an answer. It starts two programs whatever the host
+ * holds (on a small host, starting programs is most of what the answer costs it): one `find` for the names, sizes,
+ * times and inodes of the layer store and the cluster's directory, then one `head` for the records themselves
+ * (lineage, rootfs record, hook records), each under a `==> name <==` header, names relative to the cluster's
+ * directory. The tests are the shell's own: `-f` and `-d` follow links, as find's `-H` and `-xtype` do.
  */
 export function refreshScript(cluster: string, depth: RefreshDepth): string {
-  const store = shellQuote(`${REMOTE_BASE}/layers`);
-  const find = `find ${store} -maxdepth 1 -type f -name '*.tar.gz'`;
+  const find = `find "$s" -maxdepth 1 -type f -name '*.tar.gz'`;
   return [
     `echo '${BEGIN}'`,
-    markScript(cluster),
-    `if [ -d ${store} ]; then`,
-    `  ${find} -printf 'L %f %s %T@\\n'`,
-    ...(depth === 'deep' ? [`  ${find} -exec sha256sum {} + | sed 's/^/H /'`] : []),
+    `s=${shellQuote(`${REMOTE_BASE}/layers`)}`,
+    `d=${shellQuote(remoteClusterDir(cluster))}`,
+    'set --',
+    'for p in "$s" "$d"; do [ -d "$p" ] && set -- "$@" "$p"; done',
+    // The store and the cluster directory are fixed paths without pattern characters (cluster names are DNS labels).
+    'if [ $# -gt 0 ]; then',
+    `  find -H "$@" -maxdepth 1 \\( -path "$s/*" -name '*.tar.gz' -type f -printf 'L %f %s %T@\\n' \\) \\`,
+    `    -o \\( -path ${shellQuote(remoteRootfs(cluster))} -xtype d -printf 'R present %i\\n' \\) \\`,
+    `    -o \\( -path ${shellQuote(remoteHookMarkerDir(cluster))} -xtype d -printf 'D\\n' \\)`,
     'fi',
-    `r=${shellQuote(remoteRootfs(cluster))}`,
-    `if [ -d "$r" ]; then echo "R present $(stat -c %i "$r")"; else echo 'R absent'; fi`,
-    `m=${shellQuote(remoteRootfsMarker(cluster))}`,
-    `if [ -f "$m" ]; then head -c 1000 "$m" | sed 's/^/M /'; fi`,
-    `h=${shellQuote(remoteHookMarkerDir(cluster))}`,
-    'if [ -d "$h" ]; then',
-    "  echo 'D'",
-    '  for f in "$h"/*; do [ -f "$f" ] && printf \'D %s %s\\n\' "${f##*/}" "$(head -c 200 "$f" | tr -d \'\\n\')"; done',
+    ...(depth === 'deep' ? [`if [ -d "$s" ]; then ${find} -exec sha256sum {} + | sed 's/^/H /'; fi`] : []),
+    `if [ -e "$d" ]; then echo 'C present'; fi`,
+    'if [ -d "$d" ] && cd "$d"; then',
+    '  set --',
+    `  for f in ${shellQuote(RECORDS.lineage)} ${shellQuote(RECORDS.rootfs)} ${shellQuote(RECORDS.hooks)}/*; do [ -f "$f" ] && set -- "$@" "$f"; done`,
+    // `head` ends the last record without a newline of its own when the file has none: the echo keeps END apart.
+    `  if [ $# -gt 0 ]; then head -v -c ${RECORD_BYTES} -- "$@"; echo; fi`,
     'fi',
     `echo '${END}'`,
     'true',
   ].join('\n');
 }
 
+/** Where a record file lies inside the cluster's directory (remote-layout.ts places them), as the answer names it. */
+function inClusterDir(path: (cluster: string) => string): string {
+  const dir = `${remoteClusterDir('c')}/`;
+  const p = path('c');
+  if (!p.startsWith(dir)) throw new InternalError(`${p} is not inside ${dir}`);
+  return p.slice(dir.length);
+}
+
+const RECORDS = { lineage: inClusterDir(remoteLineageFile), rootfs: inClusterDir(remoteRootfsMarker), hooks: inClusterDir(remoteHookMarkerDir) };
 const HEX = /^[0-9a-f]{64}$/;
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** The header `head -v` prints before each record file, for the names refreshScript passes it. */
+const RECORD_HEADER = new RegExp(`^==> (${escape(RECORDS.lineage)}|${escape(RECORDS.rootfs)}|${escape(RECORDS.hooks)}/([^/]+)) <==$`);
 
 /** The host's answer as plain data; undefined when it is not a whole answer (cut short, or not our script's). */
 export function parseRefreshAnswer(stdout: string): HostFound | undefined {
@@ -64,12 +88,21 @@ export function parseRefreshAnswer(stdout: string): HostFound | undefined {
   const start = lines.indexOf(BEGIN);
   const end = lines.indexOf(END, start + 1);
   if (start < 0 || end < 0) return undefined;
-  const body = lines.slice(start + 1, end);
-  const mark = parseMark(body.join('\n'));
-  if (!mark) return undefined;
-  const found: HostFound = { mark, layers: {}, rootfs: { present: false } };
+  const found: HostFound = { mark: { kind: 'none' }, layers: {}, rootfs: { present: false } };
   const hashes = new Map<string, string>();
-  for (const line of body) {
+  let clusterDir = false;
+  // The records come last: every line after the first header belongs to a record.
+  const records: { name: string; hook?: string; lines: string[] }[] = [];
+  for (const line of lines.slice(start + 1, end)) {
+    const header = RECORD_HEADER.exec(line);
+    if (header) {
+      records.push({ name: header[1], hook: header[2], lines: [] });
+      continue;
+    }
+    if (records.length > 0) {
+      records[records.length - 1].lines.push(line);
+      continue;
+    }
     const [tag, ...rest] = line.split(' ');
     if (tag === 'L' && rest.length >= 3) {
       const hex = rest[0].replace(/\.tar\.gz$/, '');
@@ -79,21 +112,39 @@ export function parseRefreshAnswer(stdout: string): HostFound | undefined {
       const path = rest[rest.length - 1];
       const hex = /([0-9a-f]{64})\.tar\.gz$/.exec(path)?.[1];
       if (hex) hashes.set(hex, rest[0]);
-    } else if (tag === 'R') {
-      found.rootfs = rest[0] === 'present' ? { present: true, ...(rest[1] ? { inode: rest[1] } : {}) } : { present: false };
-    } else if (tag === 'M' && rest.length >= 2) {
-      const m = (found.marker ??= {});
-      const v = rest.slice(1).join(' ');
-      if (rest[0] === 'image') m.image = v;
-      else if (rest[0] === 'config') m.config = v === '-' ? undefined : v;
-      else if (rest[0] === 'inode') m.inode = v;
-    } else if (tag === 'D') {
+    } else if (tag === 'R' && rest[0] === 'present') {
+      found.rootfs = { present: true, ...(rest[1] ? { inode: rest[1] } : {}) };
+    } else if (tag === 'C' && rest[0] === 'present') {
+      clusterDir = true;
+    } else if (tag === 'D' && rest.length === 0) {
       found.hooks ??= {};
-      if (rest.length >= 1 && rest[0]) found.hooks[rest[0]] = rest.slice(1).join(' ');
     }
   }
+  let lineage: string | undefined;
+  for (const r of records) {
+    // Between two files `head` prints an empty line: the lines up to it are the file, its own last newline included.
+    const content = r.lines.join('\n');
+    if (r.name === RECORDS.lineage) lineage = content;
+    else if (r.hook !== undefined) (found.hooks ??= {})[r.hook] = headText(content, HOOK_BYTES);
+    else found.marker = parseRootfsRecord(content);
+  }
+  found.mark = markOf(lineage, clusterDir);
   for (const [hex, sum] of hashes) if (found.layers[hex]) found.layers[hex].sha256 = sum;
   return found;
+}
+
+/** The rootfs record's `key value` lines (remoteRootfsMarker); keys this engine does not know are left out. */
+function parseRootfsRecord(content: string): NonNullable<HostFound['marker']> {
+  const marker: NonNullable<HostFound['marker']> = {};
+  for (const line of content.split('\n')) {
+    const [key, ...rest] = line.split(' ');
+    if (rest.length === 0) continue;
+    const v = rest.join(' ');
+    if (key === 'image') marker.image = v;
+    else if (key === 'config') marker.config = v === '-' ? undefined : v;
+    else if (key === 'inode') marker.inode = v;
+  }
+  return marker;
 }
 
 export interface RefreshInput {

@@ -2,7 +2,7 @@
  * Opening an SSH connection: trust-on-first-use host keys with pinning, retries for network failures
  * only (through the one retry helper), and typed errors for everything a user has to fix.
  */
-import { Client, type ConnectConfig } from 'ssh2';
+import ssh2, { Client, type AnyAuthMethod, type ConnectConfig, type ParsedKey } from 'ssh2';
 import { HostKeyMismatchError, HostUnreachableError, TransientError, CiError } from '../../engine/kernel/errors.js';
 import { registerSecret, redact } from '../../engine/kernel/redact.js';
 import { retry } from '../../engine/kernel/retry.js';
@@ -47,9 +47,10 @@ export async function openConnection(target: SshTarget, opts: ConnectOptions = {
   if (configuredAuthMethods(target).length === 0) {
     throw new SshAuthError(name, [], 'no password, private key or agent socket given');
   }
+  const auth = authMethods(target);
   const attempts = Math.max(1, opts.attempts ?? 4);
   try {
-    return await retry(() => connectOnce(target, opts), {
+    return await retry(() => connectOnce(target, auth, opts), {
       attempts,
       baseMs: opts.retryBaseMs ?? 250,
       capMs: 5000,
@@ -63,7 +64,36 @@ export async function openConnection(target: SshTarget, opts: ConnectOptions = {
   }
 }
 
-function connectOnce(target: SshTarget, opts: ConnectOptions): Promise<OpenConnection> {
+/**
+ * Private keys as ssh2 uses them, opened once per process for each key and passphrase: opening a
+ * passphrase-protected OpenSSH key runs its bcrypt KDF (about 200 ms of CPU for ssh-keygen's default), which would
+ * otherwise be paid again for every connection (a refresh opens one per host, at once).
+ */
+const openedKeys = new Map<string, ParsedKey>();
+
+function openPrivateKey(target: SshTarget & { privateKey: string }): ParsedKey {
+  const id = JSON.stringify([target.privateKey, target.passphrase ?? null]);
+  const known = openedKeys.get(id);
+  if (known) return known;
+  const parsed = ssh2.utils.parseKey(target.privateKey, target.passphrase);
+  const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | undefined) : parsed;
+  if (key instanceof Error) throw new SshKeyError(describeTarget(target), redact(key.message));
+  if (!key || !key.isPrivateKey()) throw new SshKeyError(describeTarget(target), 'it holds no (valid) private key');
+  openedKeys.set(id, key);
+  return key;
+}
+
+/** The configured login methods, in configuredAuthMethods' order, with the private key already opened. */
+function authMethods(target: SshTarget): AnyAuthMethod[] {
+  const username = target.user;
+  return configuredAuthMethods(target).map((m) => {
+    if (m === 'password') return { type: 'password', username, password: target.password! };
+    if (m === 'publickey') return { type: 'publickey', username, key: openPrivateKey({ ...target, privateKey: target.privateKey! }) };
+    return { type: 'agent', username, agent: target.agent! };
+  });
+}
+
+function connectOnce(target: SshTarget, auth: AnyAuthMethod[], opts: ConnectOptions): Promise<OpenConnection> {
   const name = describeTarget(target);
   return new Promise((resolve, reject) => {
     const client = new Client();
@@ -95,13 +125,12 @@ function connectOnce(target: SshTarget, opts: ConnectOptions): Promise<OpenConne
       host: target.host,
       port: target.port,
       username: target.user,
-      password: target.password,
-      privateKey: target.privateKey,
-      passphrase: target.passphrase,
-      agent: target.agent,
       readyTimeout: opts.timeoutMs ?? 20_000,
       keepaliveInterval: opts.keepaliveIntervalMs ?? 5000,
       keepaliveCountMax: 3,
+      // The configured methods only: ssh2's default first asks for `none`, a round trip (and a login attempt in the
+      // server's log) that no host this engine logs in to accepts.
+      authHandler: auth,
       hostVerifier: (key: Buffer) => {
         offered = fingerprintOfKeyBlob(key);
         if (opts.pinnedHostKey && opts.pinnedHostKey !== offered) {
@@ -113,10 +142,13 @@ function connectOnce(target: SshTarget, opts: ConnectOptions): Promise<OpenConne
     };
     try {
       client.connect(config);
+      // Every exchange here is small messages, each waiting for the peer's answer; with Nagle on, a message
+      // written while the previous one is unacknowledged waits for the peer's delayed ACK (40 ms on Linux), several
+      // times per connection and per exec. Bulk writes (layer uploads) fill whole packets either way.
+      client.setNoDelay(true);
     } catch (err) {
-      // ssh2 parses the private key synchronously; a bad key or wrong passphrase lands here.
-      const msg = redact((err as Error).message ?? String(err)).replace(/^Cannot parse privateKey: /, '');
-      fail(new SshKeyError(name, msg));
+      // The key was opened before (openPrivateKey); what ssh2 still refuses synchronously is the configuration.
+      fail(new SshHandshakeError(name, redact((err as Error).message ?? String(err)), err));
     }
   });
 }

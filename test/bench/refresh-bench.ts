@@ -34,12 +34,13 @@ export interface SyntheticRefreshFigures {
 /** The text a host that holds `layers` and the rootfs of `image` prints; `drop` leaves out one layer. */
 function answerText(state: ClusterState, key: string, drop: boolean): string {
   const hs = state.hosts[key];
-  const lines = ['__ci_refresh__ begin', `__ci_mark__ marked ${state.lineage}`];
+  const lines = ['__ci_refresh__ begin'];
   hs.layers.forEach((d, i) => {
     if (!(drop && i === 0)) lines.push(`L ${d.slice(7)}.tar.gz ${1_000_000 + i * 4096} 1700000000.0`);
   });
-  lines.push('R present 4242', `M image ${hs.rootfsImage}`, 'M config -', 'M inode 4242', 'D');
-  for (const [h, d] of Object.entries(hs.hooks)) lines.push(`D ${h} ${d}`);
+  lines.push('R present 4242', 'D', 'C present', '==> lineage <==', state.lineage, '');
+  lines.push('==> rootfs.id <==', `image ${hs.rootfsImage}`, 'config -', 'inode 4242', '');
+  for (const [h, d] of Object.entries(hs.hooks)) lines.push(`==> done/${h} <==`, d!, '');
   lines.push('__ci_refresh__ end');
   return lines.join('\n') + '\n';
 }
