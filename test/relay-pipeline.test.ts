@@ -1,15 +1,15 @@
 /**
  * The layer relay's pipeline on real local hosts over SSH. A one-host cluster holds a 16 MB layer; its link is
  * shaped so the layer takes seconds. Scaled to four hosts, the new hosts form a chain, each serving the layer while
- * it still receives it. The serving process of one of them is killed mid-stream (by its PID): its receivers fetch
- * from another source and every host ends with a verified copy; no grant, key, connection between hosts or partial
+ * it still receives it. The serving process of one of them is killed mid-stream (by its PID): its receivers resume
+ * from the bytes they hold, from another source, and every host ends with a verified copy; no grant, key, connection between hosts or partial
  * file is left. Then every copy on the hosts is damaged in place (same size, so a shallow refresh cannot tell): a
  * fifth host receives wrong bytes from each source it tries, detects them by digest, and ends with the right layer
  * (sent from this machine), unpacked from verified bytes only.
  */
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { labsAvailable } from './helpers/lab.js';
 import { cleanupHome, clusterDoc, describeRun, labExec, makeHome, serialSteps, writeClusterfile, type E2eHome } from './helpers/e2e.js';
@@ -44,10 +44,24 @@ function procsIn(netns: string, words: string[]): number[] {
   return out;
 }
 
-/** How far a process has read in its fd 3. */
+/**
+ * How far a process has read in the partial layer file it follows (tail reopens /dev/fd/3, so its own descriptor
+ * of that file, not fd 3, has the position).
+ */
 function readOffset(pid: number): number {
   try {
-    return Number(/pos:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/fdinfo/3`, 'utf8'))?.[1] ?? Infinity);
+    let pos = -1;
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (!target.includes('.partial')) continue;
+      pos = Math.max(pos, Number(/pos:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))?.[1] ?? -1));
+    }
+    return pos < 0 ? Infinity : pos;
   } catch {
     return Infinity;
   }
@@ -125,7 +139,8 @@ describe.skipIf(!labsAvailable())('layer relay pipeline on LOCAL hosts', () => {
           // A host serving a layer it is still receiving: tail following its .partial.
           // Killed only well before the end of the layer (how far it read is its file offset), so its receiver
           // is really cut off mid-stream.
-          const pid = procsIn(ns, ['tail', '--pid=', '/dev/fd/3']).find((p) => readOffset(p) < BIG / 2);
+          // Past the first MB, so the receiver holds a real prefix to resume from.
+          const pid = procsIn(ns, ['tail', '--pid=', '/dev/fd/3']).find((p) => readOffset(p) > 1_000_000 && readOffset(p) < BIG / 2);
           if (pid) {
             process.kill(pid, 'SIGKILL');
             killed = { host: h, pid };
@@ -136,8 +151,13 @@ describe.skipIf(!labsAvailable())('layer relay pipeline on LOCAL hosts', () => {
       }
       const r = await apply;
       expect(r.code, describeRun(['apply'], r)).toBe(0);
-      expect(killed, 'no host was caught serving a partial layer').toBeDefined();
-      expect(r.stdout + r.stderr + home.logs(CLUSTER)).toMatch(new RegExp(`layer relay from ${killed!.host} failed`));
+      const out = r.stdout + r.stderr + home.logs(CLUSTER);
+      expect(killed, `no host was caught serving a partial layer:\n${out}`).toBeDefined();
+      expect(out).toMatch(new RegExp(`layer relay from ${killed!.host} failed`));
+      // Its receiver kept what it had and asked the next source only for the rest (the digest check below is whole).
+      const resumed = [...out.matchAll(new RegExp(`layer ${digest.slice(0, 12)}: resuming at byte (\\d+) of (\\d+)`, 'g'))].map((m) => [Number(m[1]), Number(m[2])]);
+      expect(resumed.length, out).toBeGreaterThan(0);
+      for (const [at, size] of resumed) expect(at > 0 && at < size).toBe(true);
     } finally {
       await lab.shapeLink(master, 0);
       execFileSync('tc', ['qdisc', 'del', 'dev', bridge, 'root']);

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { LayerDistributor, grantScript, receiveScript, revokeScript, serveScript, transferOutcome, verifiedKnownHosts, type Source } from '../engine/executor/relay.js';
+import { LayerDistributor, grantScript, receiveScript, relayOwner, revokeScript, serveScript, transferOutcome, verifiedKnownHosts, type Source } from '../engine/executor/relay.js';
 import { sha256 } from '../engine/kernel/digest.js';
 import { fingerprintOfPublicKeyLine } from '../providers/ssh/fingerprint.js';
 
 const L = sha256('layer');
+const OWNER = relayOwner('c', 'lineage');
 
 /** Simulates rounds of transfers: each acquired source delivers the layer one round later. */
 async function fanOut(hosts: number, operatorStreams: number, hostStreams: number) {
@@ -97,6 +98,23 @@ describe('layer relay', () => {
     }
   });
 
+  it('a receiver is told when its source stops receiving the layer, and only then', async () => {
+    const d = new LayerDistributor({ operatorStreams: 1, hostStreams: 1, canServe: () => true });
+    const a = await d.acquire(L, 'a');
+    d.markReceiving(L, 'a', a);
+    const b = await d.acquire(L, 'b');
+    expect(b).toEqual({ kind: 'host', key: 'a' });
+    const told: string[] = [];
+    const unwatch = d.watchSource(L, 'a', () => told.push('b'));
+    d.watchSource(sha256('other'), 'a', () => told.push('other layer'));
+    d.watchSource(L, 'x', () => told.push('other source'));
+    d.markNotReceiving(L, 'a');
+    expect(told).toEqual(['b']);
+    unwatch();
+    d.markNotReceiving(L, 'a');
+    expect(told).toEqual(['b']);
+  });
+
   it('prefers a host holding the whole layer over one still receiving it', async () => {
     const d = new LayerDistributor({ operatorStreams: 1, hostStreams: 1, canServe: () => true });
     const r = await d.acquire(L, 'r');
@@ -119,27 +137,28 @@ describe('layer relay', () => {
   });
 
   it('the serving command validates the name, reads only layers, and follows a partial file only while its writer lives', () => {
-    const s = serveScript();
+    const s = serveScript(OWNER);
     expect(s).toContain('*[!0-9a-f]*');
     expect(s).toContain('[ ${#n} -eq 64 ]');
-    expect(s).toContain('tail -c +1 -f --pid="$pid"');
+    expect(s).toContain('tail -c +"$s" -f --pid="$pid"');
     expect(s).not.toMatch(/>\s*"\$f"|rm |mv /);
   });
 
   it('a receiver keeps a layer only when the whole file matches its digest; exit codes say who failed', () => {
-    const r = receiveScript(L, 1234, 'cat');
+    const r = receiveScript(L, 1234, 'exec cat', OWNER, { offset: 0, token: 'abcdefabcdef' });
     expect(r).toContain('sha256sum');
     expect(r).toMatch(/if \[ "\$sum" = [0-9a-f]{64} \] && \[ "\$got" -eq 1234 \]; then chmod 0644 .* && mv -f /);
     expect(transferOutcome(4)).toBe('corrupt');
     expect(transferOutcome(5)).toBe('unreachable');
     expect(transferOutcome(6)).toBe('short');
+    expect(transferOutcome(7)).toBe('short');
     expect(transferOutcome(0)).toBeUndefined();
-    expect(revokeScript()).toContain('-O exit');
+    expect(revokeScript(OWNER)).toContain('-O exit');
   });
 
   it('grants only a validating, read-only forced command limited to cluster addresses', () => {
-    const s = grantScript('ssh-ed25519 AAAAC3Nza comment', ['10.0.0.2', '10.0.0.3']);
-    expect(s).toContain('restrict,from="10.0.0.2,10.0.0.3",command="/var/lib/cloudimage/bin/serve-layer" ssh-ed25519 AAAAC3Nza cloudimage-relay');
+    const s = grantScript('ssh-ed25519 AAAAC3Nza comment', ['10.0.0.2', '10.0.0.3'], OWNER);
+    expect(s).toContain(`restrict,from="10.0.0.2,10.0.0.3",command="/var/lib/cloudimage/relay/${OWNER}/serve-layer" ssh-ed25519 AAAAC3Nza cloudimage-relay-${OWNER}`);
     expect(s).toContain('*[!0-9a-f]*');
   });
 

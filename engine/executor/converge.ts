@@ -17,7 +17,7 @@ import { createState, takeoverMessage } from '../../state/local.js';
 import { openStateBackend } from '../../state/open.js';
 import type { StateBackend } from '../../state/backend.js';
 import { emptyState, type ClusterState } from '../../state/model.js';
-import { Relay, revokeScript } from './relay.js';
+import { Relay, relayOwner, revokeScript } from './relay.js';
 import { providerNamed } from '../../providers/registry.js';
 import type { ProviderRuntime, Released } from '../../providers/contract.js';
 import type { ProviderName } from '../kernel/types.js';
@@ -357,7 +357,7 @@ async function destroyLeftovers(
 function relayFor(state: ClusterState, desired: DesiredCluster): Relay {
   const relay = new Relay(
     () => Object.values(state.hosts).map((h) => h.ip).filter(Boolean),
-    { canServe: (key) => { const h = state.hosts[key]; return !!h?.ip && h.ssh.user === 'root' && h.status !== 'leaving'; } },
+    { owner: relayOwner(state.cluster, state.lineage), canServe: (key) => { const h = state.hosts[key]; return !!h?.ip && h.ssh.user === 'root' && h.status !== 'leaving'; } },
   );
   const wanted = new Set(desired.hosts.map((h) => h.key));
   for (const h of Object.values(state.hosts)) {
@@ -372,7 +372,7 @@ async function revokeRelay(relay: Relay, state: ClusterState, connections: Conne
       const h = state.hosts[key];
       if (!h) return;
       try {
-        await (await connections.get(h)).exec(revokeScript(), { timeoutMs: 15_000 });
+        await (await connections.get(h)).exec(revokeScript(relay.owner), { timeoutMs: 15_000 });
       } catch {
         // An unreachable host keeps a grant that can only read layers, from cluster addresses; the next grant there replaces it.
       }

@@ -6,12 +6,15 @@
  * host's downlink and uplink carry the layer once, at the same time. A serving host only lets that key read layers
  * (a forced command that validates the name, limited to the cluster's addresses); each receiver hashes what it
  * receives on the fly and renames the file into the store only when the whole layer matches its digest; keys,
- * grants and the connections between hosts are removed at the end.
+ * grants and the connections between hosts are removed at the end. An interrupted transfer resumes: the receiver
+ * keeps the bytes it has and the next source serves only the rest. What the relay makes on a host is named for the
+ * cluster (relayOwner), so no apply removes another cluster's files.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { digestHex, type Digest } from '../kernel/digest.js';
+import { digestHex, sha256, type Digest } from '../kernel/digest.js';
 import { CiError, InternalError } from '../kernel/errors.js';
 import { registerSecret } from '../kernel/redact.js';
 import { ensureEd25519Key } from '../../providers/ssh/keys.js';
@@ -20,9 +23,37 @@ import { fingerprintOfPublicKeyLine } from '../../providers/ssh/fingerprint.js';
 import type { SshSession } from '../../providers/ssh/session.js';
 import { REMOTE_BASE, remoteLayerPath } from './remote-layout.js';
 
-const RELAY_DIR = `${REMOTE_BASE}/relay`;
-const SERVE = `${REMOTE_BASE}/bin/serve-layer`;
 const MARK = 'cloudimage-relay';
+
+/**
+ * What one cluster's applies make on a host (relay directory, grant line, partial layer files) carries this tag, so
+ * a revoke removes only those and never what another cluster's apply on the same host has in flight. It is stable
+ * across applies of the cluster (its state lock keeps them from overlapping), so a rerun resumes the partial files an
+ * interrupted apply left; 12 hex digits keep the control socket paths under the length a unix socket allows.
+ */
+export function relayOwner(cluster: string, lineage: string): string {
+  return digestHex(sha256(`${cluster}\n${lineage}`)).slice(0, 12);
+}
+
+function checkOwner(owner: string): string {
+  if (!/^[0-9a-f]{12}$/.test(owner)) throw new InternalError(`not a relay owner tag: ${owner}`);
+  return owner;
+}
+
+/** This owner's relay directory: the receiving key, serving hosts' keys, connections, transfer bookkeeping. */
+export function relayDir(owner: string): string {
+  return `${REMOTE_BASE}/relay/${checkOwner(owner)}`;
+}
+
+const serveCommand = (owner: string) => `${relayDir(owner)}/serve-layer`;
+
+/** Where a host receives a layer for this owner; renamed into the shared store only once its digest matched. */
+export function partialPath(layer: Digest, owner: string): string {
+  return partialOf(digestHex(layer), owner);
+}
+
+/** The partial file of `name` (a layer's hex digits, or a shell word standing for them: `$n`, `*`). */
+const partialOf = (name: string, owner: string) => `${REMOTE_BASE}/layers/${name}.tar.gz.${checkOwner(owner)}.partial`;
 
 export interface RelayKey {
   privateKey: string;
@@ -65,6 +96,7 @@ export class LayerDistributor {
   private readonly busy = new Map<string, number>();
   private readonly failedSources = new Set<string>();
   private readonly waiters: Waiter[] = [];
+  private readonly lostWatchers = new Set<{ layer: Digest; source: string; onLost: () => void }>();
   private operatorBusy = 0;
 
   constructor(
@@ -87,9 +119,23 @@ export class LayerDistributor {
     this.wake();
   }
 
-  /** The host stopped receiving the layer without holding it (its transfer failed). */
+  /**
+   * The host stopped receiving the layer without holding it (its transfer failed, or never started). Every receiver
+   * fed from it learns at once: it may still be waiting for this host's transfer to begin, and nothing will come.
+   */
   markNotReceiving(layer: Digest, host: string): void {
     this.receiving.get(layer)?.delete(host);
+    for (const w of [...this.lostWatchers]) if (w.layer === layer && w.source === host) w.onLost();
+  }
+
+  /**
+   * Calls `onLost` when `source` stops receiving `layer` without holding it, while the returned function has not
+   * been called. A source that holds the whole layer never loses it.
+   */
+  watchSource(layer: Digest, source: string, onLost: () => void): () => void {
+    const w = { layer, source, onLost };
+    this.lostWatchers.add(w);
+    return () => void this.lostWatchers.delete(w);
   }
 
   /** A host that could not serve is not asked again during this apply. */
@@ -162,22 +208,33 @@ export class LayerDistributor {
 }
 
 /**
- * The forced command of the relay key: it reads one layer, named by its 64 hex digits, and nothing else. A layer
- * the host holds is sent whole; one it is still receiving is followed as it grows (`tail -f` until the writer,
- * whose PID the receiving script recorded, has ended), so the next host gets the bytes while they arrive.
+ * The forced command of the relay key: it reads one layer, named by its 64 hex digits, from a byte offset on (a
+ * receiver resuming an interrupted transfer asks only for what it lacks), and nothing else. A layer the host holds
+ * is sent whole from the offset; one it is still receiving (this owner's partial file) is followed as it grows
+ * (`tail -f` until the writer, whose PID the receiving script recorded, has ended), so the next host gets the bytes
+ * while they arrive.
  */
-export function serveScript(): string {
+export function serveScript(owner: string): string {
+  const p = partialOf('$n', owner);
   return [
     '#!/bin/sh',
-    'n="$SSH_ORIGINAL_COMMAND"',
+    // Split on spaces only, no glob: the words are checked one by one below.
+    'set -f; IFS=" "; set -- $SSH_ORIGINAL_COMMAND',
+    '[ $# -ge 1 ] && [ $# -le 2 ] || { echo "usage: <layer> [<offset>]" >&2; exit 2; }',
+    'n=$1 o=${2:-0}',
     'case "$n" in *[!0-9a-f]*|"") echo "not a layer name" >&2; exit 2;; esac',
     '[ ${#n} -eq 64 ] || { echo "not a layer name" >&2; exit 2; }',
+    // A non-negative integer in decimal: no sign, no leading zero (octal to some shells), at most 15 digits.
+    'case "$o" in *[!0-9]*|""|0?*) echo "not an offset" >&2; exit 2;; esac',
+    '[ ${#o} -le 15 ] || { echo "not an offset" >&2; exit 2; }',
+    's=$((o+1))',
     `f="${REMOTE_BASE}/layers/$n.tar.gz"`,
-    'p="$f.partial"',
+    `p="${p}"`,
     'i=0',
-    // A receiver is announced as a source before its own transfer starts: wait for its PID file (up to 30 s).
+    // A receiver is announced as a source before its own transfer starts: wait for its PID file. The executor ends
+    // this wait from the receiving side at once when that transfer fails to start; the bound is for lost executors.
     'while :; do',
-    '  [ -f "$f" ] && exec cat "$f"',
+    '  [ -f "$f" ] && exec tail -c +"$s" "$f"',
     '  [ -s "$p.pid" ] && [ -f "$p" ] && break',
     '  i=$((i+1)); [ $i -le 600 ] || { echo "layer not held" >&2; exit 3; }',
     '  sleep 0.05',
@@ -185,22 +242,25 @@ export function serveScript(): string {
     'pid=$(cat "$p.pid")',
     'case "$pid" in *[!0-9]*|"") echo "no writer for the layer" >&2; exit 3;; esac',
     // Opened first, so a rename into place meanwhile changes nothing; gone already, the whole file is there.
-    'if command exec 3<"$p"; then exec tail -c +1 -f --pid="$pid" -s 0.05 /dev/fd/3; fi',
-    '[ -f "$f" ] && exec cat "$f"',
+    'if command exec 3<"$p"; then exec tail -c +"$s" -f --pid="$pid" -s 0.05 /dev/fd/3; fi',
+    '[ -f "$f" ] && exec tail -c +"$s" "$f"',
     'echo "layer not held" >&2; exit 3',
   ].join('\n');
 }
 
 /** Lets the relay key read layers on this host: a validating forced command, limited to the given addresses. */
-export function grantScript(publicKey: string, from: string[]): string {
-  const serve = serveScript();
-  const line = `restrict,from="${from.join(',')}",command="${SERVE}" ${publicKey.split(/\s+/).slice(0, 2).join(' ')} ${MARK}`;
+export function grantScript(publicKey: string, from: string[], owner: string): string {
+  const serve = serveScript(owner);
+  const cmd = serveCommand(owner);
+  const mark = `${MARK}-${owner}`;
+  const line = `restrict,from="${from.join(',')}",command="${cmd}" ${publicKey.split(/\s+/).slice(0, 2).join(' ')} ${mark}`;
   return [
     'set -eu',
-    `mkdir -p ${shellQuote(`${REMOTE_BASE}/bin`)}`,
-    `printf '%s\\n' ${shellQuote(serve)} > ${SERVE}.tmp && chmod 0755 ${SERVE}.tmp && mv ${SERVE}.tmp ${SERVE}`,
+    `umask 077; mkdir -p ${shellQuote(relayDir(owner))}`,
+    `printf '%s\\n' ${shellQuote(serve)} > ${cmd}.tmp && chmod 0755 ${cmd}.tmp && mv ${cmd}.tmp ${cmd}`,
     'mkdir -p "$HOME/.ssh" && chmod 0700 "$HOME/.ssh" && touch "$HOME/.ssh/authorized_keys"',
-    `grep -v ' ${MARK}$' "$HOME/.ssh/authorized_keys" > "$HOME/.ssh/authorized_keys.ci" || true`,
+    // Only this owner's line is replaced: another cluster's apply may be serving from this host right now.
+    `grep -v ' ${mark}$' "$HOME/.ssh/authorized_keys" > "$HOME/.ssh/authorized_keys.ci" || true`,
     `printf '%s\\n' ${shellQuote(line)} >> "$HOME/.ssh/authorized_keys.ci"`,
     'chmod 0600 "$HOME/.ssh/authorized_keys.ci" && mv "$HOME/.ssh/authorized_keys.ci" "$HOME/.ssh/authorized_keys"',
     'cat /etc/ssh/ssh_host_*_key.pub',
@@ -208,16 +268,20 @@ export function grantScript(publicKey: string, from: string[]): string {
 }
 
 /**
- * Removes the grant and the relay key from a host, ends the connections it kept open to other hosts (by the PID
- * each master recorded in its socket's owner check), and deletes what an interrupted transfer left.
+ * Removes this owner's grant and relay key from a host, ends the connections it kept open to other hosts (by the
+ * PID each master recorded in its socket's owner check), and deletes the partial files its transfers left. Nothing
+ * of another owner is touched: the shared layer store may hold another cluster's transfer in flight.
  */
-export function revokeScript(): string {
+export function revokeScript(owner: string): string {
+  const dir = relayDir(owner);
+  const mark = `${MARK}-${owner}`;
+  const partial = partialOf('*', owner);
   return [
-    `if [ -f "$HOME/.ssh/authorized_keys" ]; then grep -v ' ${MARK}$' "$HOME/.ssh/authorized_keys" > "$HOME/.ssh/authorized_keys.ci" || true;`,
+    `if [ -f "$HOME/.ssh/authorized_keys" ]; then grep -v ' ${mark}$' "$HOME/.ssh/authorized_keys" > "$HOME/.ssh/authorized_keys.ci" || true;`,
     '  chmod 0600 "$HOME/.ssh/authorized_keys.ci"; mv "$HOME/.ssh/authorized_keys.ci" "$HOME/.ssh/authorized_keys"; fi',
-    `for s in ${RELAY_DIR}/cm-*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit relay >/dev/null 2>&1; done`,
-    `rm -rf ${shellQuote(RELAY_DIR)} ${shellQuote(SERVE)}`,
-    `rm -f ${REMOTE_BASE}/layers/*.partial ${REMOTE_BASE}/layers/*.partial.pid ${REMOTE_BASE}/layers/*.partial.rc`,
+    `for s in ${dir}/cm-*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit relay >/dev/null 2>&1; done`,
+    `rm -rf ${shellQuote(dir)}`,
+    `rm -f ${partial} ${partial}.pid`,
     'true',
   ].join('\n');
 }
@@ -239,9 +303,13 @@ export function verifiedKnownHosts(ip: string, pubLines: string, pinned: string 
 /** How a relayed transfer ended, as the receiving script's exit status says. */
 export type TransferOutcome = 'unreachable' | 'short' | 'corrupt';
 
-const OUTCOME_BY_STATUS: Record<number, TransferOutcome> = { 4: 'corrupt', 5: 'unreachable', 6: 'short' };
+// 7: the partial file was not where the resume expected it (an earlier writer still at it); tried again.
+const OUTCOME_BY_STATUS: Record<number, TransferOutcome> = { 4: 'corrupt', 5: 'unreachable', 6: 'short', 7: 'short' };
 
-/** A layer transfer to a host failed; `outcome` tells whether its source is to blame. Nothing was kept. */
+/**
+ * A layer transfer to a host failed; `outcome` tells whether its source is to blame. What was received is kept for
+ * the next transfer to resume from, unless it did not match the digest (then it is gone).
+ */
 export class LayerTransferError extends CiError {
   constructor(
     readonly host: string,
@@ -257,7 +325,7 @@ export class LayerTransferError extends CiError {
     }[outcome];
     super('LAYER_TRANSFER_FAILED', `${host}: layer ${digestHex(layer).slice(0, 12)} from ${from}: ${why}${detail ? `: ${detail}` : ''}`, {
       source: 'external',
-      hint: outcome === 'corrupt' ? `the copy on ${from} is damaged; \`ci apply --refresh=deep\` finds and replaces it` : 'the layer is fetched again from another source',
+      hint: outcome === 'corrupt' ? `the copy on ${from} (or the part kept from an earlier transfer) is damaged; it was dropped, and \`ci apply --refresh=deep\` finds and replaces a damaged stored copy` : 'the layer is fetched again from another source, from where this transfer stopped',
     });
   }
 }
@@ -268,58 +336,129 @@ export function transferOutcome(status: number | null): TransferOutcome | undefi
 }
 
 /**
- * The shell command a receiving host runs to read a layer from a serving host: it trusts only the serving host's
- * verified key lines (written beside the relay key for this source), and keeps the connection open for the apply.
+ * The shell command a receiving host runs (as the last command of a subshell, so it is exec'd) to read a layer from
+ * a serving host, from byte `offset` on: it trusts only the serving host's verified key lines (written beside the
+ * relay key for this source), and keeps the connection open for the apply.
  */
-export function relaySshCommand(layer: Digest, fromIp: string, port: number, knownLines: string): string {
+export function relaySshCommand(layer: Digest, fromIp: string, port: number, knownLines: string, owner: string, offset: number): string {
   if (!/^[0-9a-fA-F.:]+$/.test(fromIp)) throw new InternalError(`not an address: ${fromIp}`);
-  const known = `${RELAY_DIR}/known_hosts-${fromIp}`;
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InternalError(`not a layer offset: ${offset}`);
+  const dir = relayDir(owner);
+  const known = `${dir}/known_hosts-${fromIp}`;
   return (
     `printf '%s' ${shellQuote(knownLines)} > ${known} && ` +
-    `ssh -i ${RELAY_DIR}/key -o UserKnownHostsFile=${known} -o StrictHostKeyChecking=yes -o BatchMode=yes ` +
+    `exec ssh -i ${dir}/key -o UserKnownHostsFile=${known} -o StrictHostKeyChecking=yes -o BatchMode=yes ` +
     `-o IdentitiesOnly=yes -o ConnectTimeout=10 -o ServerAliveInterval=3 -o ServerAliveCountMax=3 -o LogLevel=ERROR ` +
     // AES-GCM first: with AES instructions it costs a fraction of ChaCha20 per byte, and every host both receives and sends.
     `-c aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com ` +
-    `-o ControlMaster=auto -o ControlPath=${RELAY_DIR}/cm-%C -o ControlPersist=120 ` +
-    `-p ${port} root@${fromIp} ${digestHex(layer)} </dev/null`
+    `-o ControlMaster=auto -o ControlPath=${dir}/cm-%C -o ControlPersist=120 ` +
+    `-p ${port} root@${fromIp} ${digestHex(layer)} ${offset} </dev/null`
   );
 }
 
+/** Names one transfer's bookkeeping files (its source's PID, its stop request, its source's exit status). */
+export function transferToken(): string {
+  return randomBytes(6).toString('hex');
+}
+
+const transferFiles = (layer: Digest, owner: string, token: string) => {
+  if (!/^[0-9a-f]{12}$/.test(token)) throw new InternalError(`not a transfer token: ${token}`);
+  return `${relayDir(owner)}/${digestHex(layer)}-${token}`;
+};
+
 /**
- * On the receiving host: reads a layer from `source` (a shell command writing it to stdout; `cat` for bytes
- * streamed from this machine) into `<layer>.partial`, hashing it on the way, and renames it into the store only
- * when the whole file matches the digest. While it runs, its PID is in `<layer>.partial.pid`, so the host's serving
- * command can pass the bytes on as they arrive. Exit 4: wrong bytes; 5: the source failed; 6: the stream was short.
+ * On the receiving host, before a transfer: how many bytes of the layer its partial file already holds, to resume
+ * from. A writer of that file still running (an interrupted apply's, or a transfer given up on) is stopped first:
+ * its source is ended (only an ssh client that uses this owner's relay key), then it is waited for. A partial
+ * larger than the layer is no prefix of it and is dropped.
  */
-export function receiveScript(layer: Digest, size: number, source: string): string {
+export function resumeScript(layer: Digest, size: number, owner: string): string {
+  const dir = relayDir(owner);
+  const p = shellQuote(partialPath(layer, owner));
+  return [
+    'set -eu',
+    `for s in ${dir}/${digestHex(layer)}-*.spid; do`,
+    '  [ -f "$s" ] || continue; k=$(cat "$s" 2>/dev/null || true)',
+    '  case "$k" in ""|*[!0-9]*) continue;; esac',
+    `  grep -qaF ${shellQuote(`${dir}/key`)} /proc/$k/cmdline 2>/dev/null && kill "$k" 2>/dev/null || true`,
+    'done',
+    `w=$(cat ${p}.pid 2>/dev/null || true); i=0`,
+    'case "$w" in ""|*[!0-9]*) w=;; esac',
+    // Its command line names the partial file: a PID reused by another process is not waited for.
+    `while [ -n "$w" ] && grep -qaF ${p} /proc/$w/cmdline 2>/dev/null; do`,
+    '  i=$((i+1)); [ $i -le 100 ] || { echo "an earlier transfer of the layer is still writing it" >&2; exit 7; }',
+    '  sleep 0.05',
+    'done',
+    `[ -f ${p} ] || { echo 0; exit 0; }`,
+    `got=$(wc -c < ${p})`,
+    `if [ "$got" -gt ${size} ]; then rm -f ${p}; echo 0; exit 0; fi`,
+    'echo "$got"',
+  ].join('\n');
+}
+
+/**
+ * On the receiving host: reads the layer from byte `offset` on from `source` (a shell command exec'd in a subshell,
+ * writing the bytes to stdout; `exec cat` for bytes streamed from this machine) onto the end of its partial file,
+ * which already holds the first `offset` bytes. Those are hashed once from the file, the rest on the fly, and the
+ * file is renamed into the store only when the whole of it matches the digest. While it runs, its PID is in
+ * `<partial>.pid`, so the host's serving command can pass the bytes on as they arrive, and its source's PID is in
+ * the transfer's files, so cancelScript can end it. Prints the digest and the offset it resumed from. Exit 4: wrong
+ * bytes (the file is dropped); 5: the source failed; 6: the stream was short; 7: the partial file was not `offset`
+ * bytes long. With 5 and 6 the bytes received are kept, for the next transfer to resume from.
+ */
+export function receiveScript(layer: Digest, size: number, source: string, owner: string, resume: { offset: number; token: string }): string {
   const dest = remoteLayerPath(layer);
-  const p = `${dest}.partial`;
+  const p = partialPath(layer, owner);
   const q = shellQuote(p);
+  const t = transferFiles(layer, owner, resume.token);
+  const off = resume.offset;
+  if (!Number.isSafeInteger(off) || off < 0 || off > size) throw new InternalError(`not a layer offset: ${off}`);
   const hex = digestHex(layer);
   return [
     'set -eu',
+    // The source reads this script's stdin (bytes from this machine), not the subshell's /dev/null.
+    'exec 3<&0',
     `mkdir -p "$(dirname ${shellQuote(dest)})"`,
-    `rm -f ${q} ${shellQuote(`${p}.rc`)}`,
-    `: > ${q}`,
+    `(umask 077; mkdir -p ${shellQuote(relayDir(owner))})`,
+    off === 0
+      ? `: > ${q}`
+      : `[ -f ${q} ] && [ "$(wc -c < ${q})" -eq ${off} ] || { echo "the partial file does not hold the ${off} bytes to resume from" >&2; exit 7; }`,
     `echo $$ > ${shellQuote(`${p}.pid`)}`,
-    `sum=$( { set +e; ${source}; echo $? > ${shellQuote(`${p}.rc`)}; } | tee ${q} | ${SHA256_OF_STDIN} )`,
-    `rc=$(cat ${shellQuote(`${p}.rc`)} 2>/dev/null || echo 255)`,
+    // A stop request made before the source started is seen once its PID is written; one made after finds the PID.
+    `sum=$( { head -c ${off} ${q}; { set +e; { ${source}; } <&3 & echo $! > ${t}.spid; [ ! -f ${t}.stop ] || kill $! 2>/dev/null; wait $!; echo $? > ${t}.rc; } | tee -a ${q}; } | ${SHA256_OF_STDIN} )`,
+    `rc=$(cat ${t}.rc 2>/dev/null || echo 255)`,
     `got=$(wc -c < ${q})`,
-    `rm -f ${shellQuote(`${p}.rc`)}`,
-    `if [ "$sum" = ${hex} ] && [ "$got" -eq ${size} ]; then chmod 0644 ${q} && mv -f ${q} ${shellQuote(dest)}; rm -f ${shellQuote(`${p}.pid`)}; echo "$sum"; exit 0; fi`,
-    `rm -f ${q} ${shellQuote(`${p}.pid`)}`,
+    `rm -f ${t}.rc ${t}.spid ${t}.stop`,
+    `if [ "$sum" = ${hex} ] && [ "$got" -eq ${size} ]; then chmod 0644 ${q} && mv -f ${q} ${shellQuote(dest)}; rm -f ${shellQuote(`${p}.pid`)}; echo "$sum ${off}"; exit 0; fi`,
+    `rm -f ${shellQuote(`${p}.pid`)}`,
+    // All the bytes are there and they are wrong (from the source, or in the part kept from before): none is kept.
+    `if [ "$got" -ge ${size} ]; then rm -f ${q}; echo "$got bytes hash to sha256:$sum" >&2; exit 4; fi`,
     // 3: the source does not hold the layer and did not start receiving it in time; no fault of its own.
     `if [ "$rc" = 3 ]; then echo "the source has not started receiving the layer" >&2; exit 6; fi`,
-    `if [ "$rc" != 0 ]; then echo "source exited with $rc after $got bytes" >&2; exit 5; fi`,
-    `if [ "$got" -lt ${size} ]; then echo "$got of ${size} bytes" >&2; exit 6; fi`,
-    `echo "$got bytes hash to sha256:$sum" >&2; exit 4`,
+    `if [ "$rc" != 0 ]; then echo "source exited with $rc after $((got - ${off})) bytes" >&2; exit 5; fi`,
+    `echo "$got of ${size} bytes" >&2; exit 6`,
+  ].join('\n');
+}
+
+/** Ends a transfer's source on the receiving host (the receiving script then exits 5, keeping what it received). */
+export function cancelScript(layer: Digest, owner: string, token: string): string {
+  const dir = relayDir(owner);
+  const t = transferFiles(layer, owner, token);
+  return [
+    `[ -d ${dir} ] || exit 0`,
+    `touch ${t}.stop`,
+    `k=$(cat ${t}.spid 2>/dev/null || true)`,
+    'case "$k" in ""|*[!0-9]*) exit 0;; esac',
+    `grep -qaF ${shellQuote(`${dir}/key`)} /proc/$k/cmdline 2>/dev/null && kill "$k" 2>/dev/null`,
+    'true',
   ].join('\n');
 }
 
 /** Gives a receiving host the relay key (the serving hosts' keys come with each transfer). */
-export async function prepareReceiver(session: SshSession, key: RelayKey): Promise<void> {
-  await session.execChecked(`umask 077; mkdir -p ${RELAY_DIR}`, { what: 'preparing the layer relay' });
-  await session.upload(Buffer.from(key.privateKey), `${RELAY_DIR}/key`, { mode: 0o600 });
+export async function prepareReceiver(session: SshSession, key: RelayKey, owner: string): Promise<void> {
+  const dir = relayDir(owner);
+  await session.execChecked(`umask 077; mkdir -p ${dir}`, { what: 'preparing the layer relay' });
+  await session.upload(Buffer.from(key.privateKey), `${dir}/key`, { mode: 0o600 });
 }
 
 export interface RelayHost {
@@ -342,10 +481,14 @@ export class Relay {
 
   private readonly canServe: (host: string) => boolean;
 
+  /** Tags what this relay makes on hosts (relayOwner): only that is revoked. */
+  readonly owner: string;
+
   constructor(
     private readonly clusterIps: () => string[],
-    opts: { operatorStreams?: number; hostStreams?: number; canServe: (host: string) => boolean },
+    opts: { owner: string; operatorStreams?: number; hostStreams?: number; canServe: (host: string) => boolean },
   ) {
+    this.owner = checkOwner(opts.owner);
     this.canServe = opts.canServe;
     this.distributor = new LayerDistributor({ operatorStreams: opts.operatorStreams ?? 1, hostStreams: opts.hostStreams ?? 1, canServe: opts.canServe });
   }
@@ -366,7 +509,7 @@ export class Relay {
     const ips = new Set([...(prev ? (await prev).ips : []), ...this.clusterIps(), receiverIp]);
     this.touched.add(source.key);
     const g = this.relayKey().then(async (k) => {
-      const res = await session.execChecked(grantScript(k.publicKey, [...ips].sort()), { what: 'granting layer relay' });
+      const res = await session.execChecked(grantScript(k.publicKey, [...ips].sort(), this.owner), { what: 'granting layer relay' });
       return { ips, known: verifiedKnownHosts(source.ip, res.stdout, source.hostKey ?? session.hostKey) };
     });
     this.granted.set(source.key, g);
@@ -391,7 +534,7 @@ export class Relay {
     let p = this.keyed.get(receiver);
     if (!p) {
       this.touched.add(receiver);
-      p = this.relayKey().then((k) => prepareReceiver(session, k));
+      p = this.relayKey().then((k) => prepareReceiver(session, k, this.owner));
       this.keyed.set(receiver, p);
       p.catch(() => {
         if (this.keyed.get(receiver) === p) this.keyed.delete(receiver);

@@ -3,7 +3,17 @@ import { createReadStream } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import { documentsYaml } from '../clusterfile/documents.js';
 import { digestHex, type Digest } from '../kernel/digest.js';
-import { LayerTransferError, receiveScript, relaySshCommand, transferOutcome, type Relay, type RelayHost } from './relay.js';
+import {
+  LayerTransferError,
+  cancelScript,
+  receiveScript,
+  relaySshCommand,
+  resumeScript,
+  transferOutcome,
+  transferToken,
+  type Relay,
+  type RelayHost,
+} from './relay.js';
 import { SshConnectionLostError } from '../../providers/ssh/errors.js';
 import { AppToolMissingError, InternalError, PluginToolMissingError, RemoteCommandError } from '../kernel/errors.js';
 import { addressSelected } from '../../plans/plugin-steps.js';
@@ -77,8 +87,11 @@ const RELAY_MIN_BYTES = 1 << 20;
 /** Sources tried for one layer before it is sent from here whole. */
 const RELAY_ATTEMPTS = 4;
 
-/** Streams a layer from the store into the host's `.partial` file, which the host serves on while it grows. */
-async function receiveFromHere(ctx: RunContext, session: SshSession, d: Digest, size: number): Promise<number> {
+/**
+ * Streams a layer from the store, from byte `offset` on, onto the host's partial file, which the host serves on
+ * while it grows. Returns the bytes sent.
+ */
+async function receiveFromHere(ctx: RunContext, relay: Relay, session: SshSession, d: Digest, size: number, offset: number): Promise<number> {
   let bytes = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _enc, cb) {
@@ -86,18 +99,32 @@ async function receiveFromHere(ctx: RunContext, session: SshSession, d: Digest, 
       cb(null, chunk);
     },
   });
-  const res = await session.exec(receiveScript(d, size, 'cat'), { stdin: createReadStream(ctx.store.blobPath(d)).pipe(counter) });
+  const script = receiveScript(d, size, 'exec cat', relay.owner, { offset, token: transferToken() });
+  const res = await session.exec(script, { stdin: createReadStream(ctx.store.blobPath(d), { start: offset }).pipe(counter) });
   ctx.uplink.bytes += bytes;
-  checkReceived(session, d, 'this machine', res);
+  checkReceived(session, d, 'this machine', res, offset);
   return bytes;
 }
 
-function checkReceived(session: SshSession, d: Digest, from: string, res: { code: number | null; stdout: string; stderr: string }): void {
+function checkReceived(session: SshSession, d: Digest, from: string, res: { code: number | null; stdout: string; stderr: string }, offset: number): void {
   const outcome = transferOutcome(res.code);
   if (outcome) throw new LayerTransferError(session.name, d, from, outcome, redact(tailLines(res.stderr)));
   if (res.code !== 0) throw new RemoteCommandError(session.name, `receiving layer ${digestHex(d).slice(0, 12)} from ${from}`, res.code, redact(tailLines(res.stderr)));
-  // The host hashed what it wrote; its answer must be the digest asked for, or nothing was received.
-  if (res.stdout.trim() !== digestHex(d)) throw new LayerTransferError(session.name, d, from, 'corrupt', `the host reported ${res.stdout.trim().slice(0, 64)}`);
+  // The host hashed the whole file it renamed into place; its answer must be the digest asked for (and the offset
+  // it resumed from), or nothing was received.
+  if (res.stdout.trim() !== `${digestHex(d)} ${offset}`) throw new LayerTransferError(session.name, d, from, 'corrupt', `the host reported ${res.stdout.trim().slice(0, 80)}`);
+}
+
+/** How much of the layer the host kept from an interrupted transfer (stopping that transfer's writer first). */
+async function resumeOffset(relay: Relay, session: SshSession, d: Digest, size: number): Promise<number> {
+  const res = await session.exec(resumeScript(d, size, relay.owner));
+  const outcome = transferOutcome(res.code);
+  if (outcome) throw new LayerTransferError(session.name, d, 'an earlier transfer', outcome, redact(tailLines(res.stderr)));
+  const offset = Number(res.stdout.trim());
+  if (res.code !== 0 || !/^\d+$/.test(res.stdout.trim()) || offset > size) {
+    throw new RemoteCommandError(session.name, `reading how much of layer ${digestHex(d).slice(0, 12)} is kept`, res.code, redact(tailLines(res.stderr || res.stdout)));
+  }
+  return offset;
 }
 
 async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, d: Digest): Promise<void> {
@@ -112,44 +139,93 @@ async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, 
   // Small layers cost less to send than a relay's extra SSH handshake.
   if (!relay || size < RELAY_MIN_BYTES) return fromHere();
   const dist = relay.distributor;
+  const short = digestHex(d).slice(0, 12);
   for (let attempt = 1; attempt <= RELAY_ATTEMPTS; attempt++) {
     const source = await dist.acquire(d, hostKey);
+    // Announced at once: the next host may connect to this one while it still sets up its own transfer (the
+    // serving command waits for it to start; if it never does, markNotReceiving tells the next host at once).
+    dist.markReceiving(d, hostKey, source);
+    const from = source.kind === 'operator' ? 'this machine' : source.key;
+    // The source's own transfer failing ends this one at once, wherever it is (still setting up, or streaming).
+    let lost = false;
+    let cancel: (() => void) | undefined;
+    const unwatch =
+      source.kind === 'host'
+        ? dist.watchSource(d, source.key, () => {
+            lost = true;
+            cancel?.();
+          })
+        : () => undefined;
+    const sourceLost = (src: string) => {
+      dist.markNotReceiving(d, hostKey);
+      ctx.reporter.event({ type: 'note', host: hostKey, message: `layer ${short}: relay from ${src} stopped, ${src}'s own transfer of the layer failed; trying another source` });
+    };
     try {
+      let offset: number;
+      try {
+        offset = await resumeOffset(relay, session, d, size);
+      } catch (err) {
+        if (!(err instanceof LayerTransferError)) throw err;
+        // An earlier writer of the partial file did not end in time: another attempt (or the plain upload) follows.
+        dist.markNotReceiving(d, hostKey);
+        ctx.reporter.event({ type: 'output', host: hostKey, stream: 'stderr', line: `layer ${short}: ${err.message.split('\n')[0]}` });
+        continue;
+      }
+      if (offset > 0) ctx.reporter.event({ type: 'note', host: hostKey, message: `layer ${short}: resuming at byte ${offset} of ${size}, from ${from}` });
       if (source.kind === 'operator') {
-        dist.markReceiving(d, hostKey, source);
-        count(await receiveFromHere(ctx, session, d, size));
+        try {
+          count(await receiveFromHere(ctx, relay, session, d, size, offset));
+        } catch (err) {
+          // This machine's bytes are verified: wrong ones came from the part kept, now dropped. Fetched whole again.
+          if (!(err instanceof LayerTransferError && err.outcome === 'corrupt' && offset > 0)) throw err;
+          dist.markNotReceiving(d, hostKey);
+          ctx.reporter.event({ type: 'output', host: hostKey, stream: 'stderr', line: `layer ${short}: the part kept from an earlier transfer was damaged, fetching the whole layer again: ${err.message.split('\n')[0]}` });
+          continue;
+        }
         dist.markHeld(d, hostKey);
         return;
       }
-      // Announced at once: the next host may connect to this one while it still sets up its own transfer (the
-      // serving command waits for it to start).
-      dist.markReceiving(d, hostKey, source);
       const src = ctx.state.hosts[source.key];
-      const from: RelayHost = { key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey };
-      let res: Awaited<ReturnType<SshSession['exec']>>;
+      const fromHost: RelayHost = { key: src.key, ip: src.ip, port: src.ssh.port, hostKey: src.hostKey };
       try {
         const srcSession = await ctx.connections.get(src);
-        const known = await relay.grant(from, srcSession, ctx.state.hosts[hostKey].ip);
+        const known = await relay.grant(fromHost, srcSession, ctx.state.hosts[hostKey].ip);
         if (!known) throw new Error(`host key of ${src.key} could not be verified`);
         await relay.prepare(hostKey, session);
-        res = await session.exec(receiveScript(d, size, relaySshCommand(d, src.ip, src.ssh.port, known)));
-        checkReceived(session, d, src.key, res);
+        if (lost) {
+          sourceLost(source.key);
+          continue;
+        }
+        const token = transferToken();
+        cancel = () => void session.exec(cancelScript(d, relay.owner, token), { timeoutMs: 15_000 }).catch(() => undefined);
+        const res = await session.exec(receiveScript(d, size, relaySshCommand(d, src.ip, src.ssh.port, known, relay.owner, offset), relay.owner, { offset, token }));
+        // Ended because its source's transfer failed (a whole, verified layer is kept whatever happened upstream).
+        if (lost && res.code !== 0) {
+          sourceLost(source.key);
+          continue;
+        }
+        checkReceived(session, d, src.key, res, offset);
       } catch (err) {
         dist.markNotReceiving(d, hostKey);
-        // A stream cut short upstream is no fault of its source; anything else rules the source out for this apply.
-        if (!(err instanceof LayerTransferError && err.outcome === 'short')) dist.markBroken(source.key);
         // This host's own connection failing is this action's failure (retried as such), not the source's.
         if (err instanceof SshConnectionLostError && err.host === session.name) throw err;
+        if (lost) {
+          sourceLost(source.key);
+          continue;
+        }
+        // A stream cut short upstream is no fault of its source; anything else rules the source out for this apply.
+        if (!(err instanceof LayerTransferError && err.outcome === 'short')) dist.markBroken(source.key);
         ctx.reporter.event({ type: 'output', host: hostKey, stream: 'stderr', line: `layer relay from ${source.key} failed, trying another source: ${(err as Error).message.split('\n')[0]}` });
         continue;
       }
-      count(size);
+      count(size - offset);
       dist.markHeld(d, hostKey);
       return;
     } catch (err) {
       dist.markNotReceiving(d, hostKey);
       throw err;
     } finally {
+      unwatch();
       // Marked held before the source is released, so waiting hosts see the new holder first.
       dist.release(source);
     }
