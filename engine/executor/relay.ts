@@ -367,6 +367,20 @@ const transferFiles = (layer: Digest, owner: string, token: string) => {
 };
 
 /**
+ * `stop_source FILE`: ends the transfer source whose PID FILE holds, only if it is an ssh client using this owner's
+ * relay key (a PID reused by another process is left alone). Shared by the resume and the cancel.
+ */
+function stopSourceFunction(dir: string): string {
+  return [
+    'stop_source() {',
+    '  k=$(cat "$1" 2>/dev/null || true)',
+    '  case "$k" in ""|*[!0-9]*) return 0;; esac',
+    `  { grep -qaF ${shellQuote(`${dir}/key`)} /proc/$k/cmdline 2>/dev/null && kill "$k" 2>/dev/null; } || true`,
+    '}',
+  ].join('\n');
+}
+
+/**
  * On the receiving host, before a transfer: how many bytes of the layer its partial file already holds, to resume
  * from. A writer of that file still running (an interrupted apply's, or a transfer given up on) is stopped first:
  * its source is ended (only an ssh client that uses this owner's relay key), then it is waited for. A partial
@@ -377,11 +391,8 @@ export function resumeScript(layer: Digest, size: number, owner: string): string
   const p = shellQuote(partialPath(layer, owner));
   return [
     'set -eu',
-    `for s in ${dir}/${digestHex(layer)}-*.spid; do`,
-    '  [ -f "$s" ] || continue; k=$(cat "$s" 2>/dev/null || true)',
-    '  case "$k" in ""|*[!0-9]*) continue;; esac',
-    `  grep -qaF ${shellQuote(`${dir}/key`)} /proc/$k/cmdline 2>/dev/null && kill "$k" 2>/dev/null || true`,
-    'done',
+    stopSourceFunction(dir),
+    `for s in ${dir}/${digestHex(layer)}-*.spid; do [ -f "$s" ] && stop_source "$s"; done`,
     `w=$(cat ${p}.pid 2>/dev/null || true); i=0`,
     'case "$w" in ""|*[!0-9]*) w=;; esac',
     // Its command line names the partial file: a PID reused by another process is not waited for.
@@ -447,9 +458,8 @@ export function cancelScript(layer: Digest, owner: string, token: string): strin
   return [
     `[ -d ${dir} ] || exit 0`,
     `touch ${t}.stop`,
-    `k=$(cat ${t}.spid 2>/dev/null || true)`,
-    'case "$k" in ""|*[!0-9]*) exit 0;; esac',
-    `grep -qaF ${shellQuote(`${dir}/key`)} /proc/$k/cmdline 2>/dev/null && kill "$k" 2>/dev/null`,
+    stopSourceFunction(dir),
+    `stop_source ${t}.spid`,
     'true',
   ].join('\n');
 }
