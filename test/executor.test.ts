@@ -200,5 +200,41 @@ describe('executor scheduling', () => {
     // Exactly the steps that did not finish are left: nothing finished was lost, nothing unfinished recorded.
     expect(next.actions.map((a) => a.id).sort()).toEqual(p.actions.filter((a) => !r.completed.includes(a)).map((a) => a.id).sort());
   });
+  // Counts how many of each kind run at once; every step waits a little so overlaps show.
+  async function peaks(ctx: RunContext, backend: LocalStateBackend, opts: { parallelism: number; transfers?: number }) {
+    let sends = 0;
+    let others = 0;
+    const peak = { sends: 0, others: 0, all: 0 };
+    const r = await execute(ctx, {
+      ...opts,
+      backend,
+      run: async (_c, a) => {
+        const send = a.kind === 'send-layers';
+        if (send) peak.sends = Math.max(peak.sends, ++sends);
+        else peak.others = Math.max(peak.others, ++others);
+        peak.all = Math.max(peak.all, sends + others);
+        await new Promise((res) => setTimeout(res, 30));
+        if (send) sends--;
+        else others--;
+        return {};
+      },
+    });
+    expect(r.failed).toEqual([]);
+    return peak;
+  }
+
+  it('relayed layer sends run under their own cap, so every host receives at once while other steps keep --parallelism', async () => {
+    const { desired, backend, ctx } = setup();
+    const hosts = desired.hosts.length;
+    // With a relay, sends are the hosts' chain: all five receive together although parallelism is 2.
+    const relayed = await peaks({ ...ctx, relay: {} as never }, backend, { parallelism: 2 });
+    expect(relayed).toMatchObject({ sends: hosts, others: 2 });
+    // Without one, every send leaves this machine and counts against parallelism like any step.
+    const b = setup();
+    expect((await peaks(b.ctx, b.backend, { parallelism: 2 })).all).toBe(2);
+    // --transfers bounds the relayed sends.
+    const c = setup();
+    expect((await peaks({ ...c.ctx, relay: {} as never }, c.backend, { parallelism: 2, transfers: 3 })).sends).toBe(3);
+  });
 });
 

@@ -37,6 +37,8 @@ export interface ConvergeOptions {
   home?: string;
   env?: NodeJS.ProcessEnv;
   parallelism?: number;
+  /** Relayed layer sends under way at once (see ExecuteOptions.transfers). */
+  transfers?: number;
   maxUnavailable?: number;
   lockTimeoutMs?: number;
   /** A plan saved by `ci plan --out`; refused when stale. */
@@ -230,7 +232,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     try {
       const result = await execute(
         { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay, checked: prepared.checked },
-        { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
+        { parallelism: opts.parallelism ?? 10, transfers: opts.transfers, backend, signal: opts.signal },
       );
       // Every create failed: the hosts removed themselves, and what was made for them (a local lab) goes too.
       const released = Object.keys(result.state.hosts).length === 0 ? await provider.release?.() : undefined;

@@ -1,5 +1,6 @@
 /**
- * Runs a plan's actions as a graph: an action starts once all its deps succeeded, up to `parallelism` at once.
+ * Runs a plan's actions as a graph: an action starts once all its deps succeeded, up to `parallelism` at once
+ * (relayed layer sends up to `transfers`, apart from the rest).
  * When an action fails, only what depends on it is skipped; independent hosts go on. The state is written by one
  * writer, each write taking every result recorded since the last: a finished action frees its slot at once, and its
  * dependents start only once a write holding its result is done. So every dependency is durable before its
@@ -16,6 +17,13 @@ import { runAction, type RunContext } from './run-action.js';
 
 export interface ExecuteOptions {
   parallelism: number;
+  /**
+   * Layer sends under way at once when hosts pass layers on to each other (a relay), counted apart from
+   * `parallelism`: such a send costs this machine one waiting command, the relay itself bounds what leaves this
+   * machine, and hosts form one chain only when they receive together (under `parallelism` alone, 16 hosts with
+   * the default 10 would receive in two rounds). Default: the larger of `parallelism` and DEFAULT_TRANSFERS.
+   */
+  transfers?: number;
   backend: StateBackend;
   /** Stops scheduling new actions (SIGINT); running ones finish and are recorded. */
   signal?: AbortSignal;
@@ -42,6 +50,9 @@ export interface ExecuteResult {
   uplinkBytes: number;
 }
 
+/** Relayed layer sends under way at once unless told otherwise (`ci apply --transfers`). */
+export const DEFAULT_TRANSFERS = 64;
+
 const isTransient = (err: unknown) => err instanceof TransientError || err instanceof HostUnreachableError;
 
 export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<ExecuteResult> {
@@ -61,11 +72,17 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
       else dependents.set(d, [a]);
     }
   }
-  const ready = new Queue(actions.filter((a) => waitingOn.get(a.id) === 0));
+  // Relayed sends wait apart, under their own cap, so neither kind holds the other back.
+  const relayed = (a: Action) => a.kind === 'send-layers' && ctx.relay !== undefined;
+  const ready = new Queue<Action>();
+  const readySends = new Queue<Action>();
+  const enqueue = (a: Action) => (relayed(a) ? readySends : ready).push(a);
+  for (const a of actions) if (waitingOn.get(a.id) === 0) enqueue(a);
   const completed: Action[] = [];
   const failed: Failure[] = [];
   const skipped: Action[] = [];
   const parallelism = Math.max(1, opts.parallelism);
+  const transfers = Math.max(1, opts.transfers ?? Math.max(parallelism, DEFAULT_TRANSFERS));
   let writing: Promise<void> = Promise.resolve();
   let nextWrite: Promise<void> | undefined;
   let writeError: unknown;
@@ -114,21 +131,27 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
 
   await new Promise<void>((finish) => {
     let running = 0;
+    let sending = 0;
     // Completions waiting for the write that makes them durable: their dependents are released after it.
     let awaitingWrite = 0;
+    const start = (queue: Queue<Action>, isSend: boolean) => {
+      const a = queue.shift()!;
+      if (status.get(a.id) !== 'pending') return;
+      status.set(a.id, 'running');
+      if (isSend) sending++;
+      else running++;
+      void runOne(a).then(() => {
+        if (isSend) sending--;
+        else running--;
+        pump();
+      });
+    };
     const pump = () => {
       // Started only when a slot is free, so an interrupt never leaves queued work to start later.
-      while (running < parallelism && ready.size > 0 && !opts.signal?.aborted && !writeError) {
-        const a = ready.shift()!;
-        if (status.get(a.id) !== 'pending') continue;
-        status.set(a.id, 'running');
-        running++;
-        void runOne(a).then(() => {
-          running--;
-          pump();
-        });
-      }
-      if (running === 0 && awaitingWrite === 0) finish();
+      const go = () => !opts.signal?.aborted && !writeError;
+      while (sending < transfers && readySends.size > 0 && go()) start(readySends, true);
+      while (running < parallelism && ready.size > 0 && go()) start(ready, false);
+      if (running === 0 && sending === 0 && awaitingWrite === 0) finish();
     };
 
     // Called once the write holding `a`'s result is done: only now may what depends on it start.
@@ -139,7 +162,7 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
       for (const next of dependents.get(a.id) ?? []) {
         const left = waitingOn.get(next.id)! - 1;
         waitingOn.set(next.id, left);
-        if (left === 0) ready.push(next);
+        if (left === 0) enqueue(next);
       }
     };
 
@@ -190,7 +213,7 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
 class Queue<T> {
   private head = 0;
 
-  constructor(private items: T[] = []) {}
+  private items: T[] = [];
 
   get size(): number {
     return this.items.length - this.head;

@@ -8,7 +8,7 @@
  * link rate), and copies of S that left the operator. Printed, never asserted.
  */
 import { spawn } from 'node:child_process';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -19,6 +19,7 @@ import { LocalLab } from '../../providers/local/lab.js';
 import { bridgeName } from '../../providers/local/names.js';
 import { linkExists, netnsExists, shapeLink } from '../../providers/local/network.js';
 import { CI_BIN, localClusterfile, run, writeImageContext } from './fixture.js';
+import { busyBetween, cpuTimes } from './machine.js';
 
 export interface FanoutCase {
   hosts: number;
@@ -63,17 +64,6 @@ export interface FanoutFigures {
 const round = (n: number, d = 2) => Number(n.toFixed(d));
 
 /** The machine's CPU counters (user..steal) from /proc/stat. */
-function cpuTimes(): number[] {
-  return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
-}
-
-function busyBetween(a: number[], b: number[]): number {
-  const d = b.map((v, i) => v - a[i]);
-  const total = d.reduce((x, y) => x + y, 0);
-  const idle = d[3] + d[4];
-  return total > 0 ? round((total - idle) / total) : 0;
-}
-
 /** Shapes the operator's side of the lab: the bridge's egress, and its ingress through an ifb device. */
 class OperatorShaping {
   private ifb?: string;
@@ -244,7 +234,8 @@ export async function benchFanout(opts: {
           }
         },
       });
-      const base = { clusterfile, home, env, confirm: async () => true, reporter, parallelism: Math.max(10, hosts) };
+      // The defaults a user gets: relayed sends are not held to --parallelism (10), so 16 hosts receive in one chain.
+      const base = { clusterfile, home, env, confirm: async () => true, reporter };
       try {
         await operator.apply();
         opts.log(`${name}: fresh apply to ${hosts} hosts, every link ${opts.linkMbit} Mbit/s both ways`);

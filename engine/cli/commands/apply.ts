@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { ciHome } from '../../kernel/home.js';
 import { applyCluster } from '../../executor/converge.js';
+import { DEFAULT_TRANSFERS } from '../../executor/executor.js';
 import { loadPlanFile } from '../../../plans/planfile.js';
 import { parseDuration } from '../../../state/local.js';
 import { positiveInt, refreshMode } from '../options.js';
@@ -21,6 +22,7 @@ export interface ConvergeFlags {
   state?: string;
   autoApprove?: boolean;
   parallelism: string;
+  transfers?: string;
   lockTimeout: string;
   backend?: string;
 }
@@ -69,6 +71,7 @@ export async function runApply(
       statePath: o.state,
       backendChoice: o.backend,
       parallelism: positiveInt('--parallelism', o.parallelism),
+      transfers: o.transfers === undefined ? undefined : positiveInt('--transfers', o.transfers),
       maxUnavailable: positiveInt('--max-unavailable', o.maxUnavailable),
       lockTimeoutMs: parseDuration(o.lockTimeout),
       savedPlan,
@@ -119,6 +122,7 @@ export function register(program: Command): void {
     .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
     .option('--auto-approve', 'do not ask for confirmation')
     .option('--parallelism <n>', 'hosts worked on at once', '10')
+    .option('--transfers <n>', `hosts receiving layers from other hosts at once, apart from --parallelism (default: the larger of --parallelism and ${DEFAULT_TRANSFERS})`)
     .option('--max-unavailable <n>', 'nodes upgraded at once', '1')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
     .option('--backend <type>', "where the state is kept, over the Clusterfile's spec.backend: local or etcd")
