@@ -5,7 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { CiError, KubefileErrors, UsageError } from '../kernel/errors.js';
 import { redact } from '../kernel/redact.js';
-import { COMMANDS } from './commands/index.js';
+import { commandsFor } from './commands/index.js';
 import { EXIT } from './exit-codes.js';
 import { productVersion } from './version.js';
 
@@ -17,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
     .allowExcessArguments(false)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const register of COMMANDS) register(program);
+  for (const register of await commandsFor(argv)) register(program);
   let running: Command | undefined;
   usageHints(program, (cmd) => (running = cmd));
   try {
