@@ -10,7 +10,8 @@ import type { Reporter } from '../../engine/executor/events.js';
 import { labDirFor } from '../../providers/local/provider.js';
 import { LocalLab } from '../../providers/local/lab.js';
 import { CI_BIN, localClusterfile, run, writeImageContext } from './fixture.js';
-import { timeOnce } from './stats.js';
+import { round, timeOnce } from './stats.js';
+import { busyMsBetween, cpuTimes } from './machine.js';
 
 
 export interface ApplyStep {
@@ -24,10 +25,28 @@ export interface ApplyCase {
   create: ApplyStep;
   noop: { ms: number; actions: number };
   /**
-   * A no-op plan as users run it (every host refreshed over SSH) and without the refresh, beside `parallel-ssh true`
-   * on the same hosts in the same run; ratios are ci / parallel-ssh.
+   * A no-op plan (every host refreshed over SSH) and without the refresh, beside `parallel-ssh true` on the same
+   * hosts in the same run; ratios are ci / parallel-ssh, medians of NOOP_RUNS runs each. In this process (the
+   * engine's own cost, modules loaded and compiled) and as a user runs it: `ci plan` and `ci apply --auto-approve`
+   * as new processes, Node's start and module loading included.
    */
-  noopPlan: { refreshedMs: number; unrefreshedMs: number; parallelSshTrueMs?: number; ratioRefreshed?: number; ratioUnrefreshed?: number; ratioApply?: number };
+  noopPlan: {
+    refreshedMs: number;
+    unrefreshedMs: number;
+    cliPlanMs: number;
+    cliApplyMs: number;
+    parallelSshTrueMs?: number;
+    ratioRefreshed?: number;
+    ratioUnrefreshed?: number;
+    ratioApply?: number;
+    ratioCliPlan?: number;
+    ratioCliApply?: number;
+    /**
+     * Where the CPU of one refreshed plan went: the whole machine's busy CPU time (every core; the hosts' sshd and
+     * programs run here too), this process's share, and the rest per host. Beside it, the same for parallel-ssh.
+     */
+    cpu: { machineMs: number; ciMs: number; restPerHostMs: number; parallelSshMachineMs?: number };
+  };
   upgradeOneLayer: ApplyStep;
   destroy: { ms: number; actions: number };
 }
@@ -121,14 +140,34 @@ async function benchCluster(n: number, c: CaseContext): Promise<ApplyCase> {
     const noop = await timeOnce(() => applyCluster(base));
     check('no-op apply', noop.result, tail);
     c.log(`${name}: no-op plans and parallel-ssh true`);
-    const refreshed = await timeOnce(() => planCluster({ clusterfile, home: c.home, env: c.env }));
-    const unrefreshed = await timeOnce(() => planCluster({ clusterfile, home: c.home, env: c.env, refresh: 'off' }));
+    const refreshed = await medianOf(() => planCluster({ clusterfile, home: c.home, env: c.env }));
+    const unrefreshed = await medianOf(() => planCluster({ clusterfile, home: c.home, env: c.env, refresh: 'off' }));
+    const cli = (args: string[]) => medianOf(() => run(process.execPath, [CI_BIN, ...args, '-f', clusterfile], { env: c.env }));
+    const cliPlan = await cli(['plan']);
+    const cliApply = await cli(['apply', '--auto-approve']);
     const pssh = await parallelSshTrue(labDirFor(c.home, name));
-    const ratio = (ms: number) => (pssh ? Math.round((ms / pssh) * 1000) / 1000 : undefined);
-    const noopPlan = {
+    const ratio = (ms: number) => (pssh ? Math.round((ms / pssh.ms) * 1000) / 1000 : undefined);
+    const noopPlan: ApplyCase['noopPlan'] = {
       refreshedMs: refreshed.ms,
       unrefreshedMs: unrefreshed.ms,
-      ...(pssh ? { parallelSshTrueMs: pssh, ratioRefreshed: ratio(refreshed.ms), ratioUnrefreshed: ratio(unrefreshed.ms), ratioApply: ratio(noop.ms) } : {}),
+      cliPlanMs: cliPlan.ms,
+      cliApplyMs: cliApply.ms,
+      ...(pssh
+        ? {
+            parallelSshTrueMs: pssh.ms,
+            ratioRefreshed: ratio(refreshed.ms),
+            ratioUnrefreshed: ratio(unrefreshed.ms),
+            ratioApply: ratio(noop.ms),
+            ratioCliPlan: ratio(cliPlan.ms),
+            ratioCliApply: ratio(cliApply.ms),
+          }
+        : {}),
+      cpu: {
+        machineMs: refreshed.machineMs,
+        ciMs: refreshed.ownMs,
+        restPerHostMs: round((refreshed.machineMs - refreshed.ownMs) / n),
+        ...(pssh ? { parallelSshMachineMs: pssh.machineMs } : {}),
+      },
     };
     await fs.writeFile(clusterfile, localClusterfile(name, 'bench-app:v2', n));
     c.log(`${name}: upgrade`);
@@ -151,14 +190,32 @@ async function benchCluster(n: number, c: CaseContext): Promise<ApplyCase> {
   }
 }
 
+const NOOP_RUNS = 3;
+
+/**
+ * The median wall time of NOOP_RUNS runs, with the machine's busy CPU time and this process's own CPU time during
+ * the median run (the hosts' sshd and the programs they run are the rest: they run on this machine too).
+ */
+async function medianOf(fn: () => Promise<unknown>): Promise<{ ms: number; machineMs: number; ownMs: number }> {
+  const runs: { ms: number; machineMs: number; ownMs: number }[] = [];
+  for (let i = 0; i < NOOP_RUNS; i++) {
+    const c0 = cpuTimes();
+    const u0 = process.cpuUsage();
+    const t = await timeOnce(fn);
+    const u = process.cpuUsage(u0);
+    runs.push({ ms: t.ms, machineMs: busyMsBetween(c0, cpuTimes()), ownMs: round((u.user + u.system) / 1000, 0) });
+  }
+  return runs.sort((a, b) => a.ms - b.ms)[Math.floor(runs.length / 2)];
+}
+
 /** `parallel-ssh true` (pssh) on the lab's hosts with the lab's key, one connection per host at once; undefined without pssh. */
-async function parallelSshTrue(labDir: string): Promise<number | undefined> {
+async function parallelSshTrue(labDir: string): Promise<{ ms: number; machineMs: number } | undefined> {
   const lab = await LocalLab.open(labDir);
   const args = ['-p', '64', '-t', '60', '-l', 'root', '-x', `-i ${lab.privateKeyPath} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`];
   for (const h of lab.hosts()) args.push('-H', h.ip);
   args.push('true');
   try {
-    return (await timeOnce(() => run('parallel-ssh', args, {}))).ms;
+    return await medianOf(() => run('parallel-ssh', args, {}));
   } catch {
     return undefined;
   }

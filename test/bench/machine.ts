@@ -1,4 +1,5 @@
 /** Facts about the machine a figure was measured on: without them a timing cannot be compared with another. */
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 
 export interface MachineFacts {
@@ -29,4 +30,23 @@ export function machineFacts(): MachineFacts {
     loadAverage1m: Number(os.loadavg()[0].toFixed(2)),
     root: typeof process.getuid === 'function' && process.getuid() === 0,
   };
+}
+
+/** This machine's CPU counters since boot (/proc/stat's first line: user, nice, system, idle, iowait, irq, softirq, steal), in ticks. */
+export function cpuTimes(): number[] {
+  return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1, 9).map(Number);
+}
+
+/** The share of this machine's CPU time that was busy between two readings of cpuTimes. */
+export function busyBetween(a: number[], b: number[]): number {
+  const d = b.map((v, i) => v - a[i]);
+  const total = d.reduce((x, y) => x + y, 0);
+  const idle = d[3] + d[4];
+  return total > 0 ? Number(((total - idle) / total).toFixed(2)) : 0;
+}
+
+/** CPU milliseconds the whole machine (every core, every process) spent busy between two readings (USER_HZ is 100). */
+export function busyMsBetween(a: number[], b: number[]): number {
+  const d = b.map((v, i) => v - a[i]);
+  return (d.reduce((x, y) => x + y, 0) - d[3] - d[4]) * 10;
 }
