@@ -16,7 +16,7 @@ import { ensureEd25519Key } from '../ssh/keys.js';
 import { readLabFile, writeLabFile, type HostRecord, type LabFile } from './lab-file.js';
 import { bridgeName, checkHostName, machineName, netnsName, newLabId, vethName } from './names.js';
 import {
-  deleteHostNetwork, deleteLink, ensureBridge, ensureHostNetwork, linkExists, listNetns, netnsExists, setLinkUp, shapeLink,
+  deleteHostNetwork, deleteLink, ensureBridge, ensureHostNetwork, interfaceAddresses, linkExists, listNetns, netnsExists, setLinkUp, shapeLink,
 } from './network.js';
 import { isAlive, stopProcess, childrenOf, signal } from './procs.js';
 import { ensureRootfs } from './rootfs.js';
@@ -68,14 +68,15 @@ export class LocalLab {
     await fs.mkdir(abs, { recursive: true, mode: 0o700 });
     const lab = new LocalLab(abs, (await readLabFile(abs)) ?? (await LocalLab.create(abs)));
     await lab.locked(async () => {
-      const subnet = await claimSubnet(lab.state.id, abs, lab.state.subnet.k);
+      const addrs = await interfaceAddresses();
+      const subnet = await claimSubnet(lab.state.id, abs, lab.state.subnet.k, addrs);
       if (subnet.k !== lab.state.subnet.k) {
         // The old subnet went to another lab while this one was down (reboot): hosts get new addresses.
         lab.state.subnet = subnet;
         for (const h of Object.values(lab.state.hosts)) h.ip = hostAddress(subnet, h.index);
         await lab.save();
       }
-      await ensureBridge(lab.state.bridge, lab.state.subnet.gateway);
+      await ensureBridge(lab.state.bridge, lab.state.subnet.gateway, addrs);
     });
     return lab;
   }

@@ -1,5 +1,5 @@
 /** The lab network: one bridge in the root namespace (the operator's side) and one veth per host namespace. */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mustRun, runTool } from './run.js';
 import { HOST_IFACE } from './names.js';
 import { signal } from './procs.js';
@@ -7,11 +7,39 @@ import { signal } from './procs.js';
 export const linkExists = (name: string) => existsSync(`/sys/class/net/${name}`);
 export const netnsExists = (ns: string) => existsSync(`/run/netns/${ns}`);
 
-export async function ensureBridge(bridge: string, gateway: string): Promise<void> {
-  if (!linkExists(bridge)) await mustRun('ip', ['link', 'add', bridge, 'type', 'bridge']);
-  const addrs = await mustRun('ip', ['-4', '-o', 'addr', 'show', 'dev', bridge]);
-  if (!addrs.includes(`inet ${gateway}/`)) await mustRun('ip', ['addr', 'add', `${gateway}/24`, 'dev', bridge]);
-  await mustRun('ip', ['link', 'set', bridge, 'up']);
+/**
+ * The IPv4 addresses of this namespace's interfaces, by interface, down ones included (Node's networkInterfaces
+ * leaves out interfaces without a carrier, such as a bridge no host is attached to yet).
+ */
+export async function interfaceAddresses(): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  for (const m of (await mustRun('ip', ['-4', '-o', 'addr', 'show'])).matchAll(/^\d+:\s+([^\s@]+)\S*\s+inet\s+([\d.]+)\//gm)) {
+    const list = out.get(m[1]);
+    if (list) list.push(m[2]);
+    else out.set(m[1], [m[2]]);
+  }
+  return out;
+}
+
+/** IFF_UP in the link's flags (sysfs): set by `ip link set up`, whether or not a carrier is there. */
+function linkIsUp(name: string): boolean {
+  try {
+    return (parseInt(readFileSync(`/sys/class/net/${name}/flags`, 'utf8'), 16) & 0x1) === 1;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes the bridge, its gateway address and its up state, changing only what is missing: every lab open (each
+ * `ci plan` of a local cluster) asks, and `addrs` (interfaceAddresses, read once for the open) saves running `ip`.
+ */
+export async function ensureBridge(bridge: string, gateway: string, addrs?: Map<string, string[]>): Promise<void> {
+  const made = !linkExists(bridge);
+  if (made) await mustRun('ip', ['link', 'add', bridge, 'type', 'bridge']);
+  const has = !made && ((addrs ?? (await interfaceAddresses())).get(bridge) ?? []).includes(gateway);
+  if (!has) await mustRun('ip', ['addr', 'add', `${gateway}/24`, 'dev', bridge]);
+  if (!linkIsUp(bridge)) await mustRun('ip', ['link', 'set', bridge, 'up']);
 }
 
 export async function deleteLink(name: string): Promise<void> {

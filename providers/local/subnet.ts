@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { runTool } from './run.js';
+import { interfaceAddresses } from './network.js';
 import { LocalHostError } from './errors.js';
 
 export const CLAIM_DIR = process.env.CI_LAB_CLAIMS ?? '/run/cloudimage/lab-subnets';
@@ -29,10 +29,14 @@ interface Claim {
   dir: string;
 }
 
-async function usedByInterfaces(): Promise<Set<number>> {
-  const res = await runTool('ip', ['-4', '-o', 'addr', 'show']);
+function usedByInterfaces(addrsByInterface: Map<string, string[]>): Set<number> {
   const used = new Set<number>();
-  for (const m of res.stdout.matchAll(/inet 10\.250\.(\d+)\./g)) used.add(Number(m[1]));
+  for (const addrs of addrsByInterface.values()) {
+    for (const a of addrs) {
+      const m = /^10\.250\.(\d+)\./.exec(a);
+      if (m) used.add(Number(m[1]));
+    }
+  }
   return used;
 }
 
@@ -66,9 +70,9 @@ async function tryClaim(k: number, claim: Claim): Promise<boolean> {
 }
 
 /** Claims a subnet for the lab: the preferred k if still free (re-open after reboot), else the first free one. */
-export async function claimSubnet(labId: string, dir: string, preferred?: number): Promise<Subnet> {
+export async function claimSubnet(labId: string, dir: string, preferred?: number, addrs?: Map<string, string[]>): Promise<Subnet> {
   await fs.mkdir(CLAIM_DIR, { recursive: true });
-  const inUse = await usedByInterfaces();
+  const inUse = usedByInterfaces(addrs ?? (await interfaceAddresses()));
   const order = [...(preferred !== undefined ? [preferred] : []), ...Array.from({ length: 255 }, (_, i) => i)];
   for (const k of order) {
     if (inUse.has(k) && k !== preferred) continue;
