@@ -206,6 +206,16 @@ export interface DeleteHostAction extends ActionBase {
   host: string;
 }
 
+/**
+ * Waits for its deps and does nothing else. Where many steps each wait for the same many others (every host's
+ * join for every host's pre-install plugin step, every host's post-install step for every member), they wait for
+ * one gate instead, and the plan grows with the hosts, not with their square. What runs after what is unchanged.
+ * Not a change to anything: the text plan leaves it out and the summary does not count it.
+ */
+export interface GateAction extends ActionBase {
+  kind: 'gate';
+}
+
 /** Final bookkeeping: state.image := the desired image. Depends on everything else. */
 export interface SetImageAction extends ActionBase {
   kind: 'set-image';
@@ -228,6 +238,7 @@ export type Action =
   | HostAliasesAction
   | RemoveFilesAction
   | DeleteHostAction
+  | GateAction
   | SetImageAction;
 
 export type ActionKind = Action['kind'];

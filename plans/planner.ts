@@ -633,6 +633,7 @@ const KIND_ORDER: Record<Action['kind'], number> = {
   'node-meta': 3.6,
   'remove-files': 5,
   'delete-host': 6,
+  gate: 6.5,
   'set-image': 7,
 };
 const HOOK_ORDER: Record<HookName, number> = {
@@ -667,7 +668,7 @@ export function orderActions(actions: Action[], desiredKeys: string[], removedKe
   const byKind = new Float64Array(n);
   const byStep = new Float64Array(n);
   actions.forEach((a, i) => {
-    byHost[i] = a.kind === 'run-cmd' || a.kind === 'launch-app' || a.kind === 'set-image' ? clusterRank : (hostRank.get(a.host!) ?? 0);
+    byHost[i] = a.kind === 'run-cmd' || a.kind === 'launch-app' || a.kind === 'set-image' || a.kind === 'gate' ? clusterRank : (hostRank.get(a.host!) ?? 0);
     byKind[i] = KIND_ORDER[a.kind];
     byStep[i] = a.kind === 'hook' ? HOOK_ORDER[a.hook] : a.kind === 'run-cmd' ? Number(a.id.split(':')[1]) : 0;
   });

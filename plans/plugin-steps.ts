@@ -200,6 +200,28 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
   };
   const at = (...points: PluginPoint[]) => points.flatMap((p) => byPoint.get(p) ?? []);
 
+  // Steps that wait for every member (or every pre-install step) wait for a gate holding that list once: listed in
+  // each step, it made plans grow as hosts squared (5,000 hosts with one pre-install plugin: 50 million deps, 78 s).
+  // A gate is made when a step first needs its list, and made again only once the list has changed.
+  const gates = new Map<string, { key: string; id: string }>();
+  const gated = (name: string, key: string, list: () => string[]): string[] => {
+    const known = gates.get(name);
+    if (known?.key === key) return [known.id];
+    const deps = list();
+    if (deps.length === 0) return [];
+    const id = known ? `gate:${name}:${key}` : `gate:${name}`;
+    add({ id, kind: 'gate', reason: `${deps.length} steps first`, deps });
+    gates.set(name, { key, id });
+    return [id];
+  };
+  const count = (...points: PluginPoint[]) => points.map((p) => byPoint.get(p)?.length ?? 0).join('.');
+  // Node-meta steps whose waits, followed back, reach every node-meta step planned so far: one, while each waits for
+  // the one before (at PreGuest and PostInstall they all run on master0, one after another, as when each named every
+  // earlier one), so that one stands for all of them in what later steps wait for.
+  let metas: string[] = [];
+  let lastMeta: { id: string; point: PluginPoint; notes: string } | undefined;
+  const preInstall = () => gated('pre-install', '', () => at('pre-install'));
+
   // Host aliases first: everything after may resolve the names they give.
   const wanted = desired.hostAliases ?? [];
   const aliasesId = new Map<string, string>();
@@ -213,8 +235,9 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     waitFor(f.hook(h.key, ['init-host']), id);
   }
 
+  const hostDeps = (key: string): string[] => [...f.prep(key), ...(aliasesId.has(key) ? [aliasesId.get(key)!] : []), ...(lastOnHost.has(key) ? [lastOnHost.get(key)!] : [])];
   const depsFor = (point: PluginPoint, key: string): string[] => {
-    const base = [...f.prep(key), ...(aliasesId.has(key) ? [aliasesId.get(key)!] : []), ...(lastOnHost.has(key) ? [lastOnHost.get(key)!] : [])];
+    const base = hostDeps(key);
     switch (point) {
       case 'originally':
       case 'pre-install':
@@ -222,16 +245,22 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
         return base;
       case 'post-init':
       case 'pre-join':
-        return [...base, ...f.hook(key, ['init-host']), ...at('pre-install')];
+        return [...base, ...f.hook(key, ['init-host']), ...preInstall()];
       case 'post-join':
-        return [...base, ...f.hook(key, ['init-host', ...JOIN_HOOKS]), ...at('pre-install')];
+        return [...base, ...f.hook(key, ['init-host', ...JOIN_HOOKS]), ...preInstall()];
       case 'upgrade':
         return [...base, ...f.hook(key, ['upgrade'])];
-      case 'pre-guest':
-        return [...base, ...f.members(), ...at('post-join', 'upgrade'), ...f.kind('node-meta')];
       default:
-        return [...base, ...f.members(), ...f.guests(), ...at('post-join', 'upgrade', 'pre-guest'), ...f.kind('node-meta')];
+        return [...base, ...afterMembers(point)];
     }
+  };
+  /** What a pre-guest or post-install step waits for besides its host's own steps: one gate, or the node-meta before. */
+  const afterMembers = (point: PluginPoint): string[] => {
+    const guest = point === 'pre-guest';
+    const notes = guest ? count('post-join', 'upgrade') : count('post-join', 'upgrade', 'pre-guest');
+    return gated(point, `${notes}.${metas.length}.${metas[metas.length - 1] ?? ''}`, () =>
+      guest ? [...f.members(), ...at('post-join', 'upgrade'), ...metas] : [...f.members(), ...f.guests(), ...at('post-join', 'upgrade', 'pre-guest'), ...metas],
+    );
   };
   const dependentsFor = (point: PluginPoint, key: string): string[] => {
     switch (point) {
@@ -239,7 +268,8 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
       case 'pre-init':
         return f.hook(key, ['init-host']);
       case 'pre-install':
-        return f.kind('hook', (a) => a.kind === 'hook' && (a.hook === 'init-host' || JOIN_HOOKS.has(a.hook)));
+        // Through one gate, once every host's pre-install steps are planned (below).
+        return [];
       case 'post-init':
         return f.hook(key, [...JOIN_HOOKS]);
       case 'pre-join':
@@ -257,11 +287,17 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
   const nodeMeta = (target: string, source: string, record: string, meta: { labels: Record<string, string>; unlabel: string[]; taints: string[] }, identity: Digest, id: string, point: PluginPoint, ifAddress?: SelectorToken[]) => {
     if (state?.hosts[target]?.applied?.[record] === identity) return;
     const recorded = state?.hosts[target]?.applied?.[record];
-    // kubectl on master0 needs it to be a member, and the node to have joined.
-    const deps = [...depsFor(point, target), ...f.hook(master0, [...JOIN_HOOKS, 'upgrade'])];
+    // kubectl on master0 needs it to be a member, and the node to have joined. After another node-meta step at the
+    // same point, with no plugin step planned since, that one already waits for everything else this one would.
+    const notes = count(...HOST_POINTS);
+    const follows = lastMeta && lastMeta.point === point && lastMeta.notes === notes && (point === 'pre-guest' || point === 'post-install');
+    const deps = [...(follows ? [...hostDeps(target), lastMeta!.id] : depsFor(point, target)), ...f.hook(master0, [...JOIN_HOOKS, 'upgrade'])];
     const a: NodeMetaAction = { id, kind: 'node-meta', host: master0, target, source, labels: meta.labels, unlabel: meta.unlabel, taints: meta.taints, identity, record, reason: recorded ? `${source} changed` : state?.hosts[target] ? `${source} added` : 'new host', deps };
     if (ifAddress) a.ifAddress = ifAddress;
     add(a);
+    lastMeta = { id, point, notes };
+    // At PreGuest and PostInstall it waits for all earlier ones (through the one before, or its gate).
+    metas = point === 'pre-guest' || point === 'post-install' ? [id] : [...metas, id];
     if (point !== 'post-install') waitFor(f.guests(), id);
   };
   for (const h of desired.hosts) {
@@ -338,6 +374,11 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
         const { ifAddress, ...meta } = m;
         nodeMeta(key, `plugin ${p.name}`, pluginRecord(p.name, point), meta, p.identity, pluginId(p, point, key), point, ifAddress);
       }
+    }
+    // Every host's install waits for every host's pre-install steps.
+    if (point === 'pre-install') {
+      const gate = preInstall();
+      if (gate.length) waitFor(f.kind('hook', (a) => a.kind === 'hook' && (a.hook === 'init-host' || JOIN_HOOKS.has(a.hook))), gate[0]);
     }
   }
 

@@ -9,7 +9,8 @@ import type { Action } from '../plans/actions.js';
 import { LocalStateBackend, createState } from '../state/local.js';
 import { ImageStore } from '../engine/image/store.js';
 import { removeDir, tempDir } from './helpers/tmp.js';
-import { desired as desiredOf, makeImage } from './planner.helpers.js';
+import { clusterYaml, desired as desiredOf, makeImage } from './planner.helpers.js';
+import { parseClusterfile } from '../engine/clusterfile/index.js';
 
 const imageInfo = (tag: string) => makeImage(tag, ['base', 'conf'], ['echo hi']);
 
@@ -235,6 +236,41 @@ describe('executor scheduling', () => {
     // --transfers bounds the relayed sends.
     const c = setup();
     expect((await peaks({ ...c.ctx, relay: {} as never }, c.backend, { parallelism: 2, transfers: 3 })).sends).toBe(3);
+  });
+  it('passes gates without running, reporting or counting them, and what waits for one still waits for its deps', async () => {
+    const { backend, ctx, events } = setup();
+    const text = `${clusterYaml([{ ips: ['10.0.0.2'], roles: ['master'] }, { ips: ['10.0.0.5', '10.0.0.6'], roles: ['node'] }])}---
+apiVersion: sealer.io/v1
+kind: Plugin
+metadata: {name: swap}
+spec:
+  type: SHELL
+  action: PreInstall
+  on: "master,node"
+  data: |
+    swapoff -a
+`;
+    const d = parseClusterfile(text, 'Clusterfile', {});
+    const p = makePlan({ desired: d, image: imageInfo('v1') });
+    const gates = p.actions.filter((a) => a.kind === 'gate');
+    expect(gates.map((g) => g.id)).toEqual(['gate:pre-install']);
+    const ran: string[] = [];
+    const r = await execute({ ...ctx, plan: p, desired: d }, {
+      parallelism: 3,
+      backend,
+      run: async (_c, a) => {
+        expect(a.kind).not.toBe('gate');
+        // Every host's install after every host's pre-install step.
+        if (a.kind === 'hook' && (a.hook === 'init-host' || a.hook.startsWith('join') || a.hook === 'init-master0')) {
+          for (const h of d.hosts) expect(ran).toContain(`plugin:swap:${h.key}`);
+        }
+        ran.push(a.id);
+        return {};
+      },
+    });
+    expect(r.failed).toEqual([]);
+    expect(r.completed).toHaveLength(p.actions.length - 1);
+    expect(events.some((e) => 'action' in e && e.action.kind === 'gate')).toBe(false);
   });
 });
 

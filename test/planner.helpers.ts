@@ -68,3 +68,18 @@ export function assertDag(plan: Plan): void {
     seen.add(a.id);
   }
 }
+
+/** Whether step `id` waits for step `dep`, directly or through the steps (and gates) it waits for. */
+export function waitsFor(plan: Plan, id: string, dep: string): boolean {
+  const byId = new Map(plan.actions.map((a) => [a.id, a]));
+  const seen = new Set<string>();
+  const todo = [...(byId.get(id)?.deps ?? [])];
+  while (todo.length) {
+    const d = todo.pop()!;
+    if (d === dep) return true;
+    if (seen.has(d)) continue;
+    seen.add(d);
+    todo.push(...(byId.get(d)?.deps ?? []));
+  }
+  return false;
+}

@@ -9,8 +9,9 @@ import { parseSelector } from '../engine/clusterfile/selector.js';
 import { addressSelected, firstSelecting, selectingLines, selects, type SelectableHost } from '../plans/plugin-steps.js';
 import type { SelectorToken } from '../engine/clusterfile/types.js';
 import { plan, planDestroy } from '../plans/planner.js';
+import { renderPlanText } from '../plans/render/text.js';
 import type { Plan, PluginAction } from '../plans/actions.js';
-import { assertDag, clusterYaml, makeImage, simulate } from './planner.helpers.js';
+import { assertDag, clusterYaml, makeImage, simulate, waitsFor } from './planner.helpers.js';
 
 const v1 = makeImage('v1', ['base', 'etcd'], ['echo cmd']);
 
@@ -280,7 +281,7 @@ describe('planning plugins', () => {
     }
     expect(p.actions.find((a) => a.id === 'hook:join-node:10.0.0.6')!.deps).toContain('plugin:prejoin:10.0.0.6');
     // PostInstall after the CMDs, PostJoin before them.
-    expect(p.actions.find((a) => a.id === 'plugin:report:10.0.0.2')!.deps).toContain('run-cmd:0');
+    expect(waitsFor(p, 'plugin:report:10.0.0.2', 'run-cmd:0')).toBe(true);
     expect(p.actions.find((a) => a.id === 'run-cmd:0')!.deps).toEqual(expect.arrayContaining(['plugin:joined:10.0.0.5', 'plugin:joined:10.0.0.6']));
     expect(p.actions.find((a) => a.id === 'set-image')!.deps).toEqual(expect.arrayContaining(plugins(p).map((a) => a.id)));
   });
@@ -368,10 +369,56 @@ describe('planning plugins', () => {
       ['plugin:zones:10.0.0.6', '10.0.0.2', '10.0.0.6', { zone: 'a' }],
     ].sort((x, y) => pos(pl, x[0] as string) - pos(pl, y[0] as string)));
     expect(pl.actions.find((a) => a.id === 'run-cmd:0')!.deps).toContain('node-meta:10.0.0.5');
-    expect(pl.actions.find((a) => a.id === 'plugin:zones:10.0.0.5')!.deps).toContain('run-cmd:0');
+    expect(waitsFor(pl, 'plugin:zones:10.0.0.5', 'run-cmd:0')).toBe(true);
     const s = simulate(pl, dl, undefined);
     expect(s.hosts['10.0.0.5'].applied).toHaveProperty('node-meta');
     expect(plan({ desired: dl, image: v1, state: s }).actions).toEqual([]);
+  });
+});
+
+describe('plugins on many hosts', () => {
+  // 3 masters, 37 nodes with labels, a LABEL line per node, plugins at PreInstall, PostJoin, PreGuest and PostInstall.
+  const ips = Array.from({ length: 40 }, (_, i) => `10.0.${Math.floor(i / 200)}.${(i % 200) + 2}`);
+  const groups = `  - roles: [master]\n    ips: [${ips.slice(0, 3).join(', ')}]\n  - roles: [node]\n    ips: [${ips.slice(3).join(', ')}]\n    labels: {disk: ssd}\n`;
+  const label = `apiVersion: sealer.io/v1\nkind: Plugin\nmetadata: {name: zones}\nspec:\n  type: LABEL\n  data: |\n${ips.slice(3).map((ip, i) => `    ${ip} zone=z${i % 3}`).join('\n')}\n`;
+  const text = cluster([shellPlugin('swap', 'PreInstall', 'master,node'), shellPlugin('joined', 'PostJoin', 'master,node'), shellPlugin('guest', 'PreGuest', 'master,node'), shellPlugin('report', 'PostInstall', 'master,node'), label].join('---\n'), { groups });
+  const d = parseClusterfile(text, 'Clusterfile', {});
+  const p = plan({ desired: d, image: v1 });
+  const ids = (pred: (a: Plan['actions'][number]) => boolean) => p.actions.filter(pred).map((a) => a.id);
+  const members = ids((a) => a.kind === 'hook' && ['init-master0', 'join-master', 'join-node'].includes(a.hook));
+  const installs = ids((a) => a.kind === 'hook' && ['init-host', 'init-master0', 'join-master', 'join-node'].includes(a.hook));
+  const pre = ids((a) => a.kind === 'plugin' && a.point === 'pre-install');
+  const metas = ids((a) => a.kind === 'node-meta');
+  // The nodes' own labels before the CMDs; the LABEL plugin's at its point, PostInstall, after them.
+  const ownMetas = metas.filter((id) => id.startsWith('node-meta:'));
+  const pluginMetas = metas.filter((id) => id.startsWith('plugin:zones:'));
+  const guests = ids((a) => a.kind === 'plugin' && a.point === 'pre-guest');
+  const post = ids((a) => a.kind === 'plugin' && a.point === 'post-install');
+  const cmds = ids((a) => a.kind === 'run-cmd');
+
+  test('every step still waits for what it waited for, through gates, and the plan grows with the hosts', () => {
+    assertDag(p);
+    expect([pre.length, guests.length, post.length, metas.length]).toEqual([40, 40, 40, 74]);
+    for (const h of installs) for (const x of pre) expect(waitsFor(p, h, x), `${h} after ${x}`).toBe(true);
+    for (const m of [...metas, ...guests]) for (const x of members) expect(waitsFor(p, m, x), `${m} after ${x}`).toBe(true);
+    // Node-meta steps run one after another; the guests (CMDs) after all of them and every PreGuest step.
+    for (let i = 1; i < metas.length; i++) expect(waitsFor(p, metas[i], metas[i - 1]), `${metas[i]} after ${metas[i - 1]}`).toBe(true);
+    expect([ownMetas.length, pluginMetas.length]).toEqual([37, 37]);
+    for (const c of cmds) for (const x of [...ownMetas, ...guests]) expect(waitsFor(p, c, x), `${c} after ${x}`).toBe(true);
+    for (const m of pluginMetas) for (const c of cmds) expect(waitsFor(p, m, c), `${m} after ${c}`).toBe(true);
+    for (const r of post) for (const x of [...members, ...cmds, ...guests, ...ownMetas]) expect(waitsFor(p, r, x), `${r} after ${x}`).toBe(true);
+    // And nothing waits for what it did not: a host's PreInstall step for no other host's anything.
+    for (const x of pre) for (const y of pre) if (x !== y) expect(waitsFor(p, x, y)).toBe(false);
+    const deps = p.actions.reduce((n, a) => n + a.deps.length, 0);
+    // Listed in each step, these waits were about 9,000 deps here (hosts squared); through gates, a few per step.
+    expect(deps).toBeLessThan(8 * p.actions.length);
+    expect(p.actions.filter((a) => a.kind === 'gate').length).toBeLessThanOrEqual(4);
+  });
+
+  test('gates are no steps: the text plan and its summary leave them out; the executor runs none', () => {
+    expect(renderPlanText(p, { color: false })).not.toMatch(/gate|wait for/);
+    const state = simulate(p, d, undefined);
+    expect(plan({ desired: d, image: v1, state }).actions).toEqual([]);
   });
 });
 

@@ -76,7 +76,22 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
   const relayed = (a: Action) => a.kind === 'send-layers' && ctx.relay !== undefined;
   const ready = new Queue<Action>();
   const readySends = new Queue<Action>();
-  const enqueue = (a: Action) => (relayed(a) ? readySends : ready).push(a);
+  const release = (a: Action) => {
+    for (const next of dependents.get(a.id) ?? []) {
+      const left = waitingOn.get(next.id)! - 1;
+      waitingOn.set(next.id, left);
+      if (left === 0) enqueue(next);
+    }
+  };
+  // A gate only waits: once ready its deps are durable, so what waits for it may be ready at once. It is no step of
+  // the plan a user sees, so it is neither reported nor counted.
+  const enqueue = (a: Action): void => {
+    if (a.kind === 'gate') {
+      if (status.get(a.id) !== 'pending' || opts.signal?.aborted) return;
+      status.set(a.id, 'done');
+      release(a);
+    } else (relayed(a) ? readySends : ready).push(a);
+  };
   for (const a of actions) if (waitingOn.get(a.id) === 0) enqueue(a);
   const completed: Action[] = [];
   const failed: Failure[] = [];
@@ -118,8 +133,10 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
     for (const a of dependents.get(id) ?? []) {
       if (status.get(a.id) !== 'pending') continue;
       status.set(a.id, 'skipped');
-      skipped.push(a);
-      ctx.reporter.event({ type: 'action-skipped', action: a, because });
+      if (a.kind !== 'gate') {
+        skipped.push(a);
+        ctx.reporter.event({ type: 'action-skipped', action: a, because });
+      }
       skipDependents(a.id, because);
     }
   };
@@ -137,6 +154,7 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
     const start = (queue: Queue<Action>, isSend: boolean) => {
       const a = queue.shift()!;
       if (status.get(a.id) !== 'pending') return;
+
       status.set(a.id, 'running');
       if (isSend) sending++;
       else running++;
@@ -159,11 +177,7 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
       status.set(a.id, 'done');
       completed.push(a);
       ctx.reporter.event({ type: 'action-done', action: a, ms: Date.now() - started });
-      for (const next of dependents.get(a.id) ?? []) {
-        const left = waitingOn.get(next.id)! - 1;
-        waitingOn.set(next.id, left);
-        if (left === 0) enqueue(next);
-      }
+      release(a);
     };
 
     const runOne = async (a: Action) => {

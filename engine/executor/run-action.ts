@@ -410,7 +410,7 @@ function reportStaged(ctx: RunContext, host: string, stdout: string): void {
 }
 
 export async function runAction(ctx: RunContext, action: Action): Promise<ActionResult> {
-  if (action.kind === 'set-image') return {};
+  if (action.kind === 'set-image' || action.kind === 'gate') return {};
   const checkpoint = (data: ProviderData) => {
     if (!ctx.checkpoint) throw new InternalError(`no way to record ${action.id} before it runs`);
     return ctx.checkpoint(action.id, data);

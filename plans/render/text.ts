@@ -67,6 +67,8 @@ export function describeAction(a: Action): string {
       return 'delete host';
     case 'set-image':
       return `set image ${a.image.ref} (${shortDigest(a.image.digest)})`;
+    case 'gate':
+      return `wait for ${a.deps.length} step${a.deps.length === 1 ? '' : 's'}`;
   }
 }
 
