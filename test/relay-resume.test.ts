@@ -210,6 +210,28 @@ describe('relay partial files belong to the cluster that made them', () => {
     expect(keys).toContain('admin');
   });
 
+  it('an apply that did not finish keeps its partial files, and the next resumes from them; the host\'s removal deletes them', async () => {
+    const c = await cluster(['a']);
+    const s = c.sessions.get('a')!;
+    const other = relayOwner('other', 'lineage-2');
+    const mine = partialPath(c.digest, OWNER);
+    const theirs = partialPath(c.digest, other);
+    const name = (o: string) => `${digestHex(c.digest)}.tar.gz.${o}.partial`;
+    // Another cluster uses the host too, so removing this cluster's files leaves the shared store.
+    await s.execChecked(`mkdir -p ${REMOTE_BASE}/clusters/other && printf abc > ${theirs} && echo 1 > ${mine}.pid`);
+    writeFileSync(c.m.file('a', mine), c.blob.subarray(0, 1 << 20));
+    expect((await s.exec(revokeScript(OWNER, { keepPartials: true }))).code).toBe(0);
+    expect(c.partials('a').sort()).toEqual([name(other), name(OWNER)].sort());
+    // The next apply's send resumes at the kept byte and verifies the whole.
+    await c.send('a');
+    expect(c.notes().some((n) => n.includes(`resuming at byte ${1 << 20} of ${SIZE}`))).toBe(true);
+    expect(c.stored('a')).toBe(sha(c.blob));
+    // Kept again by an unfinished apply, then the host leaves the cluster: remove-files deletes this cluster's only.
+    writeFileSync(c.m.file('a', mine), c.blob.subarray(0, 100));
+    await runAction(c.ctx, { kind: 'remove-files', id: 'remove-files:a', host: 'a', reason: 'not in the Clusterfile', deps: [] });
+    expect(c.partials('a')).toEqual([name(other)]);
+  });
+
   it('a receiver writes its partial under its own cluster\'s name, so two clusters never share one', () => {
     const d = 'sha256:' + 'ab'.repeat(32) as Digest;
     const r = receiveScript(d, 10, 'exec cat', OWNER, { offset: 0, token: 'aaaaaaaaaaaa' });

@@ -229,16 +229,19 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     });
     const connections = new Connections(provider, { ...DEFAULT_TUNING, ...opts.tuning }, { cluster: state.cluster, lineage: state.lineage, claim: true });
     const relay = opts.relay === false ? undefined : relayFor(state, prepared.desired);
+    // Partial layer files stay on the hosts when the apply does not finish: the next one resumes from them.
+    let finished = false;
     try {
       const result = await execute(
         { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay, checked: prepared.checked },
         { parallelism: opts.parallelism ?? 10, transfers: opts.transfers, backend, signal: opts.signal },
       );
+      finished = result.failed.length === 0 && !result.interrupted;
       // Every create failed: the hosts removed themselves, and what was made for them (a local lab) goes too.
       const released = Object.keys(result.state.hosts).length === 0 ? await provider.release?.() : undefined;
       return { plan, result, released };
     } finally {
-      if (relay) await revokeRelay(relay, state, connections);
+      if (relay) await revokeRelay(relay, state, connections, !finished);
       await connections.closeAll();
     }
   } finally {
@@ -368,13 +371,13 @@ function relayFor(state: ClusterState, desired: DesiredCluster): Relay {
   return relay;
 }
 
-async function revokeRelay(relay: Relay, state: ClusterState, connections: Connections): Promise<void> {
+async function revokeRelay(relay: Relay, state: ClusterState, connections: Connections, keepPartials: boolean): Promise<void> {
   await Promise.all(
     relay.hostsToRevoke().map(async (key) => {
       const h = state.hosts[key];
       if (!h) return;
       try {
-        await (await connections.get(h)).exec(revokeScript(relay.owner), { timeoutMs: 15_000 });
+        await (await connections.get(h)).exec(revokeScript(relay.owner, { keepPartials }), { timeoutMs: 15_000 });
       } catch {
         // An unreachable host keeps a grant that can only read layers, from cluster addresses; the next grant there replaces it.
       }

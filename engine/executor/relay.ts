@@ -269,10 +269,12 @@ export function grantScript(publicKey: string, from: string[], owner: string): s
 
 /**
  * Removes this owner's grant and relay key from a host, ends the connections it kept open to other hosts (by the
- * PID each master recorded in its socket's owner check), and deletes the partial files its transfers left. Nothing
- * of another owner is touched: the shared layer store may hold another cluster's transfer in flight.
+ * PID each master recorded in its socket's owner check), and deletes the partial files its transfers left, unless
+ * `keepPartials` (an apply that did not finish: the next one resumes from them; a finished apply, or the host's
+ * removal, deletes them). Nothing of another owner is touched: the shared layer store may hold another cluster's
+ * transfer in flight.
  */
-export function revokeScript(owner: string): string {
+export function revokeScript(owner: string, opts: { keepPartials?: boolean } = {}): string {
   const dir = relayDir(owner);
   const mark = `${MARK}-${owner}`;
   const partial = partialOf('*', owner);
@@ -281,9 +283,16 @@ export function revokeScript(owner: string): string {
     '  chmod 0600 "$HOME/.ssh/authorized_keys.ci"; mv "$HOME/.ssh/authorized_keys.ci" "$HOME/.ssh/authorized_keys"; fi',
     `for s in ${dir}/cm-*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit relay >/dev/null 2>&1; done`,
     `rm -rf ${shellQuote(dir)}`,
-    `rm -f ${partial} ${partial}.pid`,
+    // A writer's PID file goes either way: every transfer of this apply has ended with its connections.
+    opts.keepPartials ? `rm -f ${partial}.pid` : removePartialsScript(owner),
     'true',
   ].join('\n');
+}
+
+/** Deletes the partial layer files this owner's transfers left on a host (and their writers' PID files). */
+export function removePartialsScript(owner: string): string {
+  const partial = partialOf('*', owner);
+  return `rm -f ${partial} ${partial}.pid`;
 }
 
 /** The host key lines a serving host offered, kept only if one matches the key pinned for it. */

@@ -7,6 +7,8 @@ import {
   LayerTransferError,
   cancelScript,
   receiveScript,
+  relayOwner,
+  removePartialsScript,
   relaySshCommand,
   resumeScript,
   transferOutcome,
@@ -530,7 +532,8 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
     }
     case 'remove-files':
       if (host.applied?.['host-aliases']) await session.execChecked(hostsBlockScript(cluster, []), { what: 'removing the host aliases from /etc/hosts' });
-      await session.execChecked(removeFilesScript(cluster), { what: 'removing cloudimage files' });
+      // With this cluster's partial layer files, kept in the shared store by an apply that did not finish.
+      await session.execChecked(`${removePartialsScript(relayOwner(cluster, ctx.state.lineage))}\n${removeFilesScript(cluster)}`, { what: 'removing cloudimage files' });
       return { facts };
   }
   throw new InternalError(`unknown action kind ${(action as Action).kind}`);
