@@ -81,27 +81,40 @@ export async function decodeState(text: string, where: string, keys: KeySource |
  * The file text for a state. Outputs are sealed with the key the state on disk (`previous`) is sealed with, so a
  * state shared between machines stays readable by all of them; a state without one gets the source's sealing key.
  */
-export async function encodeState(state: ClusterState, keys: KeySource, previous?: string): Promise<string> {
+export async function encodeState(state: ClusterState, keys: KeySource, previous?: string | PreviousSeal): Promise<string> {
+  return (await encodeStateSealed(state, keys, previous)).text;
+}
+
+/** What a writer knows of the stored state's seal without its text: the key its outputs are sealed with, if any. */
+export interface PreviousSeal {
+  keyId?: string;
+}
+
+/** encodeState, also saying which key sealed the outputs (none: no outputs), for the writer's next write. */
+export async function encodeStateSealed(state: ClusterState, keys: KeySource, previous?: string | PreviousSeal): Promise<{ text: string; keyId?: string }> {
   const doc: Record<string, unknown> = {};
+  let keyId: string | undefined;
   for (const [k, v] of Object.entries(state)) {
     if (k === 'version') doc.version = STATE_VERSION;
     else if (k === 'outputs') {
       if (Object.keys(state.outputs).length > 0) {
         const key = await keyForWrite(state, keys, previous);
-        doc.sealedOutputs = seal(Buffer.from(JSON.stringify(state.outputs), 'utf8'), key, outputsContext(state.lineage));
+        const box = seal(Buffer.from(JSON.stringify(state.outputs), 'utf8'), key, outputsContext(state.lineage));
+        keyId = box.keyId;
+        doc.sealedOutputs = box;
       }
     } else doc[k] = v;
   }
-  return JSON.stringify(doc, null, 2) + '\n';
+  return { text: JSON.stringify(doc, null, 2) + '\n', ...(keyId ? { keyId } : {}) };
 }
 
 function outputsContext(lineage: string): string {
   return `cloudimage state outputs\nlineage ${lineage}`;
 }
 
-async function keyForWrite(state: ClusterState, keys: KeySource, previous: string | undefined): Promise<StateKey> {
-  let keyId: string | undefined;
-  if (previous !== undefined && previous.includes('"sealedOutputs"')) {
+async function keyForWrite(state: ClusterState, keys: KeySource, previous: string | PreviousSeal | undefined): Promise<StateKey> {
+  let keyId: string | undefined = typeof previous === 'object' ? previous.keyId : undefined;
+  if (typeof previous === 'string' && previous.includes('"sealedOutputs"')) {
     try {
       keyId = parseState(previous, 'previous').sealedOutputs?.keyId;
     } catch {
@@ -147,7 +160,7 @@ function missingKey(what: string, keyId: string, keys: KeySource): StateError {
  * The serial a write stores over `stored` (undefined: nothing stored yet): one past both, or exactly the state's
  * with `keepSerial` (a migration), which must then be newer. Another lineage is refused: it is another cluster's.
  */
-export function nextSerial(state: ClusterState, stored: StoredState | undefined, where: string, opts: { keepSerial?: boolean; hint: string }): number {
+export function nextSerial(state: ClusterState, stored: Pick<StoredState, 'cluster' | 'lineage' | 'serial'> | undefined, where: string, opts: { keepSerial?: boolean; hint: string }): number {
   if (!stored) return opts.keepSerial ? state.serial : state.serial + 1;
   if (stored.lineage !== state.lineage) {
     throw new StateError(

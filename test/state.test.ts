@@ -49,6 +49,19 @@ describe('state writer', () => {
     await expect(b.write(other)).rejects.toThrow(/refusing to write state with lineage .* which holds lineage/);
   });
 
+  test('a writer that skips re-reading its own last write still sees any other write, atomic or in place', async () => {
+    const a = new LocalStateBackend(path);
+    const w1 = await a.write(createState('demo', 'BAREMETAL'));
+    // Another writer moves the serial on (its own file, renamed into place): a's next write goes past it.
+    const w5 = await new LocalStateBackend(path).write({ ...w1, serial: 5 }, { keepSerial: true });
+    expect((await a.write(w1)).serial).toBe(w5.serial + 1);
+    // Another lineage written over it in place (same inode): refused, as if a had read it.
+    const other = { ...createState('demo', 'BAREMETAL'), serial: 9 };
+    const text = (await fs.readFile(path, 'utf8')).replace(w1.lineage, other.lineage);
+    writeFileSync(path, text);
+    await expect(a.write(w1)).rejects.toThrow(/refusing to write state with lineage .* which holds lineage/);
+  });
+
   test('a damaged state file is reported, pointing at the backup', async () => {
     await fs.mkdir(join(path, '..'), { recursive: true });
     writeFileSync(path, '{"half":');
