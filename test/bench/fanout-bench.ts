@@ -44,6 +44,8 @@ export interface FanoutCase {
   relayRetries: string[];
   /** When each host's layers were all in place, from the first transfer's start (sorted). */
   hostDoneMs: number[];
+  /** Steps that finished after the last layer arrived, by kind (hooks by name): how many, and the longest. */
+  stepsAfter: Record<string, { count: number; maxMs: number }>;
   parallelScp?: { ms: number; overLimit: number; operatorCopies: number };
 }
 
@@ -64,6 +66,18 @@ export interface FanoutFigures {
 const round = (n: number, d = 2) => Number(n.toFixed(d));
 
 /** The machine's CPU counters (user..steal) from /proc/stat. */
+/** The steps that finished after the last layer arrived, by kind: how many, and the longest (what afterMs is made of). */
+function stepsAfter(steps: { kind: string; end: number; ms: number }[], last: number): Record<string, { count: number; maxMs: number }> {
+  const out: Record<string, { count: number; maxMs: number }> = {};
+  for (const s of steps) {
+    if (s.end <= last) continue;
+    const k = (out[s.kind] ??= { count: 0, maxMs: 0 });
+    k.count++;
+    k.maxMs = Math.max(k.maxMs, Math.round(s.ms));
+  }
+  return out;
+}
+
 /** Shapes the operator's side of the lab: the bridge's egress, and its ingress through an ifb device. */
 class OperatorShaping {
   private ifb?: string;
@@ -218,6 +232,7 @@ export async function benchFanout(opts: {
       let cpuAtFirst: number[] | undefined;
       let cpuAtLast: number[] = [];
       const doneAt: number[] = [];
+      const steps: { kind: string; end: number; ms: number }[] = [];
       const retries: string[] = [];
       const reporter = (): Reporter => ({
         event(e) {
@@ -227,6 +242,7 @@ export async function benchFanout(opts: {
             first = Math.min(first, performance.now());
             if (!watcher.shaped.has(e.action.host.replace(`${name}-`, '')) && !watcher.shaped.has(e.action.host)) unshaped++;
           }
+          if (e.type === 'action-done') steps.push({ kind: e.action.kind === 'hook' ? `hook ${e.action.hook}` : e.action.kind, end: performance.now(), ms: e.ms });
           if (e.type === 'action-done' && e.action.kind === 'send-layers') {
             last = Math.max(last, performance.now());
             cpuAtLast = cpuTimes();
@@ -261,6 +277,7 @@ export async function benchFanout(opts: {
           relayRetries: retries,
           cpuBusy: cpuAtFirst ? busyBetween(cpuAtFirst, cpuAtLast) : 0,
           hostDoneMs: doneAt.map((t) => round(t - first, 0)).sort((a, b) => a - b),
+          stepsAfter: stepsAfter(steps, last),
         };
         if (opts.scp) {
           const lab2 = await LocalLab.open(labDir);
