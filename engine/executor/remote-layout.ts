@@ -124,7 +124,9 @@ function planLines(steps: LayerStep[], first: number, total: number, allowSetid:
     lines.push(`# layer ${first + i + 1} of ${total}: ${step.digest}`);
     lines.push(...removeLines(step.remove));
     const z = step.compression === 'gzip' ? ' -z' : '';
-    lines.push(`tar -x${z} -f ${shellQuote(`/layers/${digestHex(step.digest)}.tar.gz`)} -C /target --no-same-owner --numeric-owner --exclude='.wh.*'`);
+    // 1 MiB records instead of tar's 10 KiB: a hundredth of the reads and writes (a third of the CPU for a big file,
+    // which every host spends at once after the last byte); tar reads archives of any record size this way.
+    lines.push(`tar -x${z} -b 2048 -f ${shellQuote(`/layers/${digestHex(step.digest)}.tar.gz`)} -C /target --no-same-owner --numeric-owner --exclude='.wh.*'`);
   });
   lines.push("find /target -xdev \\( -type b -o -type c -o -type p -o -type s \\) -exec rm -f -- {} +");
   if (!allowSetid) lines.push('find /target -xdev -perm /6000 ! -type l -exec chmod ug-s -- {} +');
