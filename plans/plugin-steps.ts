@@ -203,15 +203,17 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
   // Steps that wait for every member (or every pre-install step) wait for a gate holding that list once: listed in
   // each step, it made plans grow as hosts squared (5,000 hosts with one pre-install plugin: 50 million deps, 78 s).
   // A gate is made when a step first needs its list, and made again only once the list has changed.
-  const gates = new Map<string, { key: string; id: string }>();
+  const gates = new Map<string, { key: string; id: string; n: number }>();
   const gated = (name: string, key: string, list: () => string[]): string[] => {
     const known = gates.get(name);
     if (known?.key === key) return [known.id];
     const deps = list();
     if (deps.length === 0) return [];
-    const id = known ? `gate:${name}:${key}` : `gate:${name}`;
+    // Numbered in the order they are made, as the plan is made the same way each time: `gate:post-install:2`.
+    const n = (known?.n ?? 0) + 1;
+    const id = n === 1 ? `gate:${name}` : `gate:${name}:${n}`;
     add({ id, kind: 'gate', reason: `${deps.length} steps first`, deps });
-    gates.set(name, { key, id });
+    gates.set(name, { key, id, n });
     return [id];
   };
   const count = (...points: PluginPoint[]) => points.map((p) => byPoint.get(p)?.length ?? 0).join('.');
