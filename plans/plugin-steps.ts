@@ -221,7 +221,8 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
   // the one before (at PreGuest and PostInstall they all run on master0, one after another, as when each named every
   // earlier one), so that one stands for all of them in what later steps wait for.
   let metas: string[] = [];
-  let lastMeta: { id: string; point: PluginPoint; notes: string } | undefined;
+  // Where the latest of them (the last of `metas`) was planned: its point, and the plugin steps planned by then.
+  let lastMeta: { point: PluginPoint; notes: string } | undefined;
   const preInstall = () => gated('pre-install', '', () => at('pre-install'));
 
   // Host aliases first: everything after may resolve the names they give.
@@ -293,11 +294,11 @@ export function addPluginSteps(input: { desired: DesiredCluster; state?: Cluster
     // same point, with no plugin step planned since, that one already waits for everything else this one would.
     const notes = count(...HOST_POINTS);
     const follows = lastMeta && lastMeta.point === point && lastMeta.notes === notes && (point === 'pre-guest' || point === 'post-install');
-    const deps = [...(follows ? [...hostDeps(target), lastMeta!.id] : depsFor(point, target)), ...f.hook(master0, [...JOIN_HOOKS, 'upgrade'])];
+    const deps = [...(follows ? [...hostDeps(target), metas[metas.length - 1]] : depsFor(point, target)), ...f.hook(master0, [...JOIN_HOOKS, 'upgrade'])];
     const a: NodeMetaAction = { id, kind: 'node-meta', host: master0, target, source, labels: meta.labels, unlabel: meta.unlabel, taints: meta.taints, identity, record, reason: recorded ? `${source} changed` : state?.hosts[target] ? `${source} added` : 'new host', deps };
     if (ifAddress) a.ifAddress = ifAddress;
     add(a);
-    lastMeta = { id, point, notes };
+    lastMeta = { point, notes };
     // At PreGuest and PostInstall it waits for all earlier ones (through the one before, or its gate).
     metas = point === 'pre-guest' || point === 'post-install' ? [id] : [...metas, id];
     if (point !== 'post-install') waitFor(f.guests(), id);

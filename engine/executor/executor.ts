@@ -154,7 +154,6 @@ export async function execute(ctx: RunContext, opts: ExecuteOptions): Promise<Ex
     const start = (queue: Queue<Action>, isSend: boolean) => {
       const a = queue.shift()!;
       if (status.get(a.id) !== 'pending') return;
-
       status.set(a.id, 'running');
       if (isSend) sending++;
       else running++;
