@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { Relay, partialPath, receiveScript, relayDir, relayOwner, relaySshCommand, resumeScript, revokeScript, serveScript } from '../engine/executor/relay.js';
+import { Relay, grantScript, partialPath, receiveScript, relayDir, relayOwner, relaySshCommand, resumeScript, revokeScript, serveScript } from '../engine/executor/relay.js';
 import { REMOTE_BASE, remoteLayerPath } from '../engine/executor/remote-layout.js';
 import { runAction, type RunContext } from '../engine/executor/run-action.js';
 import type { ExecEvent } from '../engine/executor/events.js';
@@ -230,6 +230,37 @@ describe('relay partial files belong to the cluster that made them', () => {
     writeFileSync(c.m.file('a', mine), c.blob.subarray(0, 100));
     await runAction(c.ctx, { kind: 'remove-files', id: 'remove-files:a', host: 'a', reason: 'not in the Clusterfile', deps: [] });
     expect(c.partials('a')).toEqual([name(other)]);
+  });
+
+  it('grants and revokes overlapping on one host (two clusters, or a grant still under way) never lose the host\'s own keys', async () => {
+    const c = await cluster(['a']);
+    const s = c.sessions.get('a')!;
+    const other = relayOwner('other', 'lineage-2');
+    const admin = 'ssh-ed25519 BBBB admin';
+    await s.execChecked(`mkdir -p $HOME/.ssh && printf '%s\\n' ${shellQuote(admin)} > $HOME/.ssh/authorized_keys`);
+    const runs: Promise<unknown>[] = [];
+    // This cluster grants (twice at once, as two transfers from one source may), while another cluster's applies
+    // grant and revoke on the same host.
+    for (let i = 0; i < 12; i++) {
+      runs.push(s.execChecked(grantScript('ssh-ed25519 AAAA relay', ['10.9.0.2'], OWNER)));
+      runs.push(s.execChecked(grantScript('ssh-ed25519 AAAA relay', ['10.9.0.2'], OWNER)));
+    }
+    runs.push(
+      (async () => {
+        for (let i = 0; i < 12; i++) {
+          await s.execChecked(grantScript('ssh-ed25519 AAAA relay', ['10.9.0.2'], other));
+          await s.execChecked(revokeScript(other));
+        }
+      })(),
+    );
+    await Promise.all(runs);
+    const keys = readFileSync(join(c.m.root, 'a', 'home', '.ssh', 'authorized_keys'), 'utf8').split('\n').filter(Boolean);
+    expect(keys).toContain(admin);
+    // Whole lines only, each owner's once at most (this cluster's, granted last, once); no temp file left.
+    expect(keys.filter((k) => k.endsWith(`cloudimage-relay-${OWNER}`))).toHaveLength(1);
+    expect(keys.filter((k) => k.endsWith(`cloudimage-relay-${other}`)).length).toBeLessThanOrEqual(1);
+    expect(keys.every((k) => k === admin || /^restrict,from="10\.9\.0\.2",command=".*" ssh-ed25519 AAAA cloudimage-relay-[0-9a-f]{12}$/.test(k))).toBe(true);
+    expect(readdirSync(join(c.m.root, 'a', 'home', '.ssh'))).toEqual(['authorized_keys']);
   });
 
   it('a receiver writes its partial under its own cluster\'s name, so two clusters never share one', () => {

@@ -372,6 +372,7 @@ function relayFor(state: ClusterState, desired: DesiredCluster): Relay {
 }
 
 async function revokeRelay(relay: Relay, state: ClusterState, connections: Connections, keepPartials: boolean): Promise<void> {
+  await relay.settled();
   await Promise.all(
     relay.hostsToRevoke().map(async (key) => {
       const h = state.hosts[key];

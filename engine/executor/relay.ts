@@ -248,6 +248,23 @@ export function serveScript(owner: string): string {
   ].join('\n');
 }
 
+/**
+ * Rewrites authorized_keys without the lines ending in `mark` (and with `line` added), whole and renamed into place,
+ * from a temp file of its own: a grant and a revoke on one host may overlap (another cluster's apply, or a grant
+ * still under way as the apply ends), and two writers of one temp file could leave a truncated file, the host's own
+ * keys lost. Edits are taken one at a time under flock where the host has it (util-linux), on the .ssh directory
+ * itself, so no lock file is left there.
+ */
+function editAuthorizedKeys(mark: string, line?: string): string {
+  const edit = [
+    'a="$HOME/.ssh/authorized_keys"; t="$a.ci.$$"',
+    `{ grep -v ' ${mark}$' "$a" || true; } > "$t"`,
+    ...(line ? [`printf '%s\\n' ${shellQuote(line)} >> "$t"`] : []),
+    'chmod 0600 "$t" && mv -f "$t" "$a"',
+  ].join('; ');
+  return `{ if command -v flock >/dev/null 2>&1; then flock "$HOME/.ssh" sh -c ${shellQuote(edit)}; else sh -c ${shellQuote(edit)}; fi; }`;
+}
+
 /** Lets the relay key read layers on this host: a validating forced command, limited to the given addresses. */
 export function grantScript(publicKey: string, from: string[], owner: string): string {
   const serve = serveScript(owner);
@@ -257,12 +274,11 @@ export function grantScript(publicKey: string, from: string[], owner: string): s
   return [
     'set -eu',
     `umask 077; mkdir -p ${shellQuote(relayDir(owner))}`,
-    `printf '%s\\n' ${shellQuote(serve)} > ${cmd}.tmp && chmod 0755 ${cmd}.tmp && mv ${cmd}.tmp ${cmd}`,
+    // A temp file of its own: two grants of one apply may overlap on a host.
+    `printf '%s\\n' ${shellQuote(serve)} > ${cmd}.tmp.$$ && chmod 0755 ${cmd}.tmp.$$ && mv -f ${cmd}.tmp.$$ ${cmd}`,
     'mkdir -p "$HOME/.ssh" && chmod 0700 "$HOME/.ssh" && touch "$HOME/.ssh/authorized_keys"',
     // Only this owner's line is replaced: another cluster's apply may be serving from this host right now.
-    `grep -v ' ${mark}$' "$HOME/.ssh/authorized_keys" > "$HOME/.ssh/authorized_keys.ci" || true`,
-    `printf '%s\\n' ${shellQuote(line)} >> "$HOME/.ssh/authorized_keys.ci"`,
-    'chmod 0600 "$HOME/.ssh/authorized_keys.ci" && mv "$HOME/.ssh/authorized_keys.ci" "$HOME/.ssh/authorized_keys"',
+    editAuthorizedKeys(mark, line),
     'cat /etc/ssh/ssh_host_*_key.pub',
   ].join('\n');
 }
@@ -279,8 +295,7 @@ export function revokeScript(owner: string, opts: { keepPartials?: boolean } = {
   const mark = `${MARK}-${owner}`;
   const partial = partialOf('*', owner);
   return [
-    `if [ -f "$HOME/.ssh/authorized_keys" ]; then grep -v ' ${mark}$' "$HOME/.ssh/authorized_keys" > "$HOME/.ssh/authorized_keys.ci" || true;`,
-    '  chmod 0600 "$HOME/.ssh/authorized_keys.ci"; mv "$HOME/.ssh/authorized_keys.ci" "$HOME/.ssh/authorized_keys"; fi',
+    `if [ -f "$HOME/.ssh/authorized_keys" ]; then ${editAuthorizedKeys(mark)}; fi`,
     `for s in ${dir}/cm-*; do [ -S "$s" ] && ssh -o ControlPath="$s" -O exit relay >/dev/null 2>&1; done`,
     `rm -rf ${shellQuote(dir)}`,
     // A writer's PID file goes either way: every transfer of this apply has ended with its connections.
@@ -565,5 +580,13 @@ export class Relay {
   /** Hosts that hold a grant or a key, to revoke at the end. */
   hostsToRevoke(): string[] {
     return [...this.touched];
+  }
+
+  /**
+   * Once every grant and key given so far has ended, failed or not: a grant started early (warm) may still be under
+   * way when the apply ends, and a revoke before it ends would leave its line behind.
+   */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.granted.values(), ...this.keyed.values()]);
   }
 }
