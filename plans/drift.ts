@@ -5,6 +5,7 @@
  */
 import { digestHex, type Digest } from '../engine/kernel/digest.js';
 import type { ClusterState, HookName, HostState } from '../state/model.js';
+import { byHostName } from './host-order.js';
 import type { DriftItem, PlanRefresh, RefreshDepth } from './actions.js';
 
 /** What one host holds of the cluster, as its one-round-trip answer said. */
@@ -114,13 +115,13 @@ export interface RefreshOutcome {
   refresh: PlanRefresh;
 }
 
-/** Every answer applied to the state: drift in host order, unreachable hosts named, their entries untouched. */
+/** Every answer applied to the state: drift in host-name order, unreachable hosts named, their entries untouched. */
 export function refreshState(state: ClusterState, answers: HostAnswer[], opts: CompareOptions): RefreshOutcome {
   const next: ClusterState = { ...state, hosts: { ...state.hosts } };
   const drift: DriftItem[] = [];
   const unreachable: PlanRefresh['unreachable'] = [];
   const byHost = new Map(answers.map((a) => [a.host, a]));
-  for (const key of Object.keys(state.hosts)) {
+  for (const { key } of byHostName(Object.values(state.hosts))) {
     const a = byHost.get(key);
     if (!a) continue;
     if ('error' in a) {

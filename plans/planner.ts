@@ -8,6 +8,7 @@ import { canonicalJson, sha256, shortDigest, type Digest } from '../engine/kerne
 import { CiError, InternalError } from '../engine/kernel/errors.js';
 import type { DesiredCluster, DesiredHost, DesiredPlugin } from '../engine/clusterfile/types.js';
 import type { ClusterState, HookName, HostState } from '../state/model.js';
+import { byHostName } from './host-order.js';
 import type { InfraResource } from '../providers/contract.js';
 import {
   PLAN_VERSION,
@@ -122,7 +123,7 @@ export function plan(input: PlanInput): Plan {
 
   const desiredKeys = new Set(desired.hosts.map((h) => h.key));
   const stateHosts = Object.values(hostsState);
-  const removed = orderHosts(stateHosts.filter((hs) => !desiredKeys.has(hs.key)));
+  const removed = orderHosts(byHostName(stateHosts.filter((hs) => !desiredKeys.has(hs.key))));
   const isExisting = (h: DesiredHost) => joinedBefore(hostsState[h.key]);
 
   // master0: keep it while it stays a master; otherwise the first master in Clusterfile order that is already a
@@ -798,7 +799,7 @@ class MinHeap {
  */
 export function planDestroy(state: ClusterState, unrecorded: string[] = [], plugins: DesiredPlugin[] = []): Plan {
   let actions: Action[] = [];
-  const hosts = orderHosts(Object.values(state.hosts));
+  const hosts = orderHosts(byHostName(Object.values(state.hosts)));
   const strays = unrecorded.filter((k) => !state.hosts[k]);
   for (const hs of hosts) {
     const reason = 'destroy';

@@ -5,7 +5,7 @@
 import { describe, expect, test } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { compareHost, hostsToRefresh, refreshState, type HostFound } from '../plans/drift.js';
+import { compareHost, hostsToRefresh, refreshState, type HostAnswer, type HostFound } from '../plans/drift.js';
 import { parseRefreshAnswer, refreshScript } from '../engine/executor/refresh.js';
 import { parseClusterfile } from '../engine/clusterfile/parse.js';
 import { plan } from '../plans/planner.js';
@@ -178,6 +178,20 @@ describe('comparison', () => {
     const { ask, unpinned: skipped } = hostsToRefresh(unpinned);
     expect(ask.map((h) => h.key)).toEqual(['10.0.0.2', '10.0.0.4', '10.0.0.5']);
     expect(skipped.map((h) => h.key)).toEqual(['10.0.0.3']);
+  });
+
+  test('drift and unreachable hosts come in host-name order, whatever order an apply first wrote the hosts in', () => {
+    const shuffled = { ...state, hosts: Object.fromEntries(Object.entries(state.hosts).reverse()) };
+    const answers: HostAnswer[] = Object.values(shuffled.hosts).map((hs) =>
+      hs.key === '10.0.0.4' ? { host: hs.key, error: 'timed out' } : { host: hs.key, found: { mark: { kind: 'none' as const }, layers: {}, rootfs: { present: false } } },
+    );
+    const out = refreshState(shuffled, answers, { depth: 'shallow', sizeOf });
+    expect([...new Set(out.refresh.drift.map((d) => d.host))]).toEqual(['10.0.0.2', '10.0.0.3', '10.0.0.5']);
+    expect(out.refresh.unreachable.map((u) => u.host)).toEqual(['10.0.0.4']);
+    const named = { ...state, hosts: { 'node-10': { ...state.hosts['10.0.0.2'], key: 'node-10' }, 'node-2': { ...state.hosts['10.0.0.3'], key: 'node-2' } } };
+    const none = { mark: { kind: 'none' as const }, layers: {}, rootfs: { present: false } };
+    const byName = refreshState(named, [{ host: 'node-10', found: none }, { host: 'node-2', found: none }], { depth: 'shallow', sizeOf });
+    expect([...new Set(byName.refresh.drift.map((d) => d.host))]).toEqual(['node-2', 'node-10']);
   });
 });
 

@@ -2,6 +2,7 @@
 import type { Action, Plan } from '../../plans/actions.js';
 import type { DesiredCluster } from '../clusterfile/types.js';
 import type { ClusterState } from '../../state/model.js';
+import { byHostName } from '../../plans/host-order.js';
 import { remoteDocumentsFile, remoteRootfs } from './remote-layout.js';
 import { desiredHost } from './desired-index.js';
 
@@ -25,7 +26,7 @@ const ipOf = (ctx: EnvContext, key: string) => ctx.state.hosts[key]?.ip || desir
 function memberLists(ctx: EnvContext): { masters: string; nodes: string } {
   const { desired, state } = ctx;
   // Membership is the cluster as it will be: the Clusterfile's hosts (or, on destroy, the state's).
-  const members = desired ? desired.hosts.map((h) => ({ key: h.key, roles: h.roles })) : Object.values(state.hosts);
+  const members = desired ? desired.hosts.map((h) => ({ key: h.key, roles: h.roles })) : byHostName(Object.values(state.hosts));
   const list = (role: 'master' | 'node') =>
     members
       .filter((m) => (role === 'master' ? m.roles.includes('master') : !m.roles.includes('master')))

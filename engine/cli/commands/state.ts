@@ -14,6 +14,7 @@ import { LocalStateBackend, describeState, parseDuration, takeoverMessage, withS
 import type { Lock, StateBackend } from '../../../state/backend.js';
 import { statePathFor } from '../../../state/paths.js';
 import type { ClusterState, HostState } from '../../../state/model.js';
+import { byHostName } from '../../../plans/host-order.js';
 import { BACKEND_TYPES, effectiveBackend, openStateBackend, usingBackend } from '../../../state/open.js';
 import { migrateState, pushState } from '../../../state/transfer.js';
 import { findHost, forgetHosts, type Forgotten } from '../../../state/forget.js';
@@ -84,7 +85,7 @@ const imageOf = (s: Pick<ClusterState, 'image'>) => (s.image ? `image ${s.image.
 
 export function formatStateList(state: ClusterState): string {
   const rows = [['HOST', 'IP', 'ROLES', 'STATUS', 'LAYERS', 'IMAGE']];
-  for (const h of Object.values(state.hosts)) {
+  for (const h of byHostName(Object.values(state.hosts))) {
     const img = h.rootfsImage ? (h.rootfsImage === state.image?.digest ? state.image.ref : shortDigest(h.rootfsImage)) : '-';
     rows.push([h.key + (h.key === state.master0 ? ' *' : ''), h.ip || '-', h.roles.join(','), h.status, String(h.layers.length), img]);
   }
