@@ -97,6 +97,20 @@ describe('incremental verdicts', () => {
     expect(await verdict([[f('d/x')]], [[dir('d', 0o700)]], [[f('n')]])).toEqual({ full: expect.stringMatching(/without listing it/) });
   });
 
+  it('takes out a file the old upper layer wrote over when a new layer writes it again (a changed Config)', async () => {
+    const low = [[dir('etc'), f('etc/a'), f('etc/b'), hard('etc/h', 'etc/a')]];
+    const v = await verdict(low, [[f('etc/a', 'old config'), f('etc/extra')]], [[f('etc/a', 'new config')]]);
+    expect(v).toEqual({ plan: expect.objectContaining({ keep: 1, remove: ['etc/a', 'etc/extra'], modes: [] }) });
+    // Removed again by a whiteout, or hidden by an opaque directory, before anything reads it: as good as written.
+    expect(await verdict(low, [[f('etc/b', 'old')]], [[wh('etc/b')]])).toEqual({ plan: expect.objectContaining({ remove: ['etc/b'] }) });
+    expect(await verdict(low, [[f('etc/b', 'old')]], [[opq('etc'), f('etc/c')]])).toEqual({ plan: expect.objectContaining({ remove: ['etc/b'] }) });
+    // A new hard link to it before it is written again would join the file taken out.
+    expect(await verdict(low, [[f('etc/b', 'old')]], [[hard('x', 'etc/b'), f('etc/b', 'new')]])).toEqual({ full: expect.stringMatching(/links to it before writing it again/) });
+    expect(await verdict(low, [[f('etc/b', 'old')]], [[f('etc/b', 'new'), hard('x', 'etc/b')]])).toEqual({ plan: expect.objectContaining({ remove: ['etc/b'] }) });
+    // No new layer writes it: its shared content would have to be extracted on its own.
+    expect(await verdict(low, [[f('etc/b', 'old')]], [[f('n')]])).toEqual({ full: expect.stringMatching(/replaced "etc\/b" of the layers below, and no new layer writes it again/) });
+  });
+
   it('unpacks in full when nothing is shared or an old layer is not known', async () => {
     const a = put(st, [f('a')]);
     const b = put(st, [f('b')]);
@@ -185,6 +199,42 @@ describe.skipIf(!labsAvailable())('an incremental unpack on a real host gives th
 
   const listing = (cluster: string) => sh(`sh -c ${shellQuote(LISTING)} listing ${remoteRootfs(cluster)}`);
 
+  /**
+   * One random case unpacked three ways; undefined when the layer rules refuse its stack, else whether the
+   * unpack on top of the old image was incremental.
+   */
+  const compareCase = async (seed: number, lower: RawEntry[][], oldUp: RawEntry[][], newUp: RawEntry[][]): Promise<boolean | undefined> => {
+    const low = lower.map((l) => put(st, l));
+    const old = [...low, ...oldUp.map((l) => put(st, l))];
+    const next = [...low, ...newUp.map((l) => put(st, l))];
+    let oldChecked: CheckedImage;
+    let checked: CheckedImage;
+    try {
+      oldChecked = await checkLayers(blobPath(st), old);
+      checked = await checkLayers(blobPath(st), next);
+    } catch {
+      return undefined; // a stack the layer rules refuse is no case here
+    }
+    const scans = await scansOf(st, [...new Set([...old, ...next])]);
+    const verdict = planIncremental(checked, old, (d) => scans.get(d));
+    await upload([...new Set([...old, ...next])]);
+    const oldImage = sha256(`old-${seed}-${old.join()}`);
+    const newImage = sha256(`new-${seed}-${next.join()}`);
+    await full('inc', oldChecked, oldImage);
+    await full('ref', checked, newImage);
+    await s.upload(Buffer.from(unpackPlanScript(checked)), remoteUnpackPlan('inc'), { mode: 0o600 });
+    if ('plan' in verdict) await s.upload(Buffer.from(incrementalPlanScript(checked, verdict.plan)), remoteIncrementalPlan('inc'), { mode: 0o600 });
+    else await sh(`rm -f ${remoteIncrementalPlan('inc')}`);
+    const out = await sh(unpackScript('inc', next, { image: newImage, allowSetid: false }, { image: oldImage }));
+    const how = 'plan' in verdict ? 'incrementally' : 'in full';
+    expect(out, `seed ${seed}`).toContain(`cloudimage: rootfs unpacked ${how}`);
+    expect(await listing('inc'), `seed ${seed}: ${JSON.stringify({ lower, oldUp, newUp })}`).toBe(await listing('ref'));
+    // The old rootfs and its staging are gone; the record names the new rootfs.
+    expect(await sh('ls -A /var/lib/cloudimage/clusters/inc')).not.toMatch(/rootfs\.(old|next)/);
+    expect(await sh('cat /var/lib/cloudimage/clusters/inc/rootfs.id')).toContain(`image ${newImage}\n`);
+    return 'plan' in verdict;
+  };
+
   it('for random stacks with whiteouts, opaque directories, replacements and links', async () => {
     let incremental = 0;
     let tried = 0;
@@ -194,39 +244,35 @@ describe.skipIf(!labsAvailable())('an incremental unpack on a real host gives th
       // Every other case, the old upper layer only adds a tree of its own: the case an incremental unpack takes.
       const oldUp = [randomLayer(r, true, `o-${seed}`, seed % 2 === 0 ? 'u/' : '')];
       const newUp = [randomLayer(r, true, `n1-${seed}`), randomLayer(r, true, `n2-${seed}`)];
-      const low = lower.map((l) => put(st, l));
-      const old = [...low, ...oldUp.map((l) => put(st, l))];
-      const next = [...low, ...newUp.map((l) => put(st, l))];
-      let oldChecked: CheckedImage;
-      let checked: CheckedImage;
-      try {
-        oldChecked = await checkLayers(blobPath(st), old);
-        checked = await checkLayers(blobPath(st), next);
-      } catch {
-        continue; // a stack the layer rules refuse is no case here
-      }
+      const out = await compareCase(seed, lower, oldUp, newUp);
+      if (out === undefined) continue;
       tried++;
-      const scans = await scansOf(st, [...new Set([...old, ...next])]);
-      const verdict = planIncremental(checked, old, (d) => scans.get(d));
-      await upload([...new Set([...old, ...next])]);
-      const oldImage = sha256(`old-${seed}`);
-      const newImage = sha256(`new-${seed}`);
-      await full('inc', oldChecked, oldImage);
-      await full('ref', checked, newImage);
-      await s.upload(Buffer.from(unpackPlanScript(checked)), remoteUnpackPlan('inc'), { mode: 0o600 });
-      if ('plan' in verdict) await s.upload(Buffer.from(incrementalPlanScript(checked, verdict.plan)), remoteIncrementalPlan('inc'), { mode: 0o600 });
-      else await sh(`rm -f ${remoteIncrementalPlan('inc')}`);
-      const out = await sh(unpackScript('inc', next, { image: newImage, allowSetid: false }, { image: oldImage }));
-      const how = 'plan' in verdict ? 'incrementally' : 'in full';
-      expect(out, `seed ${seed}`).toContain(`cloudimage: rootfs unpacked ${how}`);
-      if ('plan' in verdict) incremental++;
-      expect(await listing('inc'), `seed ${seed}: ${JSON.stringify({ lower, oldUp, newUp })}`).toBe(await listing('ref'));
-      // The old rootfs and its staging are gone; the record names the new rootfs.
-      expect(await sh('ls -A /var/lib/cloudimage/clusters/inc')).not.toMatch(/rootfs\.(old|next)/);
-      expect(await sh('cat /var/lib/cloudimage/clusters/inc/rootfs.id')).toContain(`image ${newImage}\n`);
+      if (out) incremental++;
     }
     expect(tried).toBe(14);
     expect(incremental).toBeGreaterThanOrEqual(6);
+  }, 600_000);
+
+  it('for random stacks whose old top layer wrote over files below and whose new top layer writes them again (a changed Config)', async () => {
+    let incremental = 0;
+    let tried = 0;
+    for (let seed = 1000; tried < 8 && seed < 1400; seed++) {
+      const r = rng(seed);
+      const lower = [randomLayer(r, false, `l1-${seed}`), randomLayer(r, true, `l2-${seed}`)];
+      // A Config writes files only.
+      const oldTop = randomLayer(r, false, `o-${seed}`).filter((e) => e.content !== undefined);
+      // The new top layer writes every regular file of the old one again (new content, maybe a new mode), then a
+      // random tail, so links and whiteouts can follow the rewrite.
+      const again = oldTop.map((e) => f(e.path, `c-${seed}:${e.path}\n`, r() < 0.5 ? 0o600 : 0o644));
+      if (again.length === 0) continue;
+      const newUp = [randomLayer(r, true, `n1-${seed}`), [...again, ...randomLayer(r, true, `n2-${seed}`).filter((e) => !again.some((a) => a.path === e.path))]];
+      const out = await compareCase(seed, lower, [oldTop], newUp);
+      if (out === undefined) continue;
+      tried++;
+      if (out) incremental++;
+    }
+    expect(tried).toBe(8);
+    expect(incremental).toBeGreaterThanOrEqual(3);
   }, 600_000);
 
   it('never builds on a rootfs changed after it was recorded (a hook wrote into it)', async () => {

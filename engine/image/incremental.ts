@@ -4,7 +4,8 @@
  * layers applied. It is used only when the result is provably the tree a full unpack of the new layers gives:
  * the old upper layers may add entries and re-list directories of the shared lower layers, but as soon as one
  * of them removed, replaced or re-moded something the shared layers made (a whiteout, an opaque directory, a
- * file written over, a directory the lower layers made without listing it), the verdict is a full unpack.
+ * directory replaced, a directory the lower layers made without listing it), the verdict is a full unpack. A file
+ * written over a file is the one replacement taken back, when the new layers write it again (see unsettledRewrites).
  * Pure: the scans come from the layer check's cache.
  */
 import type { Digest } from '../kernel/digest.js';
@@ -111,6 +112,7 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
   const tree = treeOf(shared);
   const remove = new Set<string>();
   const modes = new Map<string, number>();
+  const rewritten = new Map<string, string>();
   for (const [i, l] of oldUpper.entries()) {
     const which = `the old layer ${keep + i + 1} (${l.digest})`;
     for (const d of l.opaques) {
@@ -128,10 +130,27 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
         continue;
       }
       const n = f.node!;
+      // A file written over a file (a Config's, say) is taken out like an added one when a new layer writes it
+      // again before anything reads it; which the new layers are checked for below.
+      if (m.kind !== 'dir' && !isDir(n)) {
+        if (!rewritten.has(m.path)) rewritten.set(m.path, which);
+        continue;
+      }
       if (m.kind !== 'dir' || !isDir(n)) return { full: `${which} replaced "${m.path}" of the layers below` };
       if (n.kind === 'implied') return { full: `${which} listed "${m.path}", which the layers below made without listing it` };
       if (m.mode !== n.mode) modes.set(m.path, n.mode);
     }
+  }
+  if (rewritten.size > 0) {
+    const newUpper: ScannedLayer[] = [];
+    for (const d of layers.slice(keep)) {
+      const s = scans(d);
+      if (!s) return { full: `what layer ${d} holds is not known on this machine` };
+      newUpper.push(s);
+    }
+    const unsettled = unsettledRewrites(rewritten, newUpper);
+    if (unsettled) return { full: unsettled };
+    for (const p of rewritten.keys()) remove.add(p);
   }
   // A removed directory takes what is inside it.
   const within = (p: string) => {
@@ -146,4 +165,34 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
       steps: next.steps.slice(keep),
     },
   };
+}
+
+/**
+ * Why some file an old upper layer wrote over a file of the shared layers cannot simply be taken out (undefined
+ * when every one can). Taken out, it is missing where a full unpack has the shared layers' file, until a new layer
+ * writes that path again (any entry there replaces it whole) or removes it (a whiteout, an opaque directory above
+ * it). Until then nothing may read it: a hard link to it would join the missing file, so that is a full unpack,
+ * as is a file no new layer writes again (its shared content would have to be extracted alone).
+ */
+function unsettledRewrites(rewritten: Map<string, string>, newUpper: ScannedLayer[]): string | undefined {
+  const pending = new Set(rewritten.keys());
+  const removedBy = (p: string, hidden: Set<string>) => {
+    if (hidden.has(p) || hidden.has('')) return true;
+    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) if (hidden.has(p.slice(0, i))) return true;
+    return false;
+  };
+  for (const l of newUpper) {
+    if (pending.size === 0) break;
+    // A layer's whiteouts and opaque markers apply before its entries.
+    const hidden = new Set([...l.whiteouts, ...l.opaques]);
+    if (hidden.size > 0) for (const p of pending) if (removedBy(p, hidden)) pending.delete(p);
+    for (const m of l.members) {
+      if (m.kind === 'hardlink' && m.target !== undefined && pending.has(m.target)) {
+        return `${rewritten.get(m.target)} wrote over "${m.target}" of the layers below, and a new layer links to it before writing it again`;
+      }
+      pending.delete(m.path);
+    }
+  }
+  for (const p of pending) return `${rewritten.get(p)} replaced "${p}" of the layers below, and no new layer writes it again`;
+  return undefined;
 }
