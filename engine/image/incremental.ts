@@ -97,18 +97,19 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
   let keep = 0;
   while (keep < layers.length && keep < oldLayers.length && layers[keep] === oldLayers[keep]) keep++;
   if (keep === 0) return { full: 'no layer of the rootfs on the host is one of the new image' };
-  const shared: ScannedLayer[] = [];
-  for (const d of layers.slice(0, keep)) {
-    const s = scans(d);
-    if (!s) return { full: `what layer ${d} holds is not known on this machine` };
-    shared.push(s);
-  }
-  const oldUpper: ScannedLayer[] = [];
-  for (const d of oldLayers.slice(keep)) {
-    const s = scans(d);
-    if (!s) return { full: `what the old layer ${d} holds is not known on this machine` };
-    oldUpper.push(s);
-  }
+  const scanned = (ds: Digest[], which: string): ScannedLayer[] | { full: string } => {
+    const out: ScannedLayer[] = [];
+    for (const d of ds) {
+      const s = scans(d);
+      if (!s) return { full: `what ${which} ${d} holds is not known on this machine` };
+      out.push(s);
+    }
+    return out;
+  };
+  const shared = scanned(layers.slice(0, keep), 'layer');
+  if (!Array.isArray(shared)) return shared;
+  const oldUpper = scanned(oldLayers.slice(keep), 'the old layer');
+  if (!Array.isArray(oldUpper)) return oldUpper;
   const tree = treeOf(shared);
   const remove = new Set<string>();
   const modes = new Map<string, number>();
@@ -142,21 +143,14 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
     }
   }
   if (rewritten.size > 0) {
-    const newUpper: ScannedLayer[] = [];
-    for (const d of layers.slice(keep)) {
-      const s = scans(d);
-      if (!s) return { full: `what layer ${d} holds is not known on this machine` };
-      newUpper.push(s);
-    }
+    const newUpper = scanned(layers.slice(keep), 'layer');
+    if (!Array.isArray(newUpper)) return newUpper;
     const unsettled = unsettledRewrites(rewritten, newUpper);
     if (unsettled) return { full: unsettled };
     for (const p of rewritten.keys()) remove.add(p);
   }
   // A removed directory takes what is inside it.
-  const within = (p: string) => {
-    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) if (remove.has(p.slice(0, i))) return true;
-    return false;
-  };
+  const within = (p: string) => ancestorIn(p, remove);
   return {
     plan: {
       keep,
@@ -176,11 +170,7 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
  */
 function unsettledRewrites(rewritten: Map<string, string>, newUpper: ScannedLayer[]): string | undefined {
   const pending = new Set(rewritten.keys());
-  const removedBy = (p: string, hidden: Set<string>) => {
-    if (hidden.has(p) || hidden.has('')) return true;
-    for (let i = p.indexOf('/'); i >= 0; i = p.indexOf('/', i + 1)) if (hidden.has(p.slice(0, i))) return true;
-    return false;
-  };
+  const removedBy = (p: string, hidden: Set<string>) => hidden.has('') || hidden.has(p) || ancestorIn(p, hidden);
   for (const l of newUpper) {
     if (pending.size === 0) break;
     // A layer's whiteouts and opaque markers apply before its entries.
@@ -193,6 +183,12 @@ function unsettledRewrites(rewritten: Map<string, string>, newUpper: ScannedLaye
       pending.delete(m.path);
     }
   }
-  for (const p of pending) return `${rewritten.get(p)} replaced "${p}" of the layers below, and no new layer writes it again`;
-  return undefined;
+  const [left] = pending;
+  return left === undefined ? undefined : `${rewritten.get(left)} replaced "${left}" of the layers below, and no new layer writes it again`;
+}
+
+/** Whether a directory above `path` (not the root, not `path` itself) is in `set`. */
+function ancestorIn(path: string, set: Set<string>): boolean {
+  for (let i = path.indexOf('/'); i >= 0; i = path.indexOf('/', i + 1)) if (set.has(path.slice(0, i))) return true;
+  return false;
 }
