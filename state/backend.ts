@@ -66,7 +66,9 @@ export interface StateBackend {
    * Stores `state` with serial incremented past what is stored (and a backup copy, where the backend keeps one);
    * refuses another lineage than the stored state's or its backup's, and a stored state that changed since this
    * backend read it (StateConflictError) where the store can tell. With `keepSerial`, the serial is kept as given and
-   * must be newer than the stored one (a migration). Returns what was written.
+   * must be newer than the stored one (a migration). Returns what was written. The caller may go on changing
+   * `state` while the write is under way: a backend makes its text in one synchronous step after its last wait
+   * before encoding (state/codec.ts), so what it stores is the state of one moment, and it keeps no reference to it.
    */
   write(state: ClusterState, opts?: { keepSerial?: boolean }): Promise<ClusterState>;
   /** The state as stored (hook outputs sealed), or a kept earlier version by serial; undefined when there is none. */

@@ -81,8 +81,8 @@ export async function decodeState(text: string, where: string, keys: KeySource |
  * The file text for a state. Outputs are sealed with the key the state on disk (`previous`) is sealed with, so a
  * state shared between machines stays readable by all of them; a state without one gets the source's sealing key.
  */
-export async function encodeState(state: ClusterState, keys: KeySource, previous?: string | PreviousSeal): Promise<string> {
-  return (await encodeStateSealed(state, keys, previous)).text;
+export async function encodeState(state: ClusterState, keys: KeySource, previous?: string | PreviousSeal, serial?: number): Promise<string> {
+  return (await encodeStateSealed(state, keys, previous, serial)).text;
 }
 
 /** What a writer knows of the stored state's seal without its text: the key its outputs are sealed with, if any. */
@@ -90,15 +90,24 @@ export interface PreviousSeal {
   keyId?: string;
 }
 
-/** encodeState, also saying which key sealed the outputs (none: no outputs), for the writer's next write. */
-export async function encodeStateSealed(state: ClusterState, keys: KeySource, previous?: string | PreviousSeal): Promise<{ text: string; keyId?: string }> {
+/**
+ * encodeState, also saying which key sealed the outputs (none: no outputs), for the writer's next write. `serial`
+ * replaces the state's own: a writer passes the state it was given, not a copy made before its waits.
+ */
+export async function encodeStateSealed(state: ClusterState, keys: KeySource, previous?: string | PreviousSeal, serial?: number): Promise<{ text: string; keyId?: string }> {
+  // Every await comes first: the document is then made in one synchronous step, so it holds the state of one moment
+  // even when its writer goes on changing it (the executor records results while a write is under way).
+  const hasOutputs = () => Object.keys(state.outputs ?? {}).length > 0;
+  let key = hasOutputs() ? await keyForWrite(state, keys, previous) : undefined;
+  // Outputs recorded while the first key was not needed: one more wait, after which there is a key whatever comes.
+  if (!key && hasOutputs()) key = await keyForWrite(state, keys, previous);
   const doc: Record<string, unknown> = {};
   let keyId: string | undefined;
   for (const [k, v] of Object.entries(state)) {
     if (k === 'version') doc.version = STATE_VERSION;
+    else if (k === 'serial') doc.serial = serial ?? v;
     else if (k === 'outputs') {
-      if (Object.keys(state.outputs).length > 0) {
-        const key = await keyForWrite(state, keys, previous);
+      if (key && hasOutputs()) {
         const box = seal(Buffer.from(JSON.stringify(state.outputs), 'utf8'), key, outputsContext(state.lineage));
         keyId = box.keyId;
         doc.sealedOutputs = box;

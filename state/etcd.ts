@@ -227,7 +227,7 @@ export class EtcdStateBackend implements StateBackend {
     const stored = seen.text !== undefined ? parseState(seen.text, this.location) : undefined;
     const serial = nextSerial(state, stored, this.location, { keepSerial: opts.keepSerial, hint: 'this is another cluster\'s state: check the Clusterfile\'s name and spec.backend' });
     const written: ClusterState = { ...state, serial };
-    const text = await encodeState(written, keys, seen.text);
+    const text = await encodeState(state, keys, seen.text, serial);
     const entry: HistoryEntry = { serial: written.serial, time: new Date().toISOString(), user: safeUser(), host: hostname(), operation: this.held?.info.operation ?? 'write', state: text };
     const commit = () => {
       let txn = c.if(this.key('state'), 'Mod', '==', seen.revision);

@@ -41,6 +41,33 @@ const errorOf = async (p: Promise<unknown>): Promise<StateError> => {
   return err as StateError;
 };
 
+describe('a state changed while it is being written', () => {
+  test('is stored as one moment of it: the hosts and the other fields as they were together, never a mix', async () => {
+    const real = stateKeys(join(dir, 'h'));
+    const state = withOutputs({ TOKEN });
+    // The writer goes on recording while the backend waits for its key, as the executor does during a write.
+    const keys = Object.assign(Object.create(real) as FileKeySource, {
+      sealingKey: async () => {
+        state.hosts['10.0.0.2'].status = 'leaving';
+        state.pending = { 'create-host:x': { clientToken: 't-1' } };
+        state.outputs = { ...state.outputs, OTHER };
+        return real.sealingKey();
+      },
+    });
+    const path = join(dir, 'h', 'clusters', 'demo', 'state.json');
+    const w = await new LocalStateBackend(path, { keys }).write(state);
+    expect(w.serial).toBe(1);
+    const doc = fileOf(path);
+    expect(doc.serial).toBe(1);
+    expect(doc.hosts['10.0.0.2'].status).toBe('leaving');
+    expect(doc.pending).toEqual({ 'create-host:x': { clientToken: 't-1' } });
+    const back = await new LocalStateBackend(path, { keys: real }).read();
+    expect(back!.outputs).toEqual({ TOKEN, OTHER });
+    // The state given is not changed by the write (its serial is the caller's to take from the answer).
+    expect(state.serial).toBe(0);
+  });
+});
+
 describe('hook outputs sealed at rest', () => {
   test('are sealed in the file and its backup with a fresh IV on every write, opened on read; the key is 0600 in a 0700 directory', async () => {
     const a = home('a');
