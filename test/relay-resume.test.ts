@@ -232,6 +232,46 @@ describe('relay partial files belong to the cluster that made them', () => {
     expect(c.partials('a')).toEqual([name(other)]);
   });
 
+  it('a send first deletes what earlier applies left that it will not resume from: partials of layers it does not send, upload temps', async () => {
+    const c = await cluster(['a']);
+    const s = c.sessions.get('a')!;
+    const other = relayOwner('other', 'lineage-2');
+    // A layer the cluster needed once (an earlier image's), partly received by an apply that was killed.
+    const gone = `sha256:${'cd'.repeat(32)}` as Digest;
+    const goneHex = digestHex(gone);
+    const temp = (owner: string) => `${REMOTE_BASE}/layers/${goneHex}.tar.gz.ci-${owner}-0123456789ab.tmp`;
+    await s.execChecked(
+      [
+        `mkdir -p ${REMOTE_BASE}/layers`,
+        `printf abc > ${partialPath(gone, OWNER)} && echo 1 > ${partialPath(gone, OWNER)}.pid`,
+        `printf abc > ${temp(OWNER)}`,
+        // Another cluster's, in flight on the same host: never touched.
+        `printf abc > ${partialPath(gone, other)} && echo 2 > ${partialPath(gone, other)}.pid && printf abc > ${temp(other)}`,
+      ].join(' && '),
+    );
+    // The layer this send wants, kept from the same killed apply: resumed, not deleted.
+    writeFileSync(c.m.file('a', partialPath(c.digest, OWNER)), c.blob.subarray(0, 1 << 20));
+    await c.send('a');
+    expect(c.notes().some((n) => n.includes(`resuming at byte ${1 << 20} of ${SIZE}`))).toBe(true);
+    expect(c.stored('a')).toBe(sha(c.blob));
+    const left = readdirSync(join(c.m.base('a'), 'layers')).filter((f) => f !== `${digestHex(c.digest)}.tar.gz`).sort();
+    expect(left).toEqual([`${goneHex}.tar.gz.${other}.partial`, `${goneHex}.tar.gz.${other}.partial.pid`, `${goneHex}.tar.gz.ci-${other}-0123456789ab.tmp`].sort());
+    // A finished apply's revoke takes this owner's upload temps too.
+    await s.execChecked(`printf abc > ${temp(OWNER)}`);
+    expect((await s.exec(revokeScript(OWNER))).code).toBe(0);
+    expect(existsSync(c.m.file('a', temp(OWNER)))).toBe(false);
+    expect(existsSync(c.m.file('a', temp(other)))).toBe(true);
+  });
+
+  it('without a relay, a send resumes nothing: every partial this cluster left goes, the layer is sent whole', async () => {
+    const c = await cluster(['a']);
+    writeFileSync(c.m.file('a', partialPath(c.digest, OWNER)), c.blob.subarray(0, 1 << 20));
+    const ctx = { ...c.ctx, relay: undefined } as RunContext;
+    await runAction(ctx, { kind: 'send-layers', id: 'send-layers:a', host: 'a', layers: [c.digest], bytes: SIZE, deps: [] } as unknown as SendLayersAction);
+    expect(c.stored('a')).toBe(sha(c.blob));
+    expect(c.partials('a')).toEqual([]);
+  });
+
   it('grants and revokes overlapping on one host (two clusters, or a grant still under way) never lose the host\'s own keys', async () => {
     const c = await cluster(['a']);
     const s = c.sessions.get('a')!;

@@ -304,10 +304,38 @@ export function revokeScript(owner: string, opts: { keepPartials?: boolean } = {
   ].join('\n');
 }
 
-/** Deletes the partial layer files this owner's transfers left on a host (and their writers' PID files). */
+/**
+ * Where a layer sent whole from this machine is written before its digest is checked: tagged with the owner (and
+ * unique to the upload), so the temps an apply killed mid-upload left can be told from another cluster's.
+ */
+export function uploadTempPath(layer: Digest, owner: string): string {
+  return uploadTempOf(digestHex(layer), owner, randomBytes(6).toString('hex'));
+}
+
+const uploadTempOf = (name: string, owner: string, unique: string) => `${REMOTE_BASE}/layers/${name}.tar.gz.ci-${checkOwner(owner)}-${unique}.tmp`;
+
+/** Deletes the partial layer files this owner's transfers left on a host (their writers' PID files, its upload temps). */
 export function removePartialsScript(owner: string): string {
   const partial = partialOf('*', owner);
-  return `rm -f ${partial} ${partial}.pid`;
+  return `rm -f ${partial} ${partial}.pid ${uploadTempOf('*', owner, '*')}`;
+}
+
+/**
+ * Run as a host's send starts: deletes what this owner's earlier, unfinished applies left on it that this send will
+ * not resume from. That is every upload temp (no upload of this apply has started there yet) and the partial files
+ * of layers not in `resumable`. A partial whose layer the cluster no longer needs would otherwise stay until the
+ * host leaves the cluster, as the finished apply that removes them only does so on the hosts its relay touched.
+ */
+export function dropStalePartialsScript(owner: string, resumable: Digest[]): string {
+  const keep = resumable.map(digestHex).join(' ');
+  return [
+    `for f in ${partialOf('*', owner)} ${partialOf('*', owner)}.pid; do`,
+    '  [ -e "$f" ] || continue',
+    '  n=${f##*/}; n=${n%%.*}',
+    `  case ' ${keep} ' in *" $n "*) ;; *) rm -f "$f" ;; esac`,
+    'done',
+    `rm -f ${uploadTempOf('*', owner, '*')}`,
+  ].join('\n');
 }
 
 /** The host key lines a serving host offered, kept only if one matches the key pinned for it. */

@@ -6,6 +6,7 @@ import { digestHex, type Digest } from '../kernel/digest.js';
 import {
   LayerTransferError,
   cancelScript,
+  dropStalePartialsScript,
   receiveScript,
   relayOwner,
   removePartialsScript,
@@ -13,6 +14,7 @@ import {
   resumeScript,
   transferOutcome,
   transferToken,
+  uploadTempPath,
   type Relay,
   type RelayHost,
 } from './relay.js';
@@ -132,7 +134,8 @@ async function resumeOffset(relay: Relay, session: SshSession, d: Digest, size: 
 async function sendLayer(ctx: RunContext, hostKey: string, session: SshSession, d: Digest): Promise<void> {
   const count = (bytes: number) => ctx.bytesSent.set(hostKey, (ctx.bytesSent.get(hostKey) ?? 0) + bytes);
   const fromHere = async () => {
-    const { bytes } = await session.upload(createReadStream(ctx.store.blobPath(d)), remoteLayerPath(d), { expectedDigest: d, mode: 0o644 });
+    const tempPath = uploadTempPath(d, ctx.relay?.owner ?? relayOwner(ctx.state.cluster, ctx.state.lineage));
+    const { bytes } = await session.upload(createReadStream(ctx.store.blobPath(d)), remoteLayerPath(d), { expectedDigest: d, mode: 0o644, tempPath });
     ctx.uplink.bytes += bytes;
     count(bytes);
   };
@@ -445,7 +448,10 @@ export async function runAction(ctx: RunContext, action: Action): Promise<Action
   switch (action.kind) {
     case 'send-layers': {
       if (ctx.relay && action.layers.length > 0) ctx.relay.warm({ key: host.key, ip: host.ip, port: host.ssh.port, hostKey: host.hostKey ?? session.hostKey }, session);
-      const held = new Set((await session.execChecked(listHeldLayersScript(action.layers), { what: 'listing layers' })).stdout.split(/\s+/).filter(Boolean));
+      // What earlier, unfinished applies left and this send will not resume from goes first (relayed sends resume).
+      const owner = ctx.relay?.owner ?? relayOwner(cluster, ctx.state.lineage);
+      const list = `${dropStalePartialsScript(owner, ctx.relay ? action.layers : [])}\n${listHeldLayersScript(action.layers)}`;
+      const held = new Set((await session.execChecked(list, { what: 'listing layers' })).stdout.split(/\s+/).filter(Boolean));
       // A file the refresh found changed (size or content) is no copy of the layer, whatever its name says.
       for (const d of action.resend ?? []) held.delete(digestHex(d));
       // Held already: sent by an earlier, interrupted apply.

@@ -35,6 +35,11 @@ export interface ExecResult {
 export interface UploadOptions {
   expectedDigest?: Digest;
   mode?: number;
+  /**
+   * The temp file's name (it must be unique to this upload, beside remotePath): a caller that names its temps can
+   * find the ones an upload killed with its process left, and remove them.
+   */
+  tempPath?: string;
 }
 
 const OUTPUT_CAP = 1024 * 1024;
@@ -95,7 +100,7 @@ export class SshSession {
    * host, then renames it into place so readers never see a partial file.
    */
   async upload(source: Readable | Buffer, remotePath: string, opts: UploadOptions = {}): Promise<{ bytes: number }> {
-    const tmp = `${remotePath}.ci-${randomBytes(6).toString('hex')}.tmp`;
+    const tmp = opts.tempPath ?? `${remotePath}.ci-${randomBytes(6).toString('hex')}.tmp`;
     const qTmp = shellQuote(tmp);
     const hash = createHash('sha256');
     let bytes = 0;
