@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labsAvailable } from './helpers/lab.js';
+import { relayOwner } from '../engine/executor/relay.js';
 import { cleanupHome, clusterDoc, describeRun, labExec, labFootprint, leftovers, makeHome, serialSteps, writeClusterfile, type E2eHome, type LabFootprint } from './helpers/e2e.js';
 
 const CLUSTER = 'verbs-e2e';
@@ -72,7 +73,15 @@ describe.skipIf(!labsAvailable())('apply --target, state rm and plan --destroy o
     expect(plan.stdout).toContain('run CMD');
     expect(plan.stdout).toContain('set image verbs-e2e:v1');
     expect(plan.stdout).not.toContain('init-master0');
+    // Left on master0 by an earlier, killed apply of this cluster (a partial layer, an upload temp), and by another
+    // cluster's apply in flight. master0 is sent nothing now, but it runs the CMD: the finished apply removes them.
+    const owner = relayOwner(CLUSTER, home.readState(CLUSTER)!.lineage);
+    const layers = '/var/lib/cloudimage/layers';
+    const stale = [`${'ab'.repeat(32)}.tar.gz.${owner}.partial`, `${'ab'.repeat(32)}.tar.gz.ci-${owner}-0123456789ab.tmp`];
+    const theirs = `${'ab'.repeat(32)}.tar.gz.${'0'.repeat(12)}.partial`;
+    await labExec(home.labDir(CLUSTER), M0, `mkdir -p ${layers} && cd ${layers} && touch ${[...stale, theirs].join(' ')}`);
     await ci(['apply', '-f', cf, '--auto-approve']);
+    expect((await labExec(home.labDir(CLUSTER), M0, `cd ${layers} && ls | grep -v '\\.tar\\.gz$' || true`)).stdout.trim().split('\n')).toEqual([theirs]);
     await ci(['plan', '-f', cf, '--detailed-exitcode'], 0);
     expect(await hooksRan(N2)).toEqual(['init-host', 'join-node']);
     // master0 and node-1 joined knowing the whole membership: no reconfigure for them.

@@ -79,6 +79,12 @@ export class Connections {
     if (s) await (await s.catch(() => undefined))?.close().catch(() => undefined);
   }
 
+  /** The sessions open now, by host (none is opened, not even again). */
+  async open(): Promise<[string, SshSession][]> {
+    const all = await Promise.all([...this.sessions].map(async ([k, s]) => [k, await s.catch(() => undefined)] as const));
+    return all.filter((e): e is [string, SshSession] => e[1] !== undefined);
+  }
+
   async closeAll(): Promise<void> {
     await Promise.all([...this.sessions.keys()].map((k) => this.drop(k)));
   }

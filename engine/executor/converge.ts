@@ -17,7 +17,7 @@ import { createState, takeoverMessage } from '../../state/local.js';
 import { openStateBackend } from '../../state/open.js';
 import type { StateBackend } from '../../state/backend.js';
 import { emptyState, type ClusterState } from '../../state/model.js';
-import { Relay, relayOwner, revokeScript } from './relay.js';
+import { Relay, relayOwner, removePartialsScript, revokeScript } from './relay.js';
 import { providerNamed } from '../../providers/registry.js';
 import type { ProviderRuntime, Released } from '../../providers/contract.js';
 import type { ProviderName } from '../kernel/types.js';
@@ -242,6 +242,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
       return { plan, result, released };
     } finally {
       if (relay) await revokeRelay(relay, state, connections, !finished);
+      if (finished) await removeKeptPartials(state, connections, new Set(relay?.hostsToRevoke()));
       await connections.closeAll();
     }
   } finally {
@@ -369,6 +370,24 @@ function relayFor(state: ClusterState, desired: DesiredCluster): Relay {
     if (wanted.has(h.key)) for (const l of h.layers) relay.distributor.markHeld(l, h.key);
   }
   return relay;
+}
+
+/**
+ * After a finished apply, on the other hosts it reached (the relay's revoke did those its relay touched): the partial
+ * files and upload temps an earlier, unfinished apply of this cluster left, which nothing resumes from any more.
+ */
+async function removeKeptPartials(state: ClusterState, connections: Connections, done: Set<string>): Promise<void> {
+  const script = removePartialsScript(relayOwner(state.cluster, state.lineage));
+  const open = (await connections.open()).filter(([key]) => !done.has(key) && state.hosts[key]);
+  await Promise.all(
+    open.map(async ([, session]) => {
+      try {
+        await session.exec(script, { timeoutMs: 15_000 });
+      } catch {
+        // An unreachable host keeps them: its next send, or its removal from the cluster, deletes them.
+      }
+    }),
+  );
 }
 
 async function revokeRelay(relay: Relay, state: ClusterState, connections: Connections, keepPartials: boolean): Promise<void> {
