@@ -16,7 +16,7 @@ import { dirname } from 'node:path';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { InternalError, StateError, StateIdentityError, StateLockError, UsageError } from '../engine/kernel/errors.js';
-import { exists, tempSibling, writeFileAtomic } from '../engine/kernel/fsutil.js';
+import { exists, tempSibling, writeFileAtomic, writeFilesAtomic } from '../engine/kernel/fsutil.js';
 import { retry } from '../engine/kernel/retry.js';
 import type { Lock, LockInfo, MovedMarker, StateBackend, StateProbe, StateVersion } from './backend.js';
 import { movedError, parseMoved } from './moved.js';
@@ -196,9 +196,11 @@ export class LocalStateBackend implements StateBackend {
     const bytes = Buffer.from(text, 'utf8');
     this.lastWritten = undefined;
     // Backup first: a crash between the two leaves the backup one write ahead of the state, never a state without it.
-    await writeFileAtomic(this.backupPath, bytes, 0o600);
+    await writeFilesAtomic([
+      { path: this.backupPath, data: bytes, mode: 0o600 },
+      { path: this.path, data: bytes, mode: 0o600 },
+    ]);
     this.backupLineage = state.lineage;
-    await writeFileAtomic(this.path, bytes, 0o600);
     const file = await statOf(this.path);
     if (file) this.lastWritten = { file, stored: { cluster: written.cluster, lineage: written.lineage, serial }, keyId };
     // A state written here again (migrated back) is the state: the note that it had gone elsewhere goes.

@@ -5,6 +5,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalStateBackend, createState, parseDuration, statePathFor, takeoverMessage, withStateLock } from '../state/index.js';
 import { StateError, StateIdentityError, StateLockError } from '../engine/kernel/errors.js';
+import { writeFilesAtomic } from '../engine/kernel/fsutil.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ci-state-test-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -60,6 +61,26 @@ describe('state writer', () => {
     const text = (await fs.readFile(path, 'utf8')).replace(w1.lineage, other.lineage);
     writeFileSync(path, text);
     await expect(a.write(w1)).rejects.toThrow(/refusing to write state with lineage .* which holds lineage/);
+  });
+
+  test('the state and its backup are written together: renamed in order, and a failed write changes neither', async () => {
+    const dir = join(path, '..');
+    await fs.mkdir(dir, { recursive: true });
+    writeFileSync(join(dir, 'a'), 'old a');
+    writeFileSync(join(dir, 'b'), 'old b');
+    // The second file's temp cannot be made (its directory is a file): the first file is not put in place either.
+    writeFileSync(join(dir, 'nodir'), '');
+    await expect(writeFilesAtomic([{ path: join(dir, 'a'), data: 'new a' }, { path: join(dir, 'nodir', 'b'), data: 'new b' }])).rejects.toThrow();
+    expect(readFileSync(join(dir, 'a'), 'utf8')).toBe('old a');
+    // The second rename fails (a directory is in the way): the first file is new, the second old, no temp is left.
+    await fs.mkdir(join(dir, 'c'));
+    writeFileSync(join(dir, 'c', 'x'), '');
+    await expect(writeFilesAtomic([{ path: join(dir, 'b'), data: 'new b', mode: 0o600 }, { path: join(dir, 'c'), data: 'new c' }])).rejects.toThrow();
+    expect(readFileSync(join(dir, 'b'), 'utf8')).toBe('new b');
+    expect(statSync(join(dir, 'b')).mode & 0o777).toBe(0o600);
+    expect((await fs.readdir(dir)).sort()).toEqual(['a', 'b', 'c', 'nodir']);
+    await writeFilesAtomic([{ path: join(dir, 'a'), data: 'new a' }, { path: join(dir, 'b'), data: 'newer b' }]);
+    expect([readFileSync(join(dir, 'a'), 'utf8'), readFileSync(join(dir, 'b'), 'utf8')]).toEqual(['new a', 'newer b']);
   });
 
   test('a damaged state file is reported, pointing at the backup', async () => {
