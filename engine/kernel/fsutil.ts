@@ -38,18 +38,11 @@ async function writeSyncedTemp(path: string, data: string | Uint8Array, mode: nu
 }
 
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const tmp = await writeSyncedTemp(path, data, mode);
-  try {
-    await fs.rename(tmp, path);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await fsyncDir(dirname(path));
+  await writeFilesAtomic([{ path, data, mode }]);
 }
 
 /**
- * Several files put in place as writeFileAtomic puts one, with their temps written and synced at once (two copies of
+ * Files put in place each as writeFileAtomic puts one, with their temps written and synced at once (two copies of
  * a large state cost about as much as one on a disk with a queue), then renamed in the order given: a crash leaves
  * every earlier file of the list new and every later one old, never the other way round.
  */
