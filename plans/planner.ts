@@ -25,6 +25,7 @@ import {
   type RootfsBase,
 } from './actions.js';
 import { addCleanSteps, addPluginSteps, indexed } from './plugin-steps.js';
+import { ActionTable } from './action-table.js';
 
 /** A Clusterfile change the planner refuses (e.g. removing every master). */
 export class PlanRefusedError extends CiError {
@@ -113,10 +114,10 @@ export function plan(input: PlanInput): Plan {
   const maxUnavailable = Math.max(1, Math.floor(input.options?.maxUnavailable ?? 1));
   const hostsState = state?.hosts ?? {};
   const D = image.digest;
-  const actions = new Map<string, Action>();
+  const actions = new ActionTable();
   const add = (a: Action) => {
-    a.deps = distinct(a.deps).filter((d) => actions.has(d));
-    actions.set(a.id, a);
+    a.deps = onlyPlanned(distinct(a.deps), actions);
+    actions.set(a);
   };
   const has = (i: string) => actions.has(i);
   const present = (...ids: string[]) => ids.filter(has);
@@ -530,7 +531,7 @@ export function plan(input: PlanInput): Plan {
   if (state?.image?.digest !== D || configChanged || (state?.master0 !== undefined && state.master0 !== master0)) {
     const reason = !state?.image ? 'new cluster' : upgrading ? change! : promotion ?? (configChanged ? 'config changed' : 'master0 changed');
     // Every step planned, each once: set into the plan as it is, without the check `add` makes of a step's deps.
-    actions.set(id.setImage, {
+    actions.set({
       id: id.setImage,
       kind: 'set-image',
       image: {
@@ -543,19 +544,30 @@ export function plan(input: PlanInput): Plan {
       },
       master0,
       reason,
-      deps: [...actions.keys()],
+      deps: actions.ids(),
     });
   }
 
-  const list = orderActions([...actions.values()], desired.hosts.map((h) => h.key), removed.map((h) => h.key));
-  const touched = new Set(list.map((a) => a.host));
+  const list = orderActions(actions.list(), desired.hosts.map((h) => h.key), removed.map((h) => h.key), actions.indexOf);
+  // One pass over the steps for what the summary needs of them: the hosts touched, infrastructure by operation,
+  // and whether any CMD or app runs.
+  const touched = new Set<string | undefined>();
+  const infraOps: Record<InfraAction['op'], number> = { create: 0, update: 0, delete: 0 };
+  let guests = false;
+  for (const a of list) {
+    touched.add(a.host);
+    if (a.kind === 'infra') infraOps[a.op]++;
+    else if (a.kind === 'run-cmd' || a.kind === 'launch-app') guests = true;
+  }
   // A member no step touches is unchanged.
   const hosts: PlannedHost[] = [
     ...desired.hosts.map((h) => planned(h.key, hostsState[h.key]?.ip ?? h.ip, h.name, h.roles, !isExisting(h) ? 'add' : touched.has(h.key) ? 'change' : 'none')),
     ...removed.map((hs) => planned(hs.key, hs.ip || undefined, hs.name, hs.roles, 'destroy')),
   ];
   // CMDs and launches of a brand-new cluster are part of adding it; on an existing one they change the cluster.
-  const clusterChanged = state?.image !== undefined && list.some((a) => a.kind === 'run-cmd' || a.kind === 'launch-app');
+  const clusterChanged = state?.image !== undefined && guests;
+  const impacts: Record<Impact, number> = { add: 0, change: 0, destroy: 0, none: 0 };
+  for (const h of hosts) impacts[h.impact]++;
   return {
     version: PLAN_VERSION,
     operation: 'apply',
@@ -572,14 +584,12 @@ export function plan(input: PlanInput): Plan {
     hosts,
     ...(input.refresh ? { refresh: structuredClone(input.refresh) } : {}),
     summary: {
-      add: hosts.filter((h) => h.impact === 'add').length + infraCount(list, 'create'),
-      change: hosts.filter((h) => h.impact === 'change').length + (clusterChanged ? 1 : 0) + infraCount(list, 'update'),
-      destroy: hosts.filter((h) => h.impact === 'destroy').length + infraCount(list, 'delete'),
+      add: impacts.add + infraOps.create,
+      change: impacts.change + (clusterChanged ? 1 : 0) + infraOps.update,
+      destroy: impacts.destroy + infraOps.delete,
     },
   };
 }
-
-const infraCount = (actions: Action[], op: InfraAction['op']) => actions.filter((a) => a.kind === 'infra' && a.op === op).length;
 
 /**
  * Removal of the recorded infrastructure that `drop` selects: each after `after` (the hosts' removals) and after
@@ -654,7 +664,12 @@ const HOOK_ORDER: Record<HookName, number> = {
  * Kahn's algorithm over a heap of the ready actions by their rank in that reading order: n log n, where picking
  * the first ready action by scanning the pending ones was quadratic (33 s for 50,000 hosts).
  */
-export function orderActions(actions: Action[], desiredKeys: string[], removedKeys: string[]): Action[] {
+export function orderActions(
+  actions: readonly Action[],
+  desiredKeys: string[],
+  removedKeys: string[],
+  indexOf: (id: string) => number | undefined = positions(actions),
+): Action[] {
   // Nothing to order (a no-op plan): no ranks of 50,000 hosts to make.
   if (actions.length === 0) return [];
   const hostRank = new Map<string, number>();
@@ -697,8 +712,9 @@ export function orderActions(actions: Action[], desiredKeys: string[], removedKe
   }
   const sorted: Action[] = new Array(n);
   for (let i = 0; i < n; i++) sorted[i] = actions[order[i]];
-  const rank = new Map<string, number>();
-  sorted.forEach((a, i) => rank.set(a.id, i));
+  // A dep's rank in the reading order, from its position in `actions`.
+  const rankAt = new Int32Array(n);
+  for (let i = 0; i < n; i++) rankAt[order[i]] = i;
   // Dependents as one flat adjacency array (offsets per action): no small array per action to collect. A dep named
   // twice counts twice and is released twice; a dep that is no action of the plan is never done (a cycle, below).
   // Each dep's rank is looked up once, kept in `depRank` (-1: no action of the plan) for the second pass.
@@ -711,7 +727,8 @@ export function orderActions(actions: Action[], desiredKeys: string[], removedKe
     const deps = sorted[i].deps;
     waiting[i] = deps.length;
     for (const d of deps) {
-      const j = rank.get(d) ?? -1;
+      const at = indexOf(d);
+      const j = at === undefined ? -1 : rankAt[at];
       depRank[p++] = j;
       if (j >= 0) start[j + 1]++;
     }
@@ -738,6 +755,19 @@ export function orderActions(actions: Action[], desiredKeys: string[], removedKe
     throw new InternalError(`plan has a dependency cycle among ${left.map((a) => a.id).join(', ')}`);
   }
   return out;
+}
+
+/** Where each id is in `actions` (the last of repeats), for callers that keep no table of their own. */
+function positions(actions: readonly Action[]): (id: string) => number | undefined {
+  const at = new Map<string, number>();
+  actions.forEach((a, i) => at.set(a.id, i));
+  return (id) => at.get(id);
+}
+
+/** The deps that name planned steps; most name only those, and keep their list then (no copy per step). */
+function onlyPlanned(deps: string[], actions: ActionTable): string[] {
+  for (let i = 0; i < deps.length; i++) if (!actions.has(deps[i])) return deps.filter((d) => actions.has(d));
+  return deps;
 }
 
 /** The list without repeats, first occurrences kept; most lists are short and already distinct, so no copy then. */

@@ -62,8 +62,11 @@ export const pluginId = (p: DesiredPlugin, point: PluginPoint, key: string) => `
 export const pluginRecord = (name: string, point: PluginPoint) => `plugin:${name}@${point}`;
 export const aliasesDigest = (aliases: HostAlias[]): Digest => sha256(canonicalJson(aliases));
 
+/** The planned steps as plugin steps read them: a Map of them, or the planner's table. */
+export type PlannedSteps = Pick<ReadonlyMap<string, Action>, 'get' | 'values'>;
+
 interface Ctx {
-  actions: Map<string, Action>;
+  actions: PlannedSteps;
   add: (a: Action) => void;
   /** The index of `actions`, when the caller keeps one (it is told of every step added through `add`). */
   index?: PlanIndex;
@@ -95,7 +98,7 @@ const JOIN_HOOKS = new Set(['init-master0', 'join-master', 'join-node']);
  * at its first lookup, from the plan as it then is: a plan without plugins, aliases or labels never asks one, and
  * indexing 200,000 steps for nothing was a tenth of a 50,000-host plan.
  */
-export function planIndex(actions: Map<string, Action>) {
+export function planIndex(actions: PlannedSteps) {
   const rank = new Map<string, number>();
   const onHost = new Map<string, string[]>();
   const madeIn = new Map<string, string[]>();
@@ -160,7 +163,7 @@ export type PlanIndex = ReturnType<typeof planIndex>;
  * Makes each of `dependents` wait for `id`. The set of each dependent's deps is kept beside it, so adding a dep
  * does not scan the list (a pre-install plugin on every host makes every join wait for every host's step).
  */
-function waiter(actions: Map<string, Action>) {
+function waiter(actions: PlannedSteps) {
   const depsOf = new WeakMap<Action, Set<string>>();
   return (dependents: string[], id: string): void => {
     for (const d of dependents) {

@@ -28,7 +28,7 @@ const LAYERS: [RegExp, Layer][] = [
   [/^engine\/registry\//, 'oci-registry'],
   [/^engine\/clusterfile\//, 'clusterfile'],
   [/^engine\/config\//, 'config'],
-  [/^plans\/(planner|actions|image-info|plugin-steps|target|host-order)\.ts$|^plans\/render\//, 'planner'],
+  [/^plans\/(planner|actions|image-info|plugin-steps|action-table|target|host-order)\.ts$|^plans\/render\//, 'planner'],
   [/^plans\//, 'plans'],
   [/^engine\/executor\//, 'executor'],
   [/^engine\/cli\//, 'cli'],
