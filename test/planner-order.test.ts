@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { orderActions, plan } from '../plans/planner.js';
 import type { Action } from '../plans/actions.js';
+import { ActionTable } from '../plans/action-table.js';
 import { assertDag, simulate } from './planner.helpers.js';
 import { syntheticCluster, syntheticImage } from './bench/synthetic.js';
 
@@ -60,6 +61,23 @@ describe('plan order', () => {
     for (let seed = 1; seed <= 200; seed++) {
       const actions = randomActions(seed, 5 + (seed % 40), hosts);
       const got = orderActions(actions.map((a) => ({ ...a, deps: [...a.deps] })), hosts, []).map((a) => a.id);
+      expect(got, `seed ${seed}`).toEqual(referenceOrder(actions, hosts).map((a) => a.id));
+    }
+  });
+
+  it('orders the same through the planner\'s table of steps, a step planned again keeping its first place', () => {
+    const hosts = ['10.0.0.2', '10.0.0.3'];
+    for (let seed = 1; seed <= 50; seed++) {
+      const actions = randomActions(seed, 10 + seed, hosts);
+      const table = new ActionTable();
+      for (const a of actions) table.set({ ...a, deps: [] });
+      // Planned again with its deps: same place, the later step kept.
+      for (const a of actions) table.set({ ...a, deps: [...a.deps] });
+      expect(table.size).toBe(actions.length);
+      expect(table.ids()).toEqual(actions.map((a) => a.id));
+      expect(table.get(actions[0].id)?.deps).toEqual(actions[0].deps);
+      expect(table.indexOf('no-such-step')).toBeUndefined();
+      const got = orderActions(table.list(), hosts, [], table.indexOf).map((a) => a.id);
       expect(got, `seed ${seed}`).toEqual(referenceOrder(actions, hosts).map((a) => a.id));
     }
   });
