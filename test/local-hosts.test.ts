@@ -15,6 +15,7 @@ const netnsList = () => execFileSync('ip', ['netns', 'list'], { encoding: 'utf8'
 const pidAlive = (pid: number) => existsSync(`/proc/${pid}`) && !/^\S+ \(.*\) [ZX]/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
 
 interface RecordedHost {
+  hostKey: string;
   proc?: { pid: number };
   netns: string;
   veth: string;
@@ -49,6 +50,12 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
       expect(s.hostKey).toBe(h.hostKey);
       const r = await s.execChecked('hostname; id -u');
       expect(r.stdout).toBe(`${h.hostname}\n0\n`);
+    }
+    // Made at once (each host's own part outside the lab's lock): the file still records every host's key and process.
+    const onDisk = readLab(t.lab.dir).hosts;
+    for (const h of hosts) {
+      expect(onDisk[h.name].hostKey).toBe(h.hostKey);
+      expect(pidAlive(onDisk[h.name].proc!.pid)).toBe(true);
     }
   });
 

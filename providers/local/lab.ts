@@ -16,7 +16,7 @@ import { ensureEd25519Key } from '../ssh/keys.js';
 import { readLabFile, writeLabFile, type HostRecord, type LabFile } from './lab-file.js';
 import { bridgeName, checkHostName, machineName, netnsName, newLabId, vethName } from './names.js';
 import {
-  deleteHostNetwork, deleteLink, ensureBridge, ensureHostNetwork, interfaceAddresses, linkExists, listNetns, netnsExists, setLinkUp, shapeLink,
+  deleteHostNetwork, deleteLink, ensureBridge, ensureHostNetwork, ensureNetns, interfaceAddresses, linkExists, listNetns, netnsExists, setLinkUp, shapeLink,
 } from './network.js';
 import { isAlive, stopProcess, childrenOf, signal } from './procs.js';
 import { ensureRootfs } from './rootfs.js';
@@ -148,15 +148,17 @@ export class LocalLab {
       throw new LocalHostError(`invalid hostname "${opts.hostname}" for local host "${name}"`, { code: 'LOCAL_HOST_NAME_INVALID' });
     }
     const access: RootAccess = { authorizedKeys: opts.authorizedKeys, rootPasswordHash: opts.rootPasswordHash };
-    let started = false;
-    const rec = await this.locked(async () => {
+    // Only what hosts share is done under the lab's lock: the record (its address), the bridge and the namespace.
+    // Seeding a host's files, its key, its links and its sshd are its own and run beside other hosts' creation, so
+    // 16 hosts made at once start within a fraction of a second of each other, not one after another.
+    const made = await this.locked(async () => {
       let r = this.state.hosts[name];
       if (r && r.kind !== kind) {
         throw new LocalHostError(`local host "${name}" already exists as a ${r.kind} host, not ${kind}`, {
           hint: `remove it first (lab.removeHost) or pick another name`,
         });
       }
-      if (r && this.healthy(r)) return r;
+      if (r && this.healthy(r)) return { r, started: false };
       if (kind === 'light') await this.checkLightLabDir();
       const rootfs = kind === 'systemd' ? await ensureRootfs() : undefined;
       if (!r) {
@@ -176,25 +178,47 @@ export class LocalLab {
         this.state.hosts[name] = r;
         await this.save();
       }
-      started = true;
       try {
-        await this.stopHost(r);
-        const paths = hostPaths(this.hostDir(name), kind);
-        const operatorKey = (await fs.readFile(`${this.privateKeyPath}.pub`, 'utf8')).trim();
-        r.hostKey = await seedHost(paths, kind, r.hostname, operatorKey, access, rootfs ? join(rootfs, 'etc') : '/etc');
         await ensureBridge(this.state.bridge, this.state.subnet.gateway);
-        await ensureHostNetwork(r.netns, r.veth, this.state.bridge, r.ip);
-        r.proc =
-          kind === 'light'
-            ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip, access.rootPasswordHash !== undefined)
-            : startSystemdHost(paths, rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
-        await this.save();
+        // The first namespace of the machine makes /run/netns a mount point: never two of those at once.
+        await ensureNetns(r.netns);
       } catch (err) {
         await this.dropHost(r).catch(() => undefined);
         throw err;
       }
-      return r;
+      return { r: { ...r }, started: true, rootfs };
     });
+    let rec = made.r;
+    if (made.started) {
+      const r = made.r;
+      try {
+        await this.stopHost(r);
+        const paths = hostPaths(this.hostDir(name), kind);
+        const operatorKey = (await fs.readFile(`${this.privateKeyPath}.pub`, 'utf8')).trim();
+        r.hostKey = await seedHost(paths, kind, r.hostname, operatorKey, access, made.rootfs ? join(made.rootfs, 'etc') : '/etc');
+        await ensureHostNetwork(r.netns, r.veth, this.state.bridge, r.ip);
+        r.proc =
+          kind === 'light'
+            ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip, access.rootPasswordHash !== undefined)
+            : startSystemdHost(paths, made.rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
+      } catch (err) {
+        await this.locked(() => this.dropHost(this.state.hosts[name] ?? r)).catch(() => undefined);
+        throw err;
+      }
+      rec = await this.locked(async () => {
+        const cur = this.state.hosts[name];
+        if (!cur || cur.index !== r.index || cur.createdAt !== r.createdAt) {
+          // Removed while it was being made: what was started for it goes too.
+          await this.teardownHost(r);
+          throw new LocalHostError(`local host "${name}" was removed while it was being created`);
+        }
+        cur.hostKey = r.hostKey;
+        cur.proc = r.proc;
+        await this.save();
+        return cur;
+      });
+    }
+    const started = made.started;
     try {
       await this.waitReady(name);
     } catch (err) {

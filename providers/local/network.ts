@@ -55,9 +55,13 @@ export function macFor(ip: string): string {
   return ['02', '63', '69', ...ip.split('.').slice(1).map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
 }
 
+export async function ensureNetns(ns: string): Promise<void> {
+  if (!netnsExists(ns)) await mustRun('ip', ['netns', 'add', ns]);
+}
+
 /** Creates the namespace and its link; addresses are set but no default route, so nothing leaves the lab. */
 export async function ensureHostNetwork(ns: string, veth: string, bridge: string, ip: string): Promise<void> {
-  if (!netnsExists(ns)) await mustRun('ip', ['netns', 'add', ns]);
+  await ensureNetns(ns);
   if (!linkExists(veth)) {
     await runTool('ip', ['-n', ns, 'link', 'del', HOST_IFACE]);
     await mustRun('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', HOST_IFACE, 'address', macFor(ip), 'netns', ns]);

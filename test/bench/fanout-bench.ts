@@ -44,6 +44,8 @@ export interface FanoutCase {
   relayRetries: string[];
   /** When each host's layers were all in place, from the first transfer's start (sorted). */
   hostDoneMs: number[];
+  /** Each host's start and end of its layer transfer, from the first transfer's start, in the order they started. */
+  hostTransfers: { host: string; startMs: number; doneMs: number }[];
   /** Steps that finished after the last layer arrived, by kind (hooks by name): how many, and the longest. */
   stepsAfter: Record<string, { count: number; maxMs: number }>;
   parallelScp?: { ms: number; overLimit: number; operatorCopies: number };
@@ -232,6 +234,8 @@ export async function benchFanout(opts: {
       let cpuAtFirst: number[] | undefined;
       let cpuAtLast: number[] = [];
       const doneAt: number[] = [];
+      const started = new Map<string, number>();
+      const transfers: { host: string; start: number; done: number }[] = [];
       const steps: { kind: string; end: number; ms: number }[] = [];
       const retries: string[] = [];
       const reporter = (): Reporter => ({
@@ -240,6 +244,7 @@ export async function benchFanout(opts: {
           if (e.type === 'action-start' && e.action.kind === 'send-layers') {
             if (first === Infinity) cpuAtFirst = cpuTimes();
             first = Math.min(first, performance.now());
+            started.set(e.action.host, performance.now());
             if (!watcher.shaped.has(e.action.host.replace(`${name}-`, '')) && !watcher.shaped.has(e.action.host)) unshaped++;
           }
           if (e.type === 'action-done') steps.push({ kind: e.action.kind === 'hook' ? `hook ${e.action.hook}` : e.action.kind, end: performance.now(), ms: e.ms });
@@ -247,6 +252,7 @@ export async function benchFanout(opts: {
             last = Math.max(last, performance.now());
             cpuAtLast = cpuTimes();
             doneAt.push(performance.now());
+            transfers.push({ host: e.action.host, start: started.get(e.action.host) ?? NaN, done: performance.now() });
           }
         },
       });
@@ -277,6 +283,9 @@ export async function benchFanout(opts: {
           relayRetries: retries,
           cpuBusy: cpuAtFirst ? busyBetween(cpuAtFirst, cpuAtLast) : 0,
           hostDoneMs: doneAt.map((t) => round(t - first, 0)).sort((a, b) => a - b),
+          hostTransfers: transfers
+            .sort((a, b) => a.start - b.start)
+            .map((t) => ({ host: t.host, startMs: round(t.start - first, 0), doneMs: round(t.done - first, 0) })),
           stepsAfter: stepsAfter(steps, last),
         };
         if (opts.scp) {
