@@ -7,6 +7,9 @@ import { syntheticCluster, syntheticImage } from './synthetic.js';
 import { timeSync, type Timing } from './stats.js';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { ExecFigures } from './exec-bench.js';
 
 export interface PlanCase {
@@ -65,6 +68,39 @@ export function benchPlan(opts: { hosts: number; layers: number; runs: number })
   };
 }
 
+/**
+ * One plan in a process of its own, as `ci plan` makes it: a create plan, or an upgrade of one layer on the converged
+ * state read from a file (JSON.parse, as a backend reads it). Its peak RSS is what one plan costs, where the figures
+ * above hold the garbage of every run made in their process.
+ */
+export interface OnePlan {
+  kind: 'create' | 'upgrade';
+  /** Reading and parsing the state file (upgrade only), then the plan. */
+  stateReadMs?: number;
+  ms: number;
+  actions: number;
+  peakRssMB: number;
+}
+
+/** Writes the state a create plan of this size converges to, for onePlan's upgrade. */
+export function writeConvergedState(opts: { hosts: number; layers: number; file: string }): void {
+  const v1 = syntheticImage('v1', opts.layers);
+  const desired = syntheticCluster(opts.hosts, 3, v1.ref);
+  writeFileSync(opts.file, JSON.stringify(simulate(plan({ desired, image: v1 }), desired, undefined)));
+}
+
+export function onePlan(opts: { hosts: number; layers: number; state?: string }): Omit<OnePlan, 'peakRssMB'> {
+  const v1 = syntheticImage('v1', opts.layers);
+  const v2 = syntheticImage('v2', opts.layers, opts.layers - 1);
+  const desired = syntheticCluster(opts.hosts, 3, v1.ref);
+  const t0 = performance.now();
+  const state = opts.state ? JSON.parse(readFileSync(opts.state, 'utf8')) : undefined;
+  const t1 = performance.now();
+  const p = state ? plan({ desired: { ...desired, image: v2.ref }, image: v2, state }) : plan({ desired, image: v1 });
+  const ms = Math.round(performance.now() - t1);
+  return { kind: state ? 'upgrade' : 'create', ...(state ? { stateReadMs: Math.round(t1 - t0) } : {}), ms, actions: p.actions.length };
+}
+
 export interface ScaleFigures<T> {
   sizes: (T & { peakRssMB: number; cpuMs: number })[];
   /** Largest over smallest: hosts, and what the same work cost (x10 hosts should cost at most ~x12). */
@@ -82,10 +118,20 @@ function child<T>(args: string[]): T {
 const ratio = (a: number, b: number) => Number((b > 0 ? a / b : 0).toFixed(2));
 
 /** The planner at several sizes, each in a fresh process: time (median of `runs`), peak RSS, and how it scales. */
-export function benchPlanScale(opts: { hosts: number[]; layers: number; runs: number }): ScaleFigures<PlanFigures> {
-  const sizes = opts.hosts.map((h) =>
-    child<PlanFigures & { peakRssMB: number; cpuMs: number }>(['--what', 'plan', '--hosts', String(h), '--layers', String(opts.layers), '--runs', String(opts.runs)]),
-  );
+export function benchPlanScale(opts: { hosts: number[]; layers: number; runs: number }): ScaleFigures<PlanFigures & { onePlan: OnePlan[] }> {
+  const sizes = opts.hosts.map((h) => {
+    const size = ['--hosts', String(h), '--layers', String(opts.layers)];
+    const figures = child<PlanFigures & { peakRssMB: number; cpuMs: number }>(['--what', 'plan', ...size, '--runs', String(opts.runs)]);
+    const dir = mkdtempSync(join(tmpdir(), 'ci-plan-bench-'));
+    try {
+      const file = join(dir, 'state.json');
+      child(['--what', 'state', ...size, '--out', file]);
+      const one = [child<OnePlan>(['--what', 'plan-once', ...size]), child<OnePlan>(['--what', 'plan-once', ...size, '--state', file])];
+      return { ...figures, onePlan: one };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
   const [small, big] = [sizes[0], sizes[sizes.length - 1]];
   return {
     sizes,

@@ -3,7 +3,7 @@
  * a smaller size, or by the size before, would blur it). Prints one JSON object; run by plan-bench.ts.
  */
 import { parseArgs } from 'node:util';
-import { benchPlan } from './plan-bench.js';
+import { benchPlan, onePlan, writeConvergedState } from './plan-bench.js';
 import { benchExecutor } from './exec-bench.js';
 
 const { values } = parseArgs({
@@ -13,6 +13,8 @@ const { values } = parseArgs({
     layers: { type: 'string' },
     runs: { type: 'string', default: '3' },
     parallelism: { type: 'string', default: '10' },
+    state: { type: 'string' },
+    out: { type: 'string' },
   },
 });
 
@@ -20,10 +22,17 @@ async function main(): Promise<void> {
   const hosts = Number(values.hosts);
   const layers = Number(values.layers);
   const cpu0 = process.cpuUsage();
+  if (values.what === 'state') {
+    writeConvergedState({ hosts, layers, file: values.out! });
+    process.stdout.write('{}\n');
+    return;
+  }
   const figures =
     values.what === 'exec'
       ? await benchExecutor({ hosts, layers, parallelism: Number(values.parallelism) })
-      : benchPlan({ hosts, layers, runs: Number(values.runs) });
+      : values.what === 'plan-once'
+        ? onePlan({ hosts, layers, state: values.state })
+        : benchPlan({ hosts, layers, runs: Number(values.runs) });
   const cpu = process.cpuUsage(cpu0);
   const peakRssMB = Math.round(process.resourceUsage().maxRSS / 1024);
   process.stdout.write(JSON.stringify({ ...figures, peakRssMB, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }) + '\n');
