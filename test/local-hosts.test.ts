@@ -130,6 +130,22 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
     await t.lab.removeHost('extra');
   });
 
+  it('a removal asked while the host is being made waits for it, then removes everything it had', async () => {
+    const id = readLab(t.lab.dir).id;
+    const labSshds = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('ListenAddress=') && l.includes('/usr/sbin/sshd -D')).length;
+    const before = labSshds();
+    // Asked while the host's own part (files, key, links, sshd) is made outside the lab's lock.
+    const adding = t.lab.addHost('gone', 'light');
+    const removing = t.lab.removeHost('gone');
+    await adding;
+    await removing;
+    expect(t.lab.host('gone')).toBeUndefined();
+    expect(readLab(t.lab.dir).hosts.gone).toBeUndefined();
+    expect(netnsList()).not.toContain(`ci-${id}-gone`);
+    expect(existsSync(join(t.lab.dir, 'hosts', 'gone'))).toBe(false);
+    expect(labSshds()).toBe(before);
+  });
+
   it('gives a host made at the address of a removed one the same MAC, so neighbour caches stay right', async () => {
     const mac = (ns: string) => /link\/ether (\S+)/.exec(execFileSync('ip', ['-n', ns, 'link', 'show', 'eth0'], { encoding: 'utf8' }))![1];
     await t.lab.addHost('first', 'light');

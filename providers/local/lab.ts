@@ -55,6 +55,8 @@ const toLabHost = (r: HostRecord): LabHost => ({ name: r.name, hostname: r.hostn
 
 export class LocalLab {
   private queue: Promise<unknown> = Promise.resolve();
+  /** Hosts being added in this process, by name (their own part is made outside the lock): a removal waits for it. */
+  private readonly making = new Map<string, Promise<unknown>>();
 
   private constructor(
     readonly dir: string,
@@ -151,6 +153,31 @@ export class LocalLab {
     // Only what hosts share is done under the lab's lock: the record (its address), the bridge and the namespace.
     // Seeding a host's files, its key, its links and its sshd are its own and run beside other hosts' creation, so
     // 16 hosts made at once start within a fraction of a second of each other, not one after another.
+    // A removal of this host asked meanwhile (removeHost, destroy) waits until the add has ended either way.
+    const adding = this.add(name, kind, opts, access);
+    const settled = adding.catch(() => undefined);
+    this.making.set(name, settled);
+    try {
+      return await adding;
+    } finally {
+      if (this.making.get(name) === settled) this.making.delete(name);
+    }
+  }
+
+  private async add(name: string, kind: HostKind, opts: AddHostOptions, access: RootAccess): Promise<LabHost> {
+    const { rec, started } = await this.make(name, kind, opts, access);
+    try {
+      await this.waitReady(name);
+    } catch (err) {
+      // A host found running is left alone: a slow answer is no reason to remove a host that may hold data.
+      if (started) await this.locked(() => this.dropHost(this.state.hosts[name] ?? rec)).catch(() => undefined);
+      throw err;
+    }
+    return toLabHost(rec);
+  }
+
+  /** The record (under the lab's lock), then the host's own part unless it was running already. */
+  private async make(name: string, kind: HostKind, opts: AddHostOptions, access: RootAccess): Promise<{ rec: HostRecord; started: boolean }> {
     const made = await this.locked(async () => {
       let r = this.state.hosts[name];
       if (r && r.kind !== kind) {
@@ -188,48 +215,53 @@ export class LocalLab {
       }
       return { r: { ...r }, started: true, rootfs };
     });
-    let rec = made.r;
-    if (made.started) {
-      const r = made.r;
-      try {
-        await this.stopHost(r);
-        const paths = hostPaths(this.hostDir(name), kind);
-        const operatorKey = (await fs.readFile(`${this.privateKeyPath}.pub`, 'utf8')).trim();
-        r.hostKey = await seedHost(paths, kind, r.hostname, operatorKey, access, made.rootfs ? join(made.rootfs, 'etc') : '/etc');
-        await ensureHostNetwork(r.netns, r.veth, this.state.bridge, r.ip);
-        r.proc =
-          kind === 'light'
-            ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip, access.rootPasswordHash !== undefined)
-            : startSystemdHost(paths, made.rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
-      } catch (err) {
-        await this.locked(() => this.dropHost(this.state.hosts[name] ?? r)).catch(() => undefined);
-        throw err;
-      }
-      rec = await this.locked(async () => {
-        const cur = this.state.hosts[name];
-        if (!cur || cur.index !== r.index || cur.createdAt !== r.createdAt) {
-          // Removed while it was being made: what was started for it goes too.
-          await this.teardownHost(r);
-          throw new LocalHostError(`local host "${name}" was removed while it was being created`);
-        }
-        cur.hostKey = r.hostKey;
-        cur.proc = r.proc;
-        await this.save();
-        return cur;
-      });
-    }
-    const started = made.started;
+    if (!made.started) return { rec: made.r, started: false };
+    return { rec: await this.makeOwnPart(name, kind, made.r, access, made.rootfs), started: true };
+  }
+
+  /** A host's own part, outside the lab's lock: its files, key, links and sshd; then its record, under the lock. */
+  private async makeOwnPart(name: string, kind: HostKind, r: HostRecord, access: RootAccess, rootfs: string | undefined): Promise<HostRecord> {
     try {
-      await this.waitReady(name);
+      await this.stopHost(r);
+      const paths = hostPaths(this.hostDir(name), kind);
+      const operatorKey = (await fs.readFile(`${this.privateKeyPath}.pub`, 'utf8')).trim();
+      r.hostKey = await seedHost(paths, kind, r.hostname, operatorKey, access, rootfs ? join(rootfs, 'etc') : '/etc');
+      await ensureHostNetwork(r.netns, r.veth, this.state.bridge, r.ip);
+      r.proc =
+        kind === 'light'
+          ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip, access.rootPasswordHash !== undefined)
+          : startSystemdHost(paths, rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
     } catch (err) {
-      // A host found running is left alone: a slow answer is no reason to remove a host that may hold data.
-      if (started) await this.removeHost(name).catch(() => undefined);
+      await this.locked(() => this.dropHost(this.state.hosts[name] ?? r)).catch(() => undefined);
       throw err;
     }
-    return toLabHost(rec);
+    return this.locked(async () => {
+      const cur = this.state.hosts[name];
+      if (!cur || cur.index !== r.index || cur.createdAt !== r.createdAt) {
+        // Removed meanwhile by another process sharing the lab: what was started for it goes too. Made again
+        // meanwhile, the namespace and directory (named after the host) are the new one's: only this process goes.
+        if (!cur) {
+          await this.teardownHost(r);
+          await fs.rm(this.hostDir(name), { recursive: true, force: true });
+        } else await this.stopHost(r);
+        throw new LocalHostError(`local host "${name}" was removed while it was being created`);
+      }
+      cur.hostKey = r.hostKey;
+      cur.proc = r.proc;
+      await this.save();
+      return cur;
+    });
+  }
+
+  /** Waits for the adds of hosts under way in this process (all, or the one named) to end, made or given up. */
+  private async madeYet(name?: string): Promise<void> {
+    if (name !== undefined) await this.making.get(name);
+    else await Promise.all(this.making.values());
   }
 
   async removeHost(name: string): Promise<void> {
+    // Not while it is being added: its own part is made outside the lock, and its files would go under the writer.
+    await this.madeYet(name);
     await this.locked(async () => {
       const r = this.state.hosts[name];
       if (r) await this.dropHost(r);
@@ -242,6 +274,7 @@ export class LocalLab {
    */
   async destroy(): Promise<LabRemoval> {
     const removal: LabRemoval = { hosts: [], dir: this.dir };
+    await this.madeYet();
     await this.locked(async () => {
       const prefix = `ci-${this.state.id}-`;
       for (const r of Object.values(this.state.hosts)) {
