@@ -4,6 +4,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/helpers/global-setup.ts'],
+    setupFiles: ['test/helpers/test-home.ts'],
     testTimeout: 120_000,
     hookTimeout: 300_000,
     // Two files at a time: most of an end-to-end test is waiting on hosts, and clusters on one machine must not
