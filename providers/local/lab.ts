@@ -170,7 +170,7 @@ export class LocalLab {
       await this.waitReady(name);
     } catch (err) {
       // A host found running is left alone: a slow answer is no reason to remove a host that may hold data.
-      if (started) await this.locked(() => this.dropHost(this.state.hosts[name] ?? rec)).catch(() => undefined);
+      if (started) await this.dropLocked(name, rec).catch(() => undefined);
       throw err;
     }
     return toLabHost(rec);
@@ -232,7 +232,7 @@ export class LocalLab {
           ? startLightHost(paths, this.dir, r.netns, r.hostname, r.ip, access.rootPasswordHash !== undefined)
           : startSystemdHost(paths, rootfs!, r.netns, machineName(this.state.id, name), r.hostname);
     } catch (err) {
-      await this.locked(() => this.dropHost(this.state.hosts[name] ?? r)).catch(() => undefined);
+      await this.dropLocked(name, r).catch(() => undefined);
       throw err;
     }
     return this.locked(async () => {
@@ -415,6 +415,11 @@ export class LocalLab {
     await this.stopHost(r);
     await deleteHostNetwork(r.netns, r.veth);
     r.proc = undefined;
+  }
+
+  /** dropHost under the lock, of the host's record as the lab file now has it (or as this call made it). */
+  private dropLocked(name: string, made: HostRecord): Promise<void> {
+    return this.locked(() => this.dropHost(this.state.hosts[name] ?? made));
   }
 
   /** Everything of one host: processes, network, files and its record. Runs under the lock. */

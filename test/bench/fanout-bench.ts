@@ -233,7 +233,6 @@ export async function benchFanout(opts: {
       let unshaped = 0;
       let cpuAtFirst: number[] | undefined;
       let cpuAtLast: number[] = [];
-      const doneAt: number[] = [];
       const started = new Map<string, number>();
       const transfers: { host: string; start: number; done: number }[] = [];
       const steps: { kind: string; end: number; ms: number }[] = [];
@@ -251,7 +250,6 @@ export async function benchFanout(opts: {
           if (e.type === 'action-done' && e.action.kind === 'send-layers') {
             last = Math.max(last, performance.now());
             cpuAtLast = cpuTimes();
-            doneAt.push(performance.now());
             transfers.push({ host: e.action.host, start: started.get(e.action.host) ?? NaN, done: performance.now() });
           }
         },
@@ -282,7 +280,7 @@ export async function benchFanout(opts: {
           unshapedAtTransfer: unshaped,
           relayRetries: retries,
           cpuBusy: cpuAtFirst ? busyBetween(cpuAtFirst, cpuAtLast) : 0,
-          hostDoneMs: doneAt.map((t) => round(t - first, 0)).sort((a, b) => a - b),
+          hostDoneMs: transfers.map((t) => round(t.done - first, 0)).sort((a, b) => a - b),
           hostTransfers: transfers
             .sort((a, b) => a.start - b.start)
             .map((t) => ({ host: t.host, startMs: round(t.start - first, 0), doneMs: round(t.done - first, 0) })),
