@@ -132,8 +132,11 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
 
   it('a removal asked while the host is being made waits for it, then removes everything it had', async () => {
     const id = readLab(t.lab.dir).id;
-    const labSshds = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes('ListenAddress=') && l.includes('/usr/sbin/sshd -D')).length;
+    // This lab's sshds only (its own subnet): other test files make and remove hosts of their own meanwhile.
+    const listen = `ListenAddress=${t.lab.subnet.gateway.replace(/\.1$/, '.')}`;
+    const labSshds = () => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(listen) && l.includes('/usr/sbin/sshd -D')).length;
     const before = labSshds();
+    expect(before).toBeGreaterThan(0);
     // Asked while the host's own part (files, key, links, sshd) is made outside the lab's lock.
     const adding = t.lab.addHost('gone', 'light');
     const removing = t.lab.removeHost('gone');
