@@ -28,7 +28,7 @@ interface Running {
 
 const children: ChildProcessWithoutNullStreams[] = [];
 
-/** Starts the CLI and waits until it prints its endpoint (or exits). */
+/** Starts the CLI and waits until it has printed its whole banner, endpoint to the Ctrl-C line (or exits). */
 async function startCli(args: string[], env: NodeJS.ProcessEnv): Promise<Running> {
   const child = spawn(process.execPath, [CI_BIN, 'emulator', 'aliyun', '--listen', '127.0.0.1:0', ...args], {
     env: { ...process.env, FORCE_COLOR: '0', ...env },
@@ -42,8 +42,9 @@ async function startCli(args: string[], env: NodeJS.ProcessEnv): Promise<Running
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const endpoint = await new Promise<string>((resolve, reject) => {
     const timer = setInterval(() => {
+      // The banner's lines may arrive in separate reads: the endpoint alone is not the whole of it.
       const m = /endpoint:\s+(\S+)/.exec(out);
-      if (m) {
+      if (m && out.includes('Ctrl-C stops it')) {
         clearInterval(timer);
         resolve(m[1]);
       }
