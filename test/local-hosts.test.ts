@@ -130,6 +130,17 @@ describe.skipIf(!labsAvailable())('local light hosts', () => {
     await t.lab.removeHost('extra');
   });
 
+
+  it('refuses a host of an unknown kind before recording it, so the lab still opens afterwards', async () => {
+    const err = await t.lab.addHost('oddkind', 'node' as 'light').catch((e: unknown) => e);
+    expect((err as LocalHostError).code).toBe('LOCAL_HOST_KIND_INVALID');
+    expect((err as Error).message).toBe('invalid kind "node" for local host "oddkind"');
+    expect((err as LocalHostError).hint).toBe('use one of: light, systemd');
+    expect(readLab(t.lab.dir).hosts.oddkind).toBeUndefined();
+    expect(netnsList()).not.toContain(`ci-${t.lab.id}-oddkind`);
+    const again = await LocalLab.open(t.lab.dir);
+    expect(again.hosts().map((h) => h.name).sort()).toEqual(names);
+  });
   it('a removal asked while the host is being made waits for it, then removes everything it had', async () => {
     const id = readLab(t.lab.dir).id;
     // This lab's sshds only (its own subnet): other test files make and remove hosts of their own meanwhile.

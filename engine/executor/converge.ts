@@ -23,7 +23,7 @@ import type { ProviderRuntime, Released } from '../../providers/contract.js';
 import type { ProviderName } from '../kernel/types.js';
 import { Connections, DEFAULT_TUNING, type ConnectionTuning } from './connections.js';
 import type { Reporter } from './events.js';
-import { execute, type ExecuteResult } from './executor.js';
+import { DEFAULT_PARALLELISM, execute, type ExecuteResult } from './executor.js';
 import { checkIdentity, DEFAULT_PROBE, type IdentityWarning } from './identity.js';
 import { DEFAULT_REFRESH, layerSizes, refreshHosts, type RefreshMode, type RefreshTuning } from './refresh.js';
 import { actedDrift, type PlanRefresh } from '../../plans/actions.js';
@@ -234,7 +234,7 @@ export async function applyCluster(opts: ConvergeOptions): Promise<ConvergeResul
     try {
       const result = await execute(
         { plan, desired: prepared.desired, state, store, provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 }, relay, checked: prepared.checked },
-        { parallelism: opts.parallelism ?? 10, transfers: opts.transfers, backend, signal: opts.signal },
+        { parallelism: opts.parallelism ?? DEFAULT_PARALLELISM, transfers: opts.transfers, backend, signal: opts.signal },
       );
       finished = result.failed.length === 0 && !result.interrupted;
       // Every create failed: the hosts removed themselves, and what was made for them (a local lab) goes too.
@@ -277,7 +277,7 @@ export async function destroyCluster(opts: ConvergeOptions): Promise<ConvergeRes
     try {
       result = await execute(
         { plan, desired, state, store: new ImageStore(home), provider, connections, reporter: opts.reporter(plan.cluster), bytesSent: new Map(), uplink: { bytes: 0 } },
-        { parallelism: opts.parallelism ?? 10, backend, signal: opts.signal },
+        { parallelism: opts.parallelism ?? DEFAULT_PARALLELISM, backend, signal: opts.signal },
       );
     } finally {
       await connections.closeAll();

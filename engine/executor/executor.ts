@@ -20,8 +20,8 @@ export interface ExecuteOptions {
   /**
    * Layer sends under way at once when hosts pass layers on to each other (a relay), counted apart from
    * `parallelism`: such a send costs this machine one waiting command, the relay itself bounds what leaves this
-   * machine, and hosts form one chain only when they receive together (under `parallelism` alone, 16 hosts with
-   * the default 10 would receive in two rounds). Default: the larger of `parallelism` and DEFAULT_TRANSFERS.
+   * machine, and hosts form one chain only when they receive together (under `parallelism` alone, more hosts than it
+   * would receive in rounds). Default: the larger of `parallelism` and DEFAULT_TRANSFERS.
    */
   transfers?: number;
   backend: StateBackend;
@@ -49,6 +49,9 @@ export interface ExecuteResult {
   /** Layer bytes that left this machine (the rest were passed between hosts). */
   uplinkBytes: number;
 }
+
+/** Steps under way at once unless told otherwise (`--parallelism`). */
+export const DEFAULT_PARALLELISM = 10;
 
 /** Relayed layer sends under way at once unless told otherwise (`ci apply --transfers`). */
 export const DEFAULT_TRANSFERS = 64;

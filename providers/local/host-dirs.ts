@@ -7,7 +7,9 @@ import { fingerprintOfPublicKeyLine } from '../ssh/fingerprint.js';
 import { LocalHostError } from './errors.js';
 import { ensureEd25519Key } from '../ssh/keys.js';
 
-export type HostKind = 'light' | 'systemd';
+/** What a local host is: a light host (namespaces, an overlay of this machine's root, an sshd) or a systemd container. */
+export const HOST_KINDS = ['light', 'systemd'] as const;
+export type HostKind = (typeof HOST_KINDS)[number];
 
 /** Directories a light host sees through its own overlay (lower = the machine's own directory). */
 export const LIGHT_OVERLAY_DIRS = ['etc', 'var', 'opt', 'usr', 'srv'];

@@ -4,13 +4,14 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '../../engine/kernel/fsutil.js';
 import { LocalHostError } from './errors.js';
+import { HOST_KINDS } from './host-dirs.js';
 
 const ProcRefSchema = z.object({ pid: z.number().int(), startTime: z.string() });
 
 export const HostRecordSchema = z.object({
   name: z.string(),
   hostname: z.string(),
-  kind: z.enum(['light', 'systemd']),
+  kind: z.enum(HOST_KINDS),
   ip: z.string(),
   index: z.number().int(),
   netns: z.string(),

@@ -11,7 +11,7 @@ import { HostUnreachableError, StateIdentityError, TransientError } from '../../
 import { connectSsh } from '../ssh/session.js';
 import type { SshTarget } from '../ssh/target.js';
 import { LocalHostError, requireRoot } from './errors.js';
-import { hostPaths, seedHost, LIGHT_OVERLAY_DIRS, type HostKind, type RootAccess } from './host-dirs.js';
+import { HOST_KINDS, hostPaths, seedHost, LIGHT_OVERLAY_DIRS, type HostKind, type RootAccess } from './host-dirs.js';
 import { ensureEd25519Key } from '../ssh/keys.js';
 import { readLabFile, writeLabFile, type HostRecord, type LabFile } from './lab-file.js';
 import { bridgeName, checkHostName, machineName, netnsName, newLabId, vethName } from './names.js';
@@ -146,6 +146,10 @@ export class LocalLab {
    */
   async addHost(name: string, kind: HostKind, opts: AddHostOptions = {}): Promise<LabHost> {
     checkHostName(name);
+    // Checked before anything is recorded: a record of an unknown kind would leave a lab file no later open can read.
+    if (!(HOST_KINDS as readonly string[]).includes(kind)) {
+      throw new LocalHostError(`invalid kind "${String(kind)}" for local host "${name}"`, { code: 'LOCAL_HOST_KIND_INVALID', hint: `use one of: ${HOST_KINDS.join(', ')}` });
+    }
     if (opts.hostname !== undefined && !HOSTNAME.test(opts.hostname)) {
       throw new LocalHostError(`invalid hostname "${opts.hostname}" for local host "${name}"`, { code: 'LOCAL_HOST_NAME_INVALID' });
     }

@@ -13,9 +13,7 @@ import {
 import type { SshTarget } from '../ssh/target.js';
 import { LocalLab } from './lab.js';
 import { labFilePath, readLabFile } from './lab-file.js';
-import type { HostKind } from './host-dirs.js';
-
-export const LOCAL_KINDS = ['light', 'systemd'] as const;
+import { HOST_KINDS, type HostKind } from './host-dirs.js';
 
 export function labDirFor(home: string, cluster: string): string {
   return join(home, 'local', cluster);
@@ -81,7 +79,7 @@ export class LocalRuntime implements ProviderRuntime {
   }
 }
 
-const LocalBlock = z.strictObject({ kind: z.enum(LOCAL_KINDS).optional() }).describe('defaults for the hosts this machine makes');
+const LocalBlock = z.strictObject({ kind: z.enum(HOST_KINDS).optional() }).describe('defaults for the hosts this machine makes');
 
 function check({ groups }: { groups: GroupInput[] }): ProviderIssue[] {
   const out: ProviderIssue[] = [];
@@ -116,7 +114,7 @@ export const localProvider: ProviderModule = {
     block: { key: 'local', schema: LocalBlock },
     groupFields: {
       count: z.number().int().min(1).describe('how many hosts to make'),
-      kind: z.enum(LOCAL_KINDS).describe('host kind for this group'),
+      kind: z.enum(HOST_KINDS).describe('host kind for this group'),
     },
     foreignFieldHints: { ips: 'LOCAL hosts get their IPs when created: give count instead of ips' },
     check,

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { ciHome } from '../../kernel/home.js';
 import { applyCluster } from '../../executor/converge.js';
-import { DEFAULT_TRANSFERS } from '../../executor/executor.js';
+import { DEFAULT_PARALLELISM, DEFAULT_TRANSFERS } from '../../executor/executor.js';
 import { loadPlanFile } from '../../../plans/planfile.js';
 import { parseDuration } from '../../../state/local.js';
 import { positiveInt, refreshMode } from '../options.js';
@@ -121,7 +121,7 @@ export function register(program: Command): void {
     .option('-f, --file <Clusterfile>', 'the Clusterfile', 'Clusterfile')
     .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
     .option('--auto-approve', 'do not ask for confirmation')
-    .option('--parallelism <n>', 'hosts worked on at once', '10')
+    .option('--parallelism <n>', 'steps under way at once', String(DEFAULT_PARALLELISM))
     .option('--transfers <n>', `hosts receiving layers from other hosts at once, apart from --parallelism (default: the larger of --parallelism and ${DEFAULT_TRANSFERS})`)
     .option('--max-unavailable <n>', 'nodes upgraded at once', '1')
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { destroyCluster } from '../../executor/converge.js';
+import { DEFAULT_PARALLELISM } from '../../executor/executor.js';
 import { parseDuration } from '../../../state/local.js';
 import { LineReporter, renderReleased, renderSummary } from '../progress.js';
 import { confirmer, interruptSignal } from '../confirm.js';
@@ -54,7 +55,7 @@ export function register(program: Command): void {
     .option('-f, --file <Clusterfile>', 'the Clusterfile', 'Clusterfile')
     .option('--state <path>', 'state file (default: $CI_HOME/clusters/<name>/state.json)')
     .option('--auto-approve', 'do not ask for confirmation')
-    .option('--parallelism <n>', 'hosts worked on at once', '10')
+    .option('--parallelism <n>', 'steps under way at once', String(DEFAULT_PARALLELISM))
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
     .option('--backend <type>', "where the state is kept, over the Clusterfile's spec.backend: local or etcd")
     .action(async (o: ConvergeFlags) => {

@@ -1,7 +1,7 @@
 /** Flags `ci run`, `ci join` and `ci delete` share with `ci apply`, and how they become apply's. */
 import type { Command } from 'commander';
 import { collect, type ApplyFlags } from './apply.js';
-import { DEFAULT_TRANSFERS } from '../../executor/executor.js';
+import { DEFAULT_PARALLELISM, DEFAULT_TRANSFERS } from '../../executor/executor.js';
 
 export interface ShortcutFlags {
   name: string;
@@ -20,7 +20,7 @@ export function convergeOptions(c: Command): Command {
   return c
     .option('-e, --env <KEY=VALUE>', 'set a cluster env value (repeatable)', collect)
     .option('--auto-approve', 'do not ask for confirmation')
-    .option('--parallelism <n>', 'hosts worked on at once', '10')
+    .option('--parallelism <n>', 'steps under way at once', String(DEFAULT_PARALLELISM))
     .option('--transfers <n>', `hosts receiving layers from other hosts at once, apart from --parallelism (default: the larger of --parallelism and ${DEFAULT_TRANSFERS})`)
     .option('--lock-timeout <duration>', 'wait this long for the state lock (e.g. 30s)', '0')
     .option('--backend <type>', "where the state is kept, over the Clusterfile's spec.backend: local or etcd")
