@@ -1,10 +1,10 @@
 /**
  * Configs on LOCAL light hosts, through the `ci` CLI: a Config merges into a file of the image that a CMD reads and
  * a template is rendered with the cluster's env; changing the Config re-sends only the small config layer and
- * re-runs the CMD; an unchanged Config runs nothing.
+ * re-runs the CMD; an unchanged Config runs nothing; removing it gives the image's file back without a full unpack.
  */
 import { afterAll, beforeAll, describe, expect } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { labsAvailable } from './helpers/lab.js';
@@ -105,12 +105,28 @@ describe.skipIf(!labsAvailable())('Configs on LOCAL hosts', () => {
   });
 
   step('a merge into a file the image lacks is refused naming the Config and its line, and changes nothing', async () => {
-    const text = (await import('node:fs')).readFileSync(clusterfile, 'utf8').replace('etc/app/values.yaml', 'etc/app/missing.yaml');
+    const text = readFileSync(clusterfile, 'utf8').replace('etc/app/values.yaml', 'etc/app/missing.yaml');
     writeFileSync(clusterfile, text);
     const line = text.split('\n').findIndex((l) => l.startsWith('kind: Config')) + 1;
     const r = await home.ci(['plan', '-f', clusterfile]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(`Clusterfile:${line}: Config app-values: spec.path etc/app/missing.yaml: strategy merge needs the file in the image`);
     expect(await runs()).toEqual(['replicas: 3', 'replicas: 5']);
+  });
+
+  step("removing the Config gives the image's own file back, built on the host's rootfs instead of unpacked in full", async () => {
+    const text = readFileSync(clusterfile, 'utf8');
+    writeFileSync(clusterfile, text.slice(0, text.indexOf('---\n')));
+    const p = await planJson();
+    expect(p.actions.filter((a: { kind: string }) => a.kind === 'send-layers')).toEqual([
+      expect.objectContaining({ host, layers: [p.config.digest], reason: 'config changed' }),
+    ]);
+    const r = await apply();
+    expect(r.code, r.why).toBe(0);
+    expect(r.stdout + r.stderr).toContain('cloudimage: rootfs unpacked incrementally');
+    expect(await onHost(`cat ${DIR}/rootfs/etc/app/values.yaml`)).toBe('# defaults\nreplicas: 1\ndb:\n  host: db\n  password: image-default\n');
+    expect(await onHost(`cat ${DIR}/rootfs/etc/site.conf`)).toBe('site=eu-1\nzone=a\n');
+    expect(await runs()).toEqual(['replicas: 3', 'replicas: 5', 'replicas: 1']);
+    expect((await home.ciOk(['plan', '-f', clusterfile])).stdout).toMatch(/^No changes\./);
   });
 });

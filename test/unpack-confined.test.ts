@@ -86,7 +86,7 @@ describe.skipIf(!labsAvailable())('the host unpack is confined even when the lay
       const first = await s.exec(unpackScript(CLUSTER, st.layers.slice(0, 1), { image: st.layers[0], allowSetid: false }), { timeoutMs: 60_000 });
       expect(first.code, first.stderr).toBe(0);
       await s.upload(Buffer.from('exit 42\n'), remoteUnpackPlan(CLUSTER), { mode: 0o600 });
-      const inc = { keep: 1, remove: [], modes: [], steps: st.checked.steps.slice(1) };
+      const inc = { keep: 1, remove: [], modes: [], restore: [], steps: st.checked.steps.slice(1) };
       await s.upload(Buffer.from(incrementalPlanScript(st.checked, inc)), remoteIncrementalPlan(CLUSTER), { mode: 0o600 });
       const r = await s.exec(unpackScript(CLUSTER, st.layers, { image: st.layers[1], allowSetid: false }, { image: st.layers[0] }), { timeoutMs: 60_000 });
       results.push({ name: `${st.name} (incremental)`, code: r.code, stderr: r.stderr });

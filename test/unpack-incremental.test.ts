@@ -4,7 +4,7 @@
  * whiteouts, opaque directories, a file replaced by a directory and the reverse) are unpacked three ways by the
  * host's own confined scripts: the old image in full, then the new one incrementally on top of it, and the new
  * one in full in another cluster directory; both trees of the new image must be identical (type, mode, link
- * count, size, symlink target). A rootfs changed after it was recorded is never built on.
+ * count, size, symlink target, content). A rootfs changed after it was recorded is never built on.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -92,7 +92,8 @@ describe('incremental verdicts', () => {
     const low = [[dir('etc'), f('etc/a'), sym('l', 'etc')]];
     expect(await verdict(low, [[wh('etc/a')]], [[f('n')]])).toEqual({ full: expect.stringMatching(/removed "etc\/a"/) });
     expect(await verdict(low, [[opq('etc')]], [[f('n')]])).toEqual({ full: expect.stringMatching(/hid the content of "etc"/) });
-    expect(await verdict(low, [[f('etc/a', 'changed')]], [[f('n')]])).toEqual({ full: expect.stringMatching(/replaced "etc\/a"/) });
+    // A file over a file is no such case: taken out, and extracted alone again (see below).
+    expect(await verdict(low, [[f('etc/a', 'changed')]], [[f('n')]])).toEqual({ plan: expect.objectContaining({ remove: ['etc/a'], restore: [expect.objectContaining({ paths: ['etc/a'] })] }) });
     expect(await verdict(low, [[dir('l')]], [[f('n')]])).toEqual({ full: expect.stringMatching(/replaced "l"/) });
     expect(await verdict([[f('d/x')]], [[dir('d', 0o700)]], [[f('n')]])).toEqual({ full: expect.stringMatching(/without listing it/) });
   });
@@ -107,8 +108,26 @@ describe('incremental verdicts', () => {
     // A new hard link to it before it is written again would join the file taken out.
     expect(await verdict(low, [[f('etc/b', 'old')]], [[hard('x', 'etc/b'), f('etc/b', 'new')]])).toEqual({ full: expect.stringMatching(/links to it before writing it again/) });
     expect(await verdict(low, [[f('etc/b', 'old')]], [[f('etc/b', 'new'), hard('x', 'etc/b')]])).toEqual({ plan: expect.objectContaining({ remove: ['etc/b'] }) });
-    // No new layer writes it: its shared content would have to be extracted on its own.
-    expect(await verdict(low, [[f('etc/b', 'old')]], [[f('n')]])).toEqual({ full: expect.stringMatching(/replaced "etc\/b" of the layers below, and no new layer writes it again/) });
+  });
+
+  it('extracts a file the old upper layer wrote over alone from the shared layer that made it when no new layer writes it (a Config removed)', async () => {
+    const lowEntries = [[dir('etc'), f('etc/a'), f('etc/b'), hard('etc/h', 'etc/a')], [f('etc/b', 'b from the second layer'), f('etc/c')]];
+    const low = lowEntries.map((l) => put(st, l));
+    // The Config wrote over files of both shared layers; the new image has no Config at all.
+    const removed = await verdict(lowEntries, [[f('etc/b', 'config'), f('etc/c', 'config'), f('etc/extra')]], []);
+    expect(removed).toEqual({
+      plan: { keep: 2, remove: ['etc/b', 'etc/c', 'etc/extra'], modes: [], restore: [{ digest: low[1], compression: 'gzip', paths: ['etc/b', 'etc/c'] }], steps: [] },
+    });
+    // Not written again by the new layers (they only add): restored before them, so a new link to it finds it.
+    const linked = await verdict(lowEntries, [[f('etc/c', 'old')]], [[hard('x', 'etc/c'), f('n')]]);
+    expect(linked).toEqual({ plan: expect.objectContaining({ remove: ['etc/c'], restore: [{ digest: low[1], compression: 'gzip', paths: ['etc/c'] }] }) });
+    expect('plan' in linked && linked.plan.steps).toHaveLength(1);
+    // A file that shares its inode with another in a full unpack, or that the layer cannot give alone by name.
+    expect(await verdict(lowEntries, [[f('etc/a', 'config')]], [])).toEqual({ full: expect.stringMatching(/replaced "etc\/a" .*no new layer writes it again: a layer below links to it/) });
+    expect(await verdict([[dir('etc'), f('etc/a'), f('opt/etc/a')]], [[f('etc/a', 'config')]], [])).toEqual({
+      full: expect.stringMatching(/cannot be extracted alone from .* \(its entry "opt\/etc\/a" would come along\)/),
+    });
+    expect(await verdict([[f('l'), hard('m', 'l')]], [[f('m', 'config')]], [])).toEqual({ full: expect.stringMatching(/"m" would come along|cannot be extracted alone/) });
   });
 
   it('unpacks in full when nothing is shared or an old layer is not known', async () => {
@@ -161,7 +180,9 @@ function randomLayer(r: () => number, upper: boolean, tag: string, root = ''): R
   return entries.filter((e) => !seen.has(e.path) && (seen.add(e.path), true));
 }
 
-const LISTING = "cd \"$1\" && { find . -mindepth 1 -type d -printf '%y %m %p\\n'; find . -mindepth 1 ! -type d -printf '%y %m %n %s %p -> %l\\n'; } | LC_ALL=C sort";
+// Each entry's type, mode, link count, size and link target, and each regular file's content digest.
+const LISTING =
+  "cd \"$1\" && { find . -mindepth 1 -type d -printf '%y %m %p\\n'; find . -mindepth 1 ! -type d -printf '%y %m %n %s %p -> %l\\n'; find . -type f -exec sha256sum {} +; } | LC_ALL=C sort";
 
 describe.skipIf(!labsAvailable())('an incremental unpack on a real host gives the tree of a full unpack', () => {
   let t: TestLab;
@@ -273,6 +294,36 @@ describe.skipIf(!labsAvailable())('an incremental unpack on a real host gives th
     }
     expect(tried).toBe(8);
     expect(incremental).toBeGreaterThanOrEqual(3);
+  }, 600_000);
+
+  it('for random stacks whose old top layer wrote over files below and which the new image drops or leaves alone (a Config removed)', async () => {
+    let incremental = 0;
+    let restored = 0;
+    let tried = 0;
+    for (let seed = 2000; tried < 10 && seed < 2400; seed++) {
+      const r = rng(seed);
+      // Writers differ: some name entries `./etc/a`, some `etc/a`; the restore must find either.
+      const dotted = (l: RawEntry[]) => l.map((e) => (r() < 0.5 ? { ...e, path: `./${e.path}` } : e));
+      const lower = [dotted(randomLayer(r, false, `l1-${seed}`)), dotted(randomLayer(r, true, `l2-${seed}`))];
+      const oldTop = randomLayer(r, false, `o-${seed}`).filter((e) => e.content !== undefined);
+      if (oldTop.length === 0) continue;
+      // Half the cases drop the Config; the others add a layer that may write some of its files again, or not.
+      const newUp = seed % 2 === 0 ? [] : [randomLayer(r, true, `n-${seed}`)];
+      const low = lower.map((l) => sha256(rawLayer(l)));
+      const next = [...low, ...newUp.map((l) => sha256(rawLayer(l)))];
+      const out = await compareCase(seed, lower, [oldTop], newUp);
+      if (out === undefined) continue;
+      tried++;
+      if (out) {
+        incremental++;
+        const scans = await scansOf(st, [...low, sha256(rawLayer(oldTop)), ...next]);
+        const v = planIncremental(await checkLayers(blobPath(st), next), [...low, sha256(rawLayer(oldTop))], (d) => scans.get(d));
+        if ('plan' in v && v.plan.restore.length > 0) restored++;
+      }
+    }
+    expect(tried).toBe(10);
+    expect(incremental).toBeGreaterThanOrEqual(3);
+    expect(restored).toBeGreaterThanOrEqual(2);
   }, 600_000);
 
   it('never builds on a rootfs changed after it was recorded (a hook wrote into it)', async () => {

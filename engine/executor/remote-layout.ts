@@ -112,6 +112,14 @@ function removeLines(paths: string[]): string[] {
   return out;
 }
 
+/** The tar command that extracts a layer (or, with names after it, some of its entries) into the new rootfs. */
+function extractLine(layer: Digest, compression: 'gzip' | 'none'): string {
+  const z = compression === 'gzip' ? ' -z' : '';
+  // 1 MiB records instead of tar's 10 KiB: a hundredth of the reads and writes (a third of the CPU for a big file,
+  // which every host spends at once after the last byte); tar reads archives of any record size this way.
+  return `tar -x${z} -b 2048 -f ${shellQuote(`/layers/${digestHex(layer)}.tar.gz`)} -C /target --no-same-owner --numeric-owner --exclude='.wh.*'`;
+}
+
 /** The plan's lines for some layers (`first` is the 0-based index of the first), then the rules for every entry. */
 function planLines(steps: LayerStep[], first: number, total: number, allowSetid: boolean, prelude: string[] = []): string {
   const lines = [
@@ -123,10 +131,7 @@ function planLines(steps: LayerStep[], first: number, total: number, allowSetid:
   steps.forEach((step, i) => {
     lines.push(`# layer ${first + i + 1} of ${total}: ${step.digest}`);
     lines.push(...removeLines(step.remove));
-    const z = step.compression === 'gzip' ? ' -z' : '';
-    // 1 MiB records instead of tar's 10 KiB: a hundredth of the reads and writes (a third of the CPU for a big file,
-    // which every host spends at once after the last byte); tar reads archives of any record size this way.
-    lines.push(`tar -x${z} -b 2048 -f ${shellQuote(`/layers/${digestHex(step.digest)}.tar.gz`)} -C /target --no-same-owner --numeric-owner --exclude='.wh.*'`);
+    lines.push(extractLine(step.digest, step.compression));
   });
   lines.push("find /target -xdev \\( -type b -o -type c -o -type p -o -type s \\) -exec rm -f -- {} +");
   if (!allowSetid) lines.push('find /target -xdev -perm /6000 ! -type l -exec chmod ug-s -- {} +');
@@ -144,12 +149,22 @@ export function unpackPlanScript(checked: CheckedImage): string {
 
 /**
  * The incremental plan, in the same sandbox: /target starts as a hard-linked copy of the current rootfs. What the
- * old image's upper layers made is taken out, the modes they changed are set back, then only the new upper layers
- * are unpacked (see engine/image/incremental.ts for when this gives exactly the tree of a full unpack).
+ * old image's upper layers made is taken out, the modes they changed are set back, the files they wrote over that
+ * no new layer writes again are extracted alone from the shared layers, then only the new upper layers are unpacked (see engine/image/incremental.ts for when this gives exactly the tree of a full unpack).
  */
 export function incrementalPlanScript(checked: CheckedImage, inc: IncrementalPlan): string {
   const prelude = [`# the old upper layers, taken out: the rootfs of the ${inc.keep} shared layers remains`, ...removeLines(inc.remove)];
   for (const m of inc.modes) prelude.push(`chmod ${m.mode.toString(8).padStart(4, '0')} -- ${shellQuote(`/target/${m.path}`)}`);
+  for (const r of inc.restore) {
+    prelude.push(`# files the old upper layers wrote over, extracted alone from ${r.digest}`);
+    // Unanchored, a name also matches the `./`-prefixed form writers emit; the plan was made only where no other
+    // entry of the layer matches it (incremental.ts). No wildcards: a name is itself. Names are passed as arguments,
+    // not a list file: `--verbatim-files-from` is missing from the older GNU tar some hosts have.
+    for (let k = 0; k < r.paths.length; k += REMOVE_BATCH) {
+      const names = r.paths.slice(k, k + REMOVE_BATCH).map(shellQuote).join(' ');
+      prelude.push(`${extractLine(r.digest, r.compression)} --no-wildcards --no-anchored -- ${names}`);
+    }
+  }
   return planLines(inc.steps, inc.keep, checked.steps.length, checked.allowSetid, prelude);
 }
 

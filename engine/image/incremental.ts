@@ -5,8 +5,9 @@
  * the old upper layers may add entries and re-list directories of the shared lower layers, but as soon as one
  * of them removed, replaced or re-moded something the shared layers made (a whiteout, an opaque directory, a
  * directory replaced, a directory the lower layers made without listing it), the verdict is a full unpack. A file
- * written over a file is the one replacement taken back, when the new layers write it again (see unsettledRewrites).
- * Pure: the scans come from the layer check's cache.
+ * written over a file (a Config's, say) is the one replacement taken back: taken out, and either written again by a
+ * new layer (see settleRewrites) or extracted alone from the shared layer that made it (see restoreOf), which is
+ * what removing a Config from the cluster needs. Pure: the scans come from the layer check's cache.
  */
 import type { Digest } from '../kernel/digest.js';
 import type { CheckedImage } from './layer-check.js';
@@ -19,8 +20,19 @@ export interface IncrementalPlan {
   remove: string[];
   /** Directories the shared layers listed and an old upper layer listed again: their mode is set back. */
   modes: { path: string; mode: number }[];
+  /**
+   * Files an old upper layer wrote over and no new layer writes again: after the removals, each is extracted alone
+   * from the shared layer that made it (by name, so the layer holds no other entry the name could match).
+   */
+  restore: LayerRestore[];
   /** The new image's unpack steps above the shared layers. */
   steps: LayerStep[];
+}
+
+export interface LayerRestore {
+  digest: Digest;
+  compression: 'gzip' | 'none';
+  paths: string[];
 }
 
 export type IncrementalVerdict = { plan: IncrementalPlan } | { full: string };
@@ -131,8 +143,8 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
         continue;
       }
       const n = f.node!;
-      // A file written over a file (a Config's, say) is taken out like an added one when a new layer writes it
-      // again before anything reads it; which the new layers are checked for below.
+      // A file written over a file (a Config's, say) is taken out like an added one; then a new layer writes it
+      // again, or it is extracted alone from the shared layer that made it (both checked below).
       if (m.kind !== 'dir' && !isDir(n)) {
         if (!rewritten.has(m.path)) rewritten.set(m.path, which);
         continue;
@@ -142,11 +154,15 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
       if (m.mode !== n.mode) modes.set(m.path, n.mode);
     }
   }
+  let restore: LayerRestore[] = [];
   if (rewritten.size > 0) {
     const newUpper = scanned(layers.slice(keep), 'layer');
     if (!Array.isArray(newUpper)) return newUpper;
-    const unsettled = unsettledRewrites(rewritten, newUpper);
-    if (unsettled) return { full: unsettled };
+    const settled = settleRewrites(rewritten, newUpper);
+    if ('full' in settled) return settled;
+    const restored = restoreOf(settled.pending, rewritten, shared);
+    if ('full' in restored) return restored;
+    restore = restored.restore;
     for (const p of rewritten.keys()) remove.add(p);
   }
   // A removed directory takes what is inside it.
@@ -156,35 +172,77 @@ export function planIncremental(next: CheckedImage, oldLayers: Digest[], scans: 
       keep,
       remove: [...remove].filter((p) => !within(p)).sort(),
       modes: [...modes].filter(([p]) => !remove.has(p) && !within(p)).map(([path, mode]) => ({ path, mode })),
+      restore,
       steps: next.steps.slice(keep),
     },
   };
 }
 
 /**
- * Why some file an old upper layer wrote over a file of the shared layers cannot simply be taken out (undefined
- * when every one can). Taken out, it is missing where a full unpack has the shared layers' file, until a new layer
- * writes that path again (any entry there replaces it whole) or removes it (a whiteout, an opaque directory above
- * it). Until then nothing may read it: a hard link to it would join the missing file, so that is a full unpack,
- * as is a file no new layer writes again (its shared content would have to be extracted alone).
+ * Which files an old upper layer wrote over a file of the shared layers no new layer settles: taken out, such a file
+ * is missing where a full unpack has the shared layers' file, until a new layer writes that path again (any entry
+ * there replaces it whole) or removes it (a whiteout, an opaque directory above it). The ones never settled are
+ * restored from the shared layers before the new layers are unpacked (restoreOf). A new hard link to a file settled
+ * only later would join the missing file: that is a full unpack.
  */
-function unsettledRewrites(rewritten: Map<string, string>, newUpper: ScannedLayer[]): string | undefined {
-  const pending = new Set(rewritten.keys());
+function settleRewrites(rewritten: Map<string, string>, newUpper: ScannedLayer[]): { pending: string[] } | { full: string } {
   const removedBy = (p: string, hidden: Set<string>) => hidden.has('') || hidden.has(p) || ancestorIn(p, hidden);
-  for (const l of newUpper) {
-    if (pending.size === 0) break;
-    // A layer's whiteouts and opaque markers apply before its entries.
-    const hidden = new Set([...l.whiteouts, ...l.opaques]);
-    if (hidden.size > 0) for (const p of pending) if (removedBy(p, hidden)) pending.delete(p);
-    for (const m of l.members) {
-      if (m.kind === 'hardlink' && m.target !== undefined && pending.has(m.target)) {
-        return `${rewritten.get(m.target)} wrote over "${m.target}" of the layers below, and a new layer links to it before writing it again`;
+  // A walk follows the new layers in order and says which files none of them settles; with `linkFails`, a new link
+  // to a file not settled yet is a full unpack.
+  const walk = (start: Iterable<string>, linkFails: boolean): { left: Set<string> } | { full: string } => {
+    const pending = new Set(start);
+    for (const l of newUpper) {
+      if (pending.size === 0) break;
+      // A layer's whiteouts and opaque markers apply before its entries.
+      const hidden = new Set([...l.whiteouts, ...l.opaques]);
+      if (hidden.size > 0) for (const p of pending) if (removedBy(p, hidden)) pending.delete(p);
+      for (const m of l.members) {
+        if (linkFails && m.kind === 'hardlink' && m.target !== undefined && pending.has(m.target)) {
+          return { full: `${rewritten.get(m.target)} wrote over "${m.target}" of the layers below, and a new layer links to it before writing it again` };
+        }
+        pending.delete(m.path);
       }
-      pending.delete(m.path);
     }
+    return { left: pending };
+  };
+  // Files no new layer settles are restored before the new layers run, so they are never missing; the others are
+  // missing until their settling entry, and a link to one of them before it is a full unpack.
+  const first = walk(rewritten.keys(), false);
+  if ('full' in first) return first;
+  const never = first.left;
+  const second = walk([...rewritten.keys()].filter((p) => !never.has(p)), true);
+  if ('full' in second) return second;
+  return { pending: [...never] };
+}
+
+/**
+ * Where each pending file is extracted alone from: the highest shared layer with an entry of that name (the one the
+ * shared tree has it from). GNU tar is asked for the name unanchored, which also matches the `./`-prefixed forms
+ * writers emit; it is used only when no other entry of that layer could match it or lie under it. A file that is a
+ * hard link, or that a shared entry links to, shares its inode in a full unpack and cannot be extracted alone.
+ */
+function restoreOf(pending: string[], rewritten: Map<string, string>, shared: ScannedLayer[]): { restore: LayerRestore[] } | { full: string } {
+  if (pending.length === 0) return { restore: [] };
+  const byLayer = new Map<ScannedLayer, string[]>();
+  const linked = new Set<string>();
+  for (const l of shared) for (const m of l.members) if (m.kind === 'hardlink' && m.target !== undefined) linked.add(m.target);
+  for (const p of pending) {
+    const why = `${rewritten.get(p)} replaced "${p}" of the layers below, and no new layer writes it again`;
+    if (linked.has(p)) return { full: `${why}: a layer below links to it, so it cannot be extracted alone` };
+    const from = [...shared].reverse().find((l) => l.members.some((m) => m.path === p));
+    if (!from) return { full: `${why}: no layer below holds it` };
+    for (const m of from.members) {
+      if (m.path === p ? m.kind === 'dir' || m.kind === 'hardlink' : m.path.endsWith(`/${p}`) || m.path.startsWith(`${p}/`) || m.path.includes(`/${p}/`)) {
+        return { full: `${why}: it cannot be extracted alone from ${from.digest} (its entry "${m.path}" would come along)` };
+      }
+    }
+    const list = byLayer.get(from);
+    if (list) list.push(p);
+    else byLayer.set(from, [p]);
   }
-  const [left] = pending;
-  return left === undefined ? undefined : `${rewritten.get(left)} replaced "${left}" of the layers below, and no new layer writes it again`;
+  return {
+    restore: shared.filter((l) => byLayer.has(l)).map((l) => ({ digest: l.digest, compression: l.compression, paths: byLayer.get(l)!.sort() })),
+  };
 }
 
 /** Whether a directory above `path` (not the root, not `path` itself) is in `set`. */
