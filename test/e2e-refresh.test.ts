@@ -3,7 +3,8 @@
  * the rootfs record on another. `ci plan` shows exactly those two steps with their drift reasons (a saved plan of
  * it applies exactly them), no hook runs again (read back from the hosts), and the next plan has no changes.
  * `--refresh=false` does not look; `--refresh-only` shows only the drift (plan) or records it in the state (apply)
- * without touching a host. A host whose link is down is reported by name and kept, never planned away.
+ * without touching a host; a layer changed in place without a change of size or time is found by `--refresh=deep`.
+ * A host whose link is down is reported by name and kept, never planned away.
  */
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { execFileSync } from 'node:child_process';
@@ -154,6 +155,18 @@ describe.skipIf(!labsAvailable())('refresh and drift on LOCAL hosts', () => {
     await ci(['apply', '-f', clusterfile, '--auto-approve']);
     expect(await evidence(home)).toEqual(ran);
     expect((await ci(['plan', '-f', clusterfile, '--detailed-exitcode'])).stdout).toMatch(/^No changes\./);
+  });
+
+  step('a layer changed on a host without changing its size or time is found by a deep refresh only, and sent again', async () => {
+    // One byte flipped in place, the file's time put back: what a shallow refresh compares is all as recorded.
+    await exec(N1, `t=$(stat -c %Y ${layerFile}); printf 'Z' | dd of=${layerFile} bs=1 seek=100 conv=notrunc 2>/dev/null; touch -d @$t ${layerFile}`);
+    expect((await ci(['plan', '-f', clusterfile, '--detailed-exitcode'])).stdout).toMatch(/^No changes\./);
+    const deep = await ci(['plan', '-f', clusterfile, '--refresh=deep', '--detailed-exitcode'], 2);
+    expect(deep.stdout).toContain(`${N1}: drift: layer changed on host`);
+    expect(deep.stdout).toMatch(/send 1 layer .*# drift: layer changed on host/);
+    await ci(['apply', '-f', clusterfile, '--refresh=deep', '--auto-approve']);
+    expect((await ci(['plan', '-f', clusterfile, '--refresh=deep', '--detailed-exitcode'])).stdout).toMatch(/^No changes\./);
+    expect(await evidence(home)).toEqual(ran);
   });
 
   step('a host whose link is down is reported by name and kept in the state; nothing is planned for it', async () => {

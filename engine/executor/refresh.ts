@@ -8,7 +8,7 @@
 import pLimit from 'p-limit';
 import { digestHex, type Digest } from '../kernel/digest.js';
 import { connectSsh } from '../../providers/ssh/session.js';
-import { shellQuote } from '../../providers/ssh/shell.js';
+import { SHA256_OF_FILES, shellQuote } from '../../providers/ssh/shell.js';
 import type { ProviderRuntime } from '../../providers/contract.js';
 import type { ClusterState, HostState } from '../../state/model.js';
 import type { RefreshDepth } from '../../plans/actions.js';
@@ -55,7 +55,7 @@ export function refreshScript(cluster: string, depth: RefreshDepth): string {
     `    -o \\( -path ${shellQuote(remoteRootfs(cluster))} -xtype d -printf 'R present %i\\n' \\) \\`,
     `    -o \\( -path ${shellQuote(remoteHookMarkerDir(cluster))} -xtype d -printf 'D\\n' \\)`,
     'fi',
-    ...(depth === 'deep' ? [`if [ -d "$s" ]; then ${find} -exec sha256sum {} + | sed 's/^/H /'; fi`] : []),
+    ...(depth === 'deep' ? [`if [ -d "$s" ]; then ${find} -exec sh -c ${shellQuote(SHA256_OF_FILES)} sh {} + | sed 's/^/H /'; fi`] : []),
     `if [ -e "$d" ]; then echo 'C present'; fi`,
     'if [ -d "$d" ] && cd "$d"; then',
     '  set --',
@@ -108,7 +108,7 @@ export function parseRefreshAnswer(stdout: string): HostFound | undefined {
       const hex = rest[0].replace(/\.tar\.gz$/, '');
       if (HEX.test(hex)) found.layers[hex] = { size: Number(rest[1]), mtime: Math.floor(Number(rest[2])) };
     } else if (tag === 'H' && rest.length >= 2) {
-      // `sha256sum` prints `<hex>  <path>`: the split leaves an empty field between them.
+      // `<hex>  <path>` (sha256sum: the split leaves an empty field between them) or `<hex> *<path>` (OpenSSL).
       const path = rest[rest.length - 1];
       const hex = /([0-9a-f]{64})\.tar\.gz$/.exec(path)?.[1];
       if (hex) hashes.set(hex, rest[0]);

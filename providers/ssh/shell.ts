@@ -12,6 +12,12 @@ export function shellQuote(s: string): string {
  */
 export const SHA256_OF_STDIN = '{ { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; } | cut -c1-64; }';
 
+/**
+ * The same choice for files: a script for `sh -c` (as `find ... -exec sh -c SCRIPT sh {} +`) hashing the files it is
+ * given, one `<hex> <path>` line each (coreutils puts two spaces, OpenSSL a space and `*`; both end in the path).
+ */
+export const SHA256_OF_FILES = 'if command -v openssl >/dev/null 2>&1; then exec openssl dgst -sha256 -r "$@"; else exec sha256sum -- "$@"; fi';
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** `export NAME='value'` lines; a value with newlines spans several lines inside its quotes. */
