@@ -158,11 +158,11 @@ export function incrementalPlanScript(checked: CheckedImage, inc: IncrementalPla
   for (const r of inc.restore) {
     prelude.push(`# files the old upper layers wrote over, extracted alone from ${r.digest}`);
     // Unanchored, a name also matches the `./`-prefixed form writers emit; the plan was made only where no other
-    // entry of the layer matches it (incremental.ts). No wildcards: a name is itself. Names are passed as arguments,
-    // not a list file: `--verbatim-files-from` is missing from the older GNU tar some hosts have.
+    // entry of the layer matches it (incremental.ts). No wildcards and no unquoting: a name is itself, `*` and `\`
+    // included. Names are arguments, not a list file: `--verbatim-files-from` is missing from older GNU tar.
     for (let k = 0; k < r.paths.length; k += REMOVE_BATCH) {
       const names = r.paths.slice(k, k + REMOVE_BATCH).map(shellQuote).join(' ');
-      prelude.push(`${extractLine(r.digest, r.compression)} --no-wildcards --no-anchored -- ${names}`);
+      prelude.push(`${extractLine(r.digest, r.compression)} --no-wildcards --no-unquote --no-anchored -- ${names}`);
     }
   }
   return planLines(inc.steps, inc.keep, checked.steps.length, checked.allowSetid, prelude);
