@@ -8,7 +8,7 @@
 import pLimit from 'p-limit';
 import { digestHex, type Digest } from '../kernel/digest.js';
 import { connectSsh } from '../../providers/ssh/session.js';
-import { SHA256_OF_FILES, shellQuote } from '../../providers/ssh/shell.js';
+import { sha256OfFound, shellQuote } from '../../providers/ssh/shell.js';
 import type { ProviderRuntime } from '../../providers/contract.js';
 import type { ClusterState, HostState } from '../../state/model.js';
 import type { RefreshDepth } from '../../plans/actions.js';
@@ -55,7 +55,7 @@ export function refreshScript(cluster: string, depth: RefreshDepth): string {
     `    -o \\( -path ${shellQuote(remoteRootfs(cluster))} -xtype d -printf 'R present %i\\n' \\) \\`,
     `    -o \\( -path ${shellQuote(remoteHookMarkerDir(cluster))} -xtype d -printf 'D\\n' \\)`,
     'fi',
-    ...(depth === 'deep' ? [`if [ -d "$s" ]; then ${find} -exec sh -c ${shellQuote(SHA256_OF_FILES)} sh {} + | sed 's/^/H /'; fi`] : []),
+    ...(depth === 'deep' ? [`if [ -d "$s" ]; then { ${sha256OfFound(find)}; } | sed 's/^/H /'; fi`] : []),
     `if [ -e "$d" ]; then echo 'C present'; fi`,
     'if [ -d "$d" ] && cd "$d"; then',
     '  set --',

@@ -13,10 +13,12 @@ export function shellQuote(s: string): string {
 export const SHA256_OF_STDIN = '{ { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi; } | cut -c1-64; }';
 
 /**
- * The same choice for files: a script for `sh -c` (as `find ... -exec sh -c SCRIPT sh {} +`) hashing the files it is
- * given, one `<hex> <path>` line each (coreutils puts two spaces, OpenSSL a space and `*`; both end in the path).
+ * The same choice for files: a shell command hashing the files `find` (its command without an action) finds, one
+ * `<hex> <path>` line each (coreutils puts two spaces, OpenSSL a space and `*`; both end in the path).
  */
-export const SHA256_OF_FILES = 'if command -v openssl >/dev/null 2>&1; then exec openssl dgst -sha256 -r "$@"; else exec sha256sum -- "$@"; fi';
+export function sha256OfFound(find: string): string {
+  return `if command -v openssl >/dev/null 2>&1; then ${find} -exec openssl dgst -sha256 -r {} +; else ${find} -exec sha256sum -- {} +; fi`;
+}
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
