@@ -105,6 +105,27 @@ export function unpackScript(cluster: string, layers: Digest[], target: RootfsRe
 }
 
 const REMOVE_BATCH = 200;
+/** Bytes of names on one restoring tar's command line: far below Linux's 2 MB for arguments and environment. */
+const RESTORE_ARGS_BYTES = 100_000;
+
+/** Quoted words joined into lines of at most `bytes` bytes each (a longer word gets a line of its own). */
+function argumentBatches(words: string[], bytes: number): string[] {
+  const out: string[] = [];
+  let line: string[] = [];
+  let size = 0;
+  for (const w of words) {
+    const n = Buffer.byteLength(w) + 1;
+    if (line.length > 0 && size + n > bytes) {
+      out.push(line.join(' '));
+      line = [];
+      size = 0;
+    }
+    line.push(w);
+    size += n;
+  }
+  if (line.length > 0) out.push(line.join(' '));
+  return out;
+}
 
 function removeLines(paths: string[]): string[] {
   const out: string[] = [];
@@ -160,8 +181,8 @@ export function incrementalPlanScript(checked: CheckedImage, inc: IncrementalPla
     // Unanchored, a name also matches the `./`-prefixed form writers emit; the plan was made only where no other
     // entry of the layer matches it (incremental.ts). No wildcards and no unquoting: a name is itself, `*` and `\`
     // included. Names are arguments, not a list file: `--verbatim-files-from` is missing from older GNU tar.
-    for (let k = 0; k < r.paths.length; k += REMOVE_BATCH) {
-      const names = r.paths.slice(k, k + REMOVE_BATCH).map(shellQuote).join(' ');
+    // Each command reads the whole layer, so the names go in as few as a command line holds.
+    for (const names of argumentBatches(r.paths.map(shellQuote), RESTORE_ARGS_BYTES)) {
       prelude.push(`${extractLine(r.digest, r.compression)} --no-wildcards --no-unquote --no-anchored -- ${names}`);
     }
   }

@@ -223,25 +223,53 @@ function settleRewrites(rewritten: Map<string, string>, newUpper: ScannedLayer[]
  */
 function restoreOf(pending: string[], rewritten: Map<string, string>, shared: ScannedLayer[]): { restore: LayerRestore[] } | { full: string } {
   if (pending.length === 0) return { restore: [] };
-  const byLayer = new Map<ScannedLayer, string[]>();
+  const want = new Set(pending);
+  const why = (p: string) => `${rewritten.get(p)} replaced "${p}" of the layers below, and no new layer writes it again`;
+  // One pass over the shared layers: which one each file is from last, and what any of them links to.
+  const from = new Map<string, number>();
   const linked = new Set<string>();
-  for (const l of shared) for (const m of l.members) if (m.kind === 'hardlink' && m.target !== undefined) linked.add(m.target);
+  shared.forEach((l, i) => {
+    for (const m of l.members) {
+      if (want.has(m.path)) from.set(m.path, i);
+      if (m.kind === 'hardlink' && m.target !== undefined && want.has(m.target)) linked.add(m.target);
+    }
+  });
+  const byLayer = new Map<number, string[]>();
   for (const p of pending) {
-    const why = `${rewritten.get(p)} replaced "${p}" of the layers below, and no new layer writes it again`;
-    if (linked.has(p)) return { full: `${why}: a layer below links to it, so it cannot be extracted alone` };
-    const from = [...shared].reverse().find((l) => l.members.some((m) => m.path === p));
-    if (!from) return { full: `${why}: no layer below holds it` };
-    for (const m of from.members) {
-      if (m.path === p ? m.kind === 'dir' || m.kind === 'hardlink' : m.path.endsWith(`/${p}`) || m.path.startsWith(`${p}/`) || m.path.includes(`/${p}/`)) {
-        return { full: `${why}: it cannot be extracted alone from ${from.digest} (its entry "${m.path}" would come along)` };
+    if (linked.has(p)) return { full: `${why(p)}: a layer below links to it, so it cannot be extracted alone` };
+    const i = from.get(p);
+    if (i === undefined) return { full: `${why(p)}: no layer below holds it` };
+    const list = byLayer.get(i);
+    if (list) list.push(p);
+    else byLayer.set(i, [p]);
+  }
+  // In each source layer, an entry the unanchored name would also match: a name ending in `/<name>`, or one under
+  // it (`<name>/...`, `.../<name>/...`). Found by the name's last component, so a layer is read once whatever the
+  // number of files.
+  for (const [i, paths] of byLayer) {
+    const byBase = new Map<string, string[]>();
+    for (const p of paths) {
+      const base = p.slice(p.lastIndexOf('/') + 1);
+      const list = byBase.get(base);
+      if (list) list.push(p);
+      else byBase.set(base, [p]);
+    }
+    for (const m of shared[i].members) {
+      const parts = m.path.split('/');
+      for (let k = 0; k < parts.length; k++) {
+        for (const p of byBase.get(parts[k]) ?? []) {
+          const j = k + 1 - (p.split('/').length);
+          if (j < 0 || parts.slice(j, k + 1).join('/') !== p) continue;
+          const itself = j === 0 && k === parts.length - 1;
+          if (!itself || m.kind === 'dir' || m.kind === 'hardlink') {
+            return { full: `${why(p)}: it cannot be extracted alone from ${shared[i].digest} (its entry "${m.path}" would come along)` };
+          }
+        }
       }
     }
-    const list = byLayer.get(from);
-    if (list) list.push(p);
-    else byLayer.set(from, [p]);
   }
   return {
-    restore: shared.filter((l) => byLayer.has(l)).map((l) => ({ digest: l.digest, compression: l.compression, paths: byLayer.get(l)!.sort() })),
+    restore: [...byLayer.keys()].sort((x, y) => x - y).map((i) => ({ digest: shared[i].digest, compression: shared[i].compression, paths: byLayer.get(i)!.sort() })),
   };
 }
 
