@@ -104,9 +104,8 @@ export function unpackScript(cluster: string, layers: Digest[], target: RootfsRe
   return `set -eu\n(\n${prepareScript(cluster, layers, target, base)}\n)\n${swapScript(cluster, target)}`;
 }
 
-const REMOVE_BATCH = 200;
-/** Bytes of names on one restoring tar's command line: far below Linux's 2 MB for arguments and environment. */
-const RESTORE_ARGS_BYTES = 100_000;
+/** Bytes of names on one command line of a plan (rm, a restoring tar): far below Linux's 2 MB for arguments. */
+const ARGS_BYTES = 100_000;
 
 /** Quoted words joined into lines of at most `bytes` bytes each (a longer word gets a line of its own). */
 function argumentBatches(words: string[], bytes: number): string[] {
@@ -128,9 +127,7 @@ function argumentBatches(words: string[], bytes: number): string[] {
 }
 
 function removeLines(paths: string[]): string[] {
-  const out: string[] = [];
-  for (let k = 0; k < paths.length; k += REMOVE_BATCH) out.push(`rm -rf -- ${paths.slice(k, k + REMOVE_BATCH).map((p) => shellQuote(`/target/${p}`)).join(' ')}`);
-  return out;
+  return argumentBatches(paths.map((p) => shellQuote(`/target/${p}`)), ARGS_BYTES).map((names) => `rm -rf -- ${names}`);
 }
 
 /** The tar command that extracts a layer (or, with names after it, some of its entries) into the new rootfs. */
@@ -171,7 +168,8 @@ export function unpackPlanScript(checked: CheckedImage): string {
 /**
  * The incremental plan, in the same sandbox: /target starts as a hard-linked copy of the current rootfs. What the
  * old image's upper layers made is taken out, the modes they changed are set back, the files they wrote over that
- * no new layer writes again are extracted alone from the shared layers, then only the new upper layers are unpacked (see engine/image/incremental.ts for when this gives exactly the tree of a full unpack).
+ * no new layer writes again are extracted alone from the shared layers, then only the new upper layers are unpacked
+ * (see engine/image/incremental.ts for when this gives exactly the tree of a full unpack).
  */
 export function incrementalPlanScript(checked: CheckedImage, inc: IncrementalPlan): string {
   const prelude = [`# the old upper layers, taken out: the rootfs of the ${inc.keep} shared layers remains`, ...removeLines(inc.remove)];
@@ -182,7 +180,7 @@ export function incrementalPlanScript(checked: CheckedImage, inc: IncrementalPla
     // entry of the layer matches it (incremental.ts). No wildcards and no unquoting: a name is itself, `*` and `\`
     // included. Names are arguments, not a list file: `--verbatim-files-from` is missing from older GNU tar.
     // Each command reads the whole layer, so the names go in as few as a command line holds.
-    for (const names of argumentBatches(r.paths.map(shellQuote), RESTORE_ARGS_BYTES)) {
+    for (const names of argumentBatches(r.paths.map(shellQuote), ARGS_BYTES)) {
       prelude.push(`${extractLine(r.digest, r.compression)} --no-wildcards --no-unquote --no-anchored -- ${names}`);
     }
   }

@@ -247,18 +247,18 @@ function restoreOf(pending: string[], rewritten: Map<string, string>, shared: Sc
   // it (`<name>/...`, `.../<name>/...`). Found by the name's last component, so a layer is read once whatever the
   // number of files.
   for (const [i, paths] of byLayer) {
-    const byBase = new Map<string, string[]>();
+    const byBase = new Map<string, { p: string; depth: number }[]>();
     for (const p of paths) {
-      const base = p.slice(p.lastIndexOf('/') + 1);
-      const list = byBase.get(base);
-      if (list) list.push(p);
-      else byBase.set(base, [p]);
+      const parts = p.split('/');
+      const list = byBase.get(parts[parts.length - 1]);
+      if (list) list.push({ p, depth: parts.length });
+      else byBase.set(parts[parts.length - 1], [{ p, depth: parts.length }]);
     }
     for (const m of shared[i].members) {
       const parts = m.path.split('/');
       for (let k = 0; k < parts.length; k++) {
-        for (const p of byBase.get(parts[k]) ?? []) {
-          const j = k + 1 - (p.split('/').length);
+        for (const { p, depth } of byBase.get(parts[k]) ?? []) {
+          const j = k + 1 - depth;
           if (j < 0 || parts.slice(j, k + 1).join('/') !== p) continue;
           const itself = j === 0 && k === parts.length - 1;
           if (!itself || m.kind === 'dir' || m.kind === 'hardlink') {
